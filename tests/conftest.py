@@ -88,7 +88,9 @@ def admin_conn(migrated_db_url: str) -> Iterator[psycopg.Connection[Any]]:
 def act_as(migrated_db_url: str) -> Iterator[Callable[..., RoleSession]]:
     sessions: list[RoleSession] = []
 
-    def make(role: str, claims: dict[str, Any] | None = None, url: str | None = None) -> RoleSession:
+    def make(
+        role: str, claims: dict[str, Any] | None = None, url: str | None = None
+    ) -> RoleSession:
         session = RoleSession(url or migrated_db_url, role, claims)
         sessions.append(session)
         return session
@@ -96,3 +98,44 @@ def act_as(migrated_db_url: str) -> Iterator[Callable[..., RoleSession]]:
     yield make
     for session in sessions:
         session.close()
+
+
+@pytest.fixture(scope="session")
+def shared_stub(migrated_db_url: str) -> Iterator[Any]:
+    from tests.support.clients import JWT_SECRET
+    from tests.support.postgrest import PostgrestStub
+
+    with PostgrestStub(migrated_db_url, JWT_SECRET) as stub:
+        yield stub
+
+
+@pytest.fixture
+def stub_for(
+    migrated_db_url: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Any]]:
+    """The PostgREST-compatible stub for a database URL, started on first use."""
+    from tests.support.clients import stubs
+
+    with stubs(migrated_db_url, lambda: request.getfixturevalue("shared_stub")) as factory:
+        yield factory
+
+
+@pytest.fixture
+def make_client(migrated_db_url: str, stub_for: Callable[[str], Any]) -> Iterator[Any]:
+    """``make_client(kind, url=..., claims=..., flags=...)`` over any of the four transports."""
+    from tests.support.clients import ClientFactory
+
+    factory = ClientFactory(migrated_db_url, stub_for)
+    yield factory.make
+    factory.close()
+
+
+@pytest.fixture(params=["postgres", "postgres-async", "supabase", "supabase-async"])
+def transport_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., Any], transport_kind: str) -> Any:
+    """A service-role client over each transport in turn (the test runs four times)."""
+    return make_client(transport_kind)

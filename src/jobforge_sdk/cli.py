@@ -1,19 +1,35 @@
 """The ``jobforge`` command line.
 
-Every command turns an expected failure (bad input, unreachable database, refused token)
-into one line on stderr and exit code 2; a traceback means a bug.
+Every command turns an expected failure (bad input, unreachable database, refused token,
+a bad flag value) into one line on stderr and exit code 2; a traceback means a bug.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
+import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
+from typing import Any, TextIO
 
-from .errors import JobForgeError
+import psycopg
+from pydantic import ValidationError
+
+from .client import JobForgeClient
+from .errors import ConfigurationError, JobForgeError
+from .flags import Feature, FeatureFlags
 from .migrate import Migrator
+from .policy import generate_policy_token, validate_policy_token
+from .registry import Handler
+from .smoke import Check, SmokeTest
+from .worker import Worker
 
 __all__ = ["main"]
 
@@ -22,8 +38,77 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
+class UsageError(JobForgeError):
+    """A command-line argument that cannot be used as given."""
+
+
+# -- connection -------------------------------------------------------------------------
+
+
 def _database_url(args: argparse.Namespace) -> str:
-    return str(args.database_url or os.environ.get("JOBFORGE_DATABASE_URL", ""))
+    return str(getattr(args, "database_url", None) or os.environ.get("JOBFORGE_DATABASE_URL", ""))
+
+
+def _flags(**overrides: Any) -> FeatureFlags:
+    try:
+        return FeatureFlags(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "JOBFORGE_" + str(first["loc"][0]).upper() if first["loc"] else "JOBFORGE_*"
+        raise ConfigurationError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def _check_reachable(dsn: str) -> None:
+    try:
+        with psycopg.connect(dsn, connect_timeout=10):
+            pass
+    except psycopg.ProgrammingError as exc:
+        raise ConfigurationError(f"invalid database URL: {_first_line(exc)}") from None
+    except psycopg.Error as exc:
+        raise ConfigurationError(f"cannot connect to the database: {_first_line(exc)}") from None
+
+
+def _client(args: argparse.Namespace, flags: FeatureFlags | None = None) -> JobForgeClient:
+    flags = flags or _flags()
+    supabase_url = getattr(args, "supabase_url", None) or ""
+    if supabase_url:
+        key = getattr(args, "supabase_key", None) or os.environ.get("SUPABASE_SERVICE_ROLE_KEY", "")
+        if not key:
+            raise ConfigurationError(
+                "--supabase-url needs --supabase-key or SUPABASE_SERVICE_ROLE_KEY"
+            )
+        return JobForgeClient.from_supabase(supabase_url, key, flags=flags)
+    dsn = _database_url(args)
+    if not dsn:
+        if os.environ.get("SUPABASE_URL") and os.environ.get("SUPABASE_SERVICE_ROLE_KEY"):
+            return JobForgeClient.from_supabase(
+                os.environ["SUPABASE_URL"], os.environ["SUPABASE_SERVICE_ROLE_KEY"], flags=flags
+            )
+        raise ConfigurationError(
+            "no database: pass --database-url, or set JOBFORGE_DATABASE_URL "
+            "(or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)"
+        )
+    _check_reachable(dsn)
+    return JobForgeClient.from_postgres(dsn, flags=flags, max_size=4, timeout=15)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _uuid(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
+
+
+def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
+    out.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+
+
+# -- migrate ----------------------------------------------------------------------------
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
@@ -46,24 +131,385 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _add_database_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--database-url",
-        help="PostgreSQL URL (default: $JOBFORGE_DATABASE_URL)",
+# -- smoke ------------------------------------------------------------------------------
+
+
+class Progress:
+    """Each step as it runs: a live line on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, *, quiet: bool) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+
+    def step(self, name: str) -> None:
+        if self.quiet:
+            return
+        if self.tty:
+            self.stream.write(f"\r\033[K… {name}")
+        else:
+            self.stream.write(f"running: {name}\n")
+        self.stream.flush()
+
+    def check(self, check: Check) -> None:
+        if self.quiet:
+            return
+        mark = ("✓" if check.passed else "✗") if self.tty else ("PASS" if check.passed else "FAIL")
+        prefix = "\r\033[K" if self.tty else ""
+        self.stream.write(f"{prefix}{mark} {check.name}: {check.detail}\n")
+        self.stream.flush()
+
+
+@contextmanager
+def _smoke_database(args: argparse.Namespace, progress: Progress) -> Iterator[str | None]:
+    """The database to test: the one given, or a fresh embedded PostgreSQL, migrated."""
+    if args.supabase_url:
+        yield None
+        return
+    dsn = _database_url(args)
+    if dsn:
+        _check_reachable(dsn)
+        yield dsn
+        return
+    from .embedded import embedded_database
+
+    progress.step("starting the embedded PostgreSQL")
+    with embedded_database() as url:
+        progress.step("applying bootstrap and migrations")
+        Migrator(url, echo=lambda _line: None).apply()
+        progress.check(Check("embedded PostgreSQL started and migrated", True, url.split("?")[0]))
+        yield url
+
+
+def _cmd_smoke(args: argparse.Namespace) -> int:
+    _flags()  # a bad JOBFORGE_* value is a usage error before anything runs
+    progress = Progress(sys.stderr if args.json else sys.stdout, quiet=args.json)
+    with _smoke_database(args, progress) as dsn:
+
+        def make_client(flags: FeatureFlags) -> JobForgeClient:
+            if dsn is None:
+                return JobForgeClient.from_supabase(
+                    args.supabase_url, args.supabase_key, flags=flags
+                )
+            return JobForgeClient.from_postgres(dsn, flags=flags, max_size=4, timeout=15)
+
+        smoke = SmokeTest(
+            make_client, enable_all=args.enable_all, on_check=progress.check, on_step=progress.step
+        )
+        checks = smoke.run()
+    if args.json:
+        _print_json({"passed": smoke.passed, "checks": [c.as_dict() for c in checks]})
+    else:
+        if smoke.report:
+            print("\n" + smoke.report)
+        total = len(checks)
+        passed = sum(c.passed for c in checks)
+        print(f"{passed} passed, {total - passed} failed")
+    return EXIT_OK if smoke.passed else EXIT_FAILED
+
+
+# -- worker -----------------------------------------------------------------------------
+
+
+def _load_handlers(spec: str) -> Mapping[str, Handler]:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--app: expected module:attribute, got {spec!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"--app: cannot import {module_name!r}: {exc}") from None
+    handlers = getattr(module, attr, None)
+    if not isinstance(handlers, Mapping):
+        raise UsageError(f"--app: {spec} is not a mapping of job types to handlers")
+    return handlers
+
+
+class _JsonFormatter(logging.Formatter):
+    FIELDS = (
+        "job_id",
+        "job_type",
+        "tenant_id",
+        "trace_id",
+        "attempt",
+        "duration_ms",
+        "status",
+        "worker_id",
+        "trigger_id",
     )
+
+    def format(self, record: logging.LogRecord) -> str:
+        data: dict[str, Any] = {
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        data.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        return json.dumps(data, default=str)
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    handlers = _load_handlers(args.app)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    client = _client(args)
+    with client:
+        worker = Worker(
+            client,
+            handlers,
+            concurrency=args.concurrency,
+            scheduler=args.scheduler,
+            poll_interval=args.poll_interval,
+            shutdown_grace=args.shutdown_grace,
+            heartbeat_interval=args.heartbeat_interval,
+            reap_interval=args.reap_interval,
+            stale_after=timedelta(seconds=args.stale_after),
+            worker_id=args.worker_id,
+        )
+        worker.run()
+    return EXIT_OK
+
+
+# -- token ------------------------------------------------------------------------------
+
+
+def _secret(args: argparse.Namespace) -> str:
+    secret = args.secret or os.environ.get("JOBFORGE_POLICY_TOKEN_SECRET", "")
+    if not secret:
+        raise UsageError("no secret: pass --secret or set JOBFORGE_POLICY_TOKEN_SECRET")
+    return str(secret)
+
+
+def _cmd_token_mint(args: argparse.Namespace) -> int:
+    try:
+        token = generate_policy_token(
+            secret=_secret(args),
+            kid=args.kid,
+            tenant_id=args.tenant_id,
+            actor_id=args.actor,
+            action=args.action,
+            scopes=args.scope or [],
+            project_id=args.project_id,
+            expires_in=timedelta(hours=args.hours),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    print(token)
+    return EXIT_OK
+
+
+def _cmd_token_verify(args: argparse.Namespace) -> int:
+    token = args.token if args.token != "-" else sys.stdin.read().strip()
+    result = validate_policy_token(
+        token,
+        _secret(args),
+        action=args.action,
+        required_scopes=args.scope or [],
+        tenant_id=args.tenant_id,
+    )
+    if result.allowed:
+        print(f"valid: {result.claims.model_dump_json() if result.claims else ''}")
+        return EXIT_OK
+    print(f"jobforge token verify: refused: {result.reason}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# -- doctor -----------------------------------------------------------------------------
+
+
+# doctor reads the private key table directly: it runs with the database owner's URL.
+_ACTIVE_KEYS = "select count(*) filter (where retired_at is null) from jobforge_private.policy_keys"
+_ENABLED_TEMPLATES = (
+    "select template_key from public.jobforge_job_templates where enabled order by 1"
+)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    flags = _flags()
+    problems: list[str] = []
+    print("feature flags:")
+    for key, value in flags.summary().items():
+        print(f"  {key}: {value}")
+    dsn = _database_url(args)
+    if not dsn:
+        raise ConfigurationError("no database: pass --database-url or set JOBFORGE_DATABASE_URL")
+    _check_reachable(dsn)
+    print("database: reachable")
+    status = Migrator(dsn, echo=lambda _l: None).status()
+    if status.pending or status.changed or status.needs_bootstrap:
+        problems.append(
+            f"migrations not current: pending {[m.version for m in status.pending]}, "
+            f"changed {[m.version for m in status.changed]}"
+        )
+    print(
+        f"migrations: applied {', '.join(status.applied) or 'none'}; "
+        f"pending {', '.join(m.version for m in status.pending) or 'none'}"
+    )
+    if not status.pending:
+        with psycopg.connect(dsn) as conn:
+            keys = conn.execute(_ACTIVE_KEYS).fetchone()
+            enabled = [r[0] for r in conn.execute(_ENABLED_TEMPLATES).fetchall()]
+        active_keys = int(keys[0]) if keys else 0
+        print(f"policy keys: {active_keys} active")
+        print(f"templates enabled: {', '.join(enabled) or 'none'}")
+        if flags.enabled(Feature.ACTION_JOBS) and active_keys == 0:
+            problems.append("ACTION_JOBS is on but no active policy key is in the database")
+    for problem in problems:
+        print(f"problem: {problem}")
+    print("doctor: ok" if not problems else f"doctor: {len(problems)} problem(s)")
+    return EXIT_OK if not problems else EXIT_FAILED
+
+
+# -- events and jobs --------------------------------------------------------------------
+
+
+def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
+    return [r.model_dump(mode="json") for r in rows]
+
+
+def _cmd_events_list(args: argparse.Namespace) -> int:
+    with _client(args, _flags(events=True)) as client:
+        rows = client.list_events(
+            tenant_id=args.tenant_id, event_type=args.event_type, limit=args.limit
+        )
+    _print_json(_rows(rows))
+    return EXIT_OK
+
+
+def _cmd_jobs_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        rows = client.list_jobs(
+            tenant_id=args.tenant_id, status=args.status, type=args.type, limit=args.limit
+        )
+    _print_json(_rows(rows))
+    return EXIT_OK
+
+
+def _cmd_jobs_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.get_job(job_id=args.job_id, tenant_id=args.tenant_id)
+    if job is None:
+        print(f"jobforge jobs get: error: job {args.job_id} not found", file=sys.stderr)
+        return EXIT_USAGE
+    _print_json(job.model_dump(mode="json"))
+    return EXIT_OK
+
+
+def _cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.cancel_job(job_id=args.job_id, tenant_id=args.tenant_id)
+    _print_json(job.model_dump(mode="json"))
+    return EXIT_OK
+
+
+# -- parser -----------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> Any:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _db(parser: argparse.ArgumentParser, *, supabase: bool = False) -> None:
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: $JOBFORGE_DATABASE_URL)")
+    if supabase:
+        parser.add_argument(
+            "--supabase-url", help="Supabase project URL (instead of a database URL)"
+        )
+        parser.add_argument(
+            "--supabase-key", help="service role key (default: $SUPABASE_SERVICE_ROLE_KEY)"
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jobforge", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(
+        prog="jobforge", description="JobForge: Postgres-native job queue and execution plane"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     migrate = commands.add_parser("migrate", help="apply supabase/migrations to a database")
-    _add_database_option(migrate)
+    _db(migrate)
     mode = migrate.add_mutually_exclusive_group()
     mode.add_argument("--status", action="store_true", help="list applied and pending versions")
     mode.add_argument("--dry-run", action="store_true", help="print what would run; change nothing")
     migrate.add_argument("--migrations-dir", help=argparse.SUPPRESS)
     migrate.set_defaults(handler=_cmd_migrate)
+
+    smoke = commands.add_parser("smoke", help="run the execution-plane smoke test")
+    _db(smoke, supabase=True)
+    smoke.add_argument("--json", action="store_true", help="print one JSON document for CI")
+    smoke.add_argument("--enable-all", action="store_true", help="turn every flag on for the run")
+    smoke.set_defaults(handler=_cmd_smoke)
+
+    worker = commands.add_parser("worker", help="run a worker")
+    _db(worker, supabase=True)
+    worker.add_argument("--app", required=True, help="module:attribute holding the handlers")
+    worker.add_argument("--concurrency", type=int, default=4)
+    worker.add_argument("--scheduler", action="store_true", help="also fire cron triggers")
+    worker.add_argument("--poll-interval", type=float, default=1.0)
+    worker.add_argument("--shutdown-grace", type=float, default=30.0)
+    worker.add_argument("--heartbeat-interval", type=float, default=10.0)
+    worker.add_argument("--reap-interval", type=float, default=30.0)
+    worker.add_argument(
+        "--stale-after", type=float, default=120.0, help="seconds without heartbeat = lost"
+    )
+    worker.add_argument("--worker-id")
+    worker.set_defaults(handler=_cmd_worker)
+
+    token = commands.add_parser("token", help="mint or verify policy tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, parser_class=_Parser)
+    mint = token_commands.add_parser("mint", help="print a new policy token")
+    mint.add_argument("--tenant-id", type=_uuid, required=True)
+    mint.add_argument("--actor", required=True)
+    mint.add_argument("--action", required=True, help="the template key")
+    mint.add_argument("--scope", action="append", help="a granted scope (repeatable)")
+    mint.add_argument("--project-id")
+    mint.add_argument("--kid", default=os.environ.get("JOBFORGE_POLICY_TOKEN_KID", "default"))
+    mint.add_argument("--hours", type=float, default=1.0)
+    mint.add_argument("--secret", help="default: $JOBFORGE_POLICY_TOKEN_SECRET")
+    mint.set_defaults(handler=_cmd_token_mint)
+    verify = token_commands.add_parser("verify", help="check a token (exit 0 when valid)")
+    verify.add_argument("token", help="the token, or - to read it from stdin")
+    verify.add_argument("--tenant-id", type=_uuid, required=True)
+    verify.add_argument("--action", required=True)
+    verify.add_argument("--scope", action="append", help="a required scope (repeatable)")
+    verify.add_argument("--secret", help="default: $JOBFORGE_POLICY_TOKEN_SECRET")
+    verify.set_defaults(handler=_cmd_token_verify)
+
+    doctor = commands.add_parser("doctor", help="check configuration and database")
+    _db(doctor)
+    doctor.set_defaults(handler=_cmd_doctor)
+
+    events = commands.add_parser("events", help="read events")
+    events_commands = events.add_subparsers(
+        dest="events_command", required=True, parser_class=_Parser
+    )
+    events_list = events_commands.add_parser("list", help="list a tenant's events, newest first")
+    _db(events_list, supabase=True)
+    events_list.add_argument("--tenant-id", type=_uuid, required=True)
+    events_list.add_argument("--event-type")
+    events_list.add_argument("--limit", type=int, default=50)
+    events_list.set_defaults(handler=_cmd_events_list)
+
+    jobs = commands.add_parser("jobs", help="list, show or cancel jobs")
+    jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
+    jobs_list = jobs_commands.add_parser("list")
+    _db(jobs_list, supabase=True)
+    jobs_list.add_argument("--tenant-id", type=_uuid, required=True)
+    jobs_list.add_argument("--status")
+    jobs_list.add_argument("--type")
+    jobs_list.add_argument("--limit", type=int, default=50)
+    jobs_list.set_defaults(handler=_cmd_jobs_list)
+    for name, fn in (("get", _cmd_jobs_get), ("cancel", _cmd_jobs_cancel)):
+        sub = jobs_commands.add_parser(name)
+        _db(sub, supabase=True)
+        sub.add_argument("job_id", type=_uuid)
+        sub.add_argument("--tenant-id", type=_uuid, required=True)
+        sub.set_defaults(handler=fn)
     return parser
 
 
@@ -71,13 +517,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    name = " ".join(
+        str(v) for v in (args.command, getattr(args, f"{args.command}_command", None)) if v
+    )
     try:
         return handler(args)
     except JobForgeError as exc:
-        print(f"jobforge {args.command}: error: {exc}", file=sys.stderr)
+        print(f"jobforge {name}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"jobforge {args.command}: interrupted", file=sys.stderr)
+        print(f"jobforge {name}: interrupted", file=sys.stderr)
         return 130
 
 

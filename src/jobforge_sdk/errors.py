@@ -128,9 +128,7 @@ def _field_of(message: str) -> str | None:
     return head.strip()
 
 
-def error_from_sqlstate(
-    code: str | None, message: str, *, details: Any = None
-) -> JobForgeError:
+def error_from_sqlstate(code: str | None, message: str, *, details: Any = None) -> JobForgeError:
     """Build the SDK exception for a server error identified by its SQLSTATE (or PGRST code)."""
     if code == "PT403" and message.startswith(POLICY_DENIED_PREFIX):
         return PolicyDeniedError(message, code=code, details=details)

@@ -96,7 +96,9 @@ def discover(directory: Path) -> list[MigrationFile]:
             continue
         version, name = match.groups()
         if version in seen:
-            raise MigrationError(f"two migrations share version {version}: {seen[version]}, {path.name}")
+            raise MigrationError(
+                f"two migrations share version {version}: {seen[version]}, {path.name}"
+            )
         seen[version] = path.name
         sql = path.read_text(encoding="utf-8")
         files.append(MigrationFile(version, name, path, sql, split_statements(sql)))
@@ -235,9 +237,7 @@ class Migrator:
         if status.needs_bootstrap:
             self.echo("would apply supabase/bootstrap (Supabase roles or auth.jwt() missing)")
         for migration in status.pending:
-            self.echo(
-                f"would apply {migration.filename} ({len(migration.statements)} statements)"
-            )
+            self.echo(f"would apply {migration.filename} ({len(migration.statements)} statements)")
         if not status.pending:
             self.echo("database is up to date: nothing to apply")
         return status.pending

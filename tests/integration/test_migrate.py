@@ -76,14 +76,18 @@ def test_second_run_applies_nothing_and_says_so(empty_db: str) -> None:
 def test_status_lists_applied_and_pending(empty_db: str, migdir: Path) -> None:
     (migdir / "001_a.sql").write_text("create table t_a (id int);\n")
     (migdir / "002_b.sql").write_text("create table t_b (id int);\n")
-    result = run_cli("migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir))
+    result = run_cli(
+        "migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir)
+    )
     assert result.returncode == 0, result.stderr
     assert "pending  001  001_a.sql" in result.stdout
     assert "pending  002  002_b.sql" in result.stdout
 
     Migrator(empty_db, directory=migdir, echo=lambda _: None).apply()
     (migdir / "003_c.sql").write_text("create table t_c (id int);\n")
-    result = run_cli("migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir))
+    result = run_cli(
+        "migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir)
+    )
     assert result.returncode == 0, result.stderr
     assert "applied  001" in result.stdout
     assert "applied  002" in result.stdout
@@ -104,9 +108,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(empty_db: str) -> None:
 
 
 def test_two_concurrent_runners_never_apply_a_file_twice(empty_db: str, migdir: Path) -> None:
-    (migdir / "001_counter.sql").write_text(
-        "create table counter (n int);\nselect pg_sleep(1);\n"
-    )
+    (migdir / "001_counter.sql").write_text("create table counter (n int);\nselect pg_sleep(1);\n")
     (migdir / "002_bump.sql").write_text("insert into counter values (1);\n")
     args = [JOBFORGE, "migrate", "--database-url", empty_db, "--migrations-dir", str(migdir)]
     procs = [
@@ -118,7 +120,9 @@ def test_two_concurrent_runners_never_apply_a_file_twice(empty_db: str, migdir: 
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("select count(*) from counter").fetchone() == (1,)
     assert [v for v, _, _ in _history(empty_db)] == ["001", "002"]
-    applied_lines = [line for out, _ in outputs for line in out.splitlines() if line.startswith("applied")]
+    applied_lines = [
+        line for out, _ in outputs for line in out.splitlines() if line.startswith("applied")
+    ]
     assert sorted(applied_lines) == ["applied 001_counter.sql", "applied 002_bump.sql"]
 
 
@@ -151,9 +155,7 @@ def test_whitespace_only_edits_do_not_count_as_changes(empty_db: str, migdir: Pa
 def test_broken_sql_rolls_back_that_file_and_exits_2(empty_db: str, migdir: Path) -> None:
     (migdir / "001_ok.sql").write_text("create table t_ok (id int);\n")
     (migdir / "002_broken.sql").write_text(
-        "create table t_half (id int);\n"
-        "-- a comment\n"
-        "insert into t_half values ('not a number');\n"
+        "create table t_half (id int);\n-- a comment\ninsert into t_half values ('not a number');\n"
     )
     (migdir / "003_later.sql").write_text("create table t_later (id int);\n")
 
@@ -267,7 +269,9 @@ def test_bootstrap_creates_the_roles_on_a_vanilla_cluster() -> None:
                 "select count(*) from pg_roles where rolname in"
                 " ('anon', 'authenticated', 'service_role', 'authenticator')"
             ).fetchone() == (4,)
-            assert conn.execute("select to_regclass('public.jobforge_jobs') is not null").fetchone() == (True,)
+            assert conn.execute(
+                "select to_regclass('public.jobforge_jobs') is not null"
+            ).fetchone() == (True,)
     finally:
         server.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -280,7 +284,17 @@ def test_the_wheel_ships_the_migrations_and_migrates_without_the_source_tree(
     out = Path(tempfile.mkdtemp(prefix="jobforge-wheel-"))
     try:
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(out), str(REPO)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "-w",
+                str(out),
+                str(REPO),
+            ],
             check=True,
             capture_output=True,
         )

@@ -64,7 +64,9 @@ class RoleSession:
                 )
             )
             values.append(Jsonb(value) if typ in ("jsonb", "json") and value is not None else value)
-        query = sql.SQL("select public.{}({})").format(sql.Identifier(fn), sql.SQL(", ").join(parts))
+        query = sql.SQL("select public.{}({})").format(
+            sql.Identifier(fn), sql.SQL(", ").join(parts)
+        )
         with self._conn.transaction(), self._conn.cursor() as cur:
             self._begin(cur)
             cur.execute(query, values)

@@ -1,0 +1,145 @@
+"""``AsyncJobForgeClient``: the asyncio client, built from the same operations as
+``JobForgeClient`` (see ``_clientbase``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from supabase import AsyncClient
+
+from . import ops, plane
+from ._clientbase import AsyncMethod, ClientBase
+from .client import env_connection
+from .core import RpcCall
+from .errors import ConfigurationError
+from .flags import FeatureFlags
+from .transports.base import AsyncTransport
+from .transports.postgres import AsyncPostgresTransport
+from .transports.supabase import DEFAULT_TIMEOUT, AsyncSupabaseTransport
+
+__all__ = ["AsyncJobForgeClient"]
+
+T = TypeVar("T")
+
+
+class AsyncJobForgeClient(ClientBase):
+    """Same methods as ``JobForgeClient``, awaited. Use ``async with``."""
+
+    def __init__(
+        self,
+        transport: AsyncTransport,
+        *,
+        flags: FeatureFlags | None = None,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(flags=flags, strict=strict)
+        self.transport = transport
+
+    @classmethod
+    def from_postgres(
+        cls,
+        dsn: str,
+        *,
+        flags: FeatureFlags | None = None,
+        strict: bool = False,
+        **pool_options: Any,
+    ) -> AsyncJobForgeClient:
+        """The pool opens on the first call, so this needs no running event loop."""
+        return cls(AsyncPostgresTransport.connect(dsn, **pool_options), flags=flags, strict=strict)
+
+    @classmethod
+    def from_supabase(
+        cls,
+        url: str,
+        key: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        flags: FeatureFlags | None = None,
+        strict: bool = False,
+    ) -> AsyncJobForgeClient:
+        return cls(
+            AsyncSupabaseTransport.connect(url, key, timeout=timeout), flags=flags, strict=strict
+        )
+
+    @classmethod
+    def from_supabase_client(
+        cls, client: AsyncClient, *, flags: FeatureFlags | None = None, strict: bool = False
+    ) -> AsyncJobForgeClient:
+        return cls(AsyncSupabaseTransport(client), flags=flags, strict=strict)
+
+    @classmethod
+    def from_env(cls, *, strict: bool = False) -> AsyncJobForgeClient:
+        flags = FeatureFlags()
+        kind, value = env_connection()
+        if kind == "postgres" and value:
+            return cls.from_postgres(value, flags=flags, strict=strict)
+        return cls.from_supabase(kind, value or "", flags=flags, strict=strict)
+
+    def with_claims(
+        self, claims: Mapping[str, Any], *, role: str = "authenticated"
+    ) -> AsyncJobForgeClient:
+        if not isinstance(self.transport, AsyncPostgresTransport):
+            raise ConfigurationError(
+                "with_claims needs a direct Postgres client; through Supabase, build a client "
+                "with the user's JWT instead"
+            )
+        return AsyncJobForgeClient(
+            self.transport.with_claims(claims, role=role), flags=self.flags, strict=self.strict
+        )
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def __aenter__(self) -> AsyncJobForgeClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _run(self, call: RpcCall[T]) -> T:
+        return call.parse(await self.transport.call(call.fn, call.args))
+
+    enqueue_job = AsyncMethod(ops.enqueue_job)
+    enqueue_jobs = AsyncMethod(ops.enqueue_jobs)
+    claim_jobs = AsyncMethod(ops.claim_jobs)
+    heartbeat_job = AsyncMethod(ops.heartbeat_job)
+    complete_job = AsyncMethod(ops.complete_job)
+    release_job = AsyncMethod(ops.release_job)
+    reap_stale_jobs = AsyncMethod(ops.reap_stale_jobs)
+    cancel_job = AsyncMethod(ops.cancel_job)
+    reschedule_job = AsyncMethod(ops.reschedule_job)
+    list_jobs = AsyncMethod(ops.list_jobs)
+    get_job = AsyncMethod(ops.get_job)
+    get_result = AsyncMethod(ops.get_result)
+
+    # -- the execution plane (each method behind its feature flag) -----------------------
+
+    submit_event = AsyncMethod(plane.submit_event)
+    submit_events = AsyncMethod(plane.submit_events)
+    list_events = AsyncMethod(plane.list_events)
+    purge_expired_events = AsyncMethod(plane.purge_expired_events)
+    list_templates = AsyncMethod(plane.list_templates)
+    get_template = AsyncMethod(plane.get_template)
+    set_template_enabled = AsyncMethod(plane.set_template_enabled)
+    request_job = AsyncMethod(plane.request_job)
+    verify_policy_token = AsyncMethod(plane.verify_policy_token)
+    add_policy_key = AsyncMethod(plane.add_policy_key)
+    retire_policy_key = AsyncMethod(plane.retire_policy_key)
+    create_manifest = AsyncMethod(plane.create_manifest)
+    get_run_manifest = AsyncMethod(plane.get_run_manifest)
+    create_cron_trigger = AsyncMethod(plane.create_cron_trigger)
+    create_event_trigger = AsyncMethod(plane.create_event_trigger)
+    list_triggers = AsyncMethod(plane.list_triggers)
+    set_trigger_enabled = AsyncMethod(plane.set_trigger_enabled)
+    delete_trigger = AsyncMethod(plane.delete_trigger)
+    fire_cron_trigger = AsyncMethod(plane.fire_cron_trigger)
+    list_audit_logs = AsyncMethod(plane.list_audit_logs)
+    purge_audit_logs = AsyncMethod(plane.purge_audit_logs)

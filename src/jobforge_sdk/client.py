@@ -1,0 +1,173 @@
+"""``JobForgeClient``: the synchronous client. One method per RPC, named after it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from supabase import Client
+
+from . import ops, plane
+from ._clientbase import ClientBase, SyncMethod
+from .core import RpcCall
+from .errors import ConfigurationError
+from .flags import FeatureFlags
+from .transports.base import Transport
+from .transports.postgres import PostgresTransport
+from .transports.supabase import DEFAULT_TIMEOUT, SupabaseTransport
+
+__all__ = ["JobForgeClient"]
+
+T = TypeVar("T")
+
+
+def env_connection() -> tuple[str, str | None]:
+    """``("postgres", dsn)`` or ``(url, key)`` from the environment, as ``from_env`` reads it."""
+    dsn = os.environ.get("JOBFORGE_DATABASE_URL", "").strip()
+    if dsn:
+        return "postgres", dsn
+    url = os.environ.get("SUPABASE_URL", "").strip()
+    key = os.environ.get("SUPABASE_SERVICE_ROLE_KEY", "").strip()
+    if url and key:
+        return url, key
+    raise ConfigurationError(
+        "no database configured: set JOBFORGE_DATABASE_URL, or SUPABASE_URL and "
+        "SUPABASE_SERVICE_ROLE_KEY"
+    )
+
+
+class JobForgeClient(ClientBase):
+    """Calls the JobForge RPCs through a transport (direct Postgres or Supabase).
+
+    Build it with ``from_postgres``, ``from_supabase``, ``from_supabase_client`` or
+    ``from_env``; use it as a context manager so its pool or HTTP client is closed.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        flags: FeatureFlags | None = None,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(flags=flags, strict=strict)
+        self.transport = transport
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_postgres(
+        cls,
+        dsn: str,
+        *,
+        flags: FeatureFlags | None = None,
+        strict: bool = False,
+        **pool_options: Any,
+    ) -> JobForgeClient:
+        """A client on a psycopg pool; ``pool_options`` go to ``psycopg_pool.ConnectionPool``."""
+        return cls(PostgresTransport.connect(dsn, **pool_options), flags=flags, strict=strict)
+
+    @classmethod
+    def from_supabase(
+        cls,
+        url: str,
+        key: str,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        flags: FeatureFlags | None = None,
+        strict: bool = False,
+    ) -> JobForgeClient:
+        """A client that calls PostgREST's ``/rpc`` with ``key`` (service role or user JWT)."""
+        return cls(SupabaseTransport.connect(url, key, timeout=timeout), flags=flags, strict=strict)
+
+    @classmethod
+    def from_supabase_client(
+        cls, client: Client, *, flags: FeatureFlags | None = None, strict: bool = False
+    ) -> JobForgeClient:
+        """Reuse an existing supabase-py client (its HTTP client stays the caller's)."""
+        return cls(SupabaseTransport(client), flags=flags, strict=strict)
+
+    @classmethod
+    def from_env(cls, *, strict: bool = False) -> JobForgeClient:
+        """``JOBFORGE_DATABASE_URL``, else ``SUPABASE_URL`` + ``SUPABASE_SERVICE_ROLE_KEY``;
+        flags from ``JOBFORGE_*``."""
+        flags = FeatureFlags()
+        kind, value = env_connection()
+        if kind == "postgres" and value:
+            return cls.from_postgres(value, flags=flags, strict=strict)
+        return cls.from_supabase(kind, value or "", flags=flags, strict=strict)
+
+    def with_claims(
+        self, claims: Mapping[str, Any], *, role: str = "authenticated"
+    ) -> JobForgeClient:
+        """A client on the same pool whose calls run as ``role`` with these JWT claims,
+        exactly as PostgREST would run them (RLS and tenant checks apply)."""
+        if not isinstance(self.transport, PostgresTransport):
+            raise ConfigurationError(
+                "with_claims needs a direct Postgres client; through Supabase, build a client "
+                "with the user's JWT instead"
+            )
+        return JobForgeClient(
+            self.transport.with_claims(claims, role=role), flags=self.flags, strict=self.strict
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> JobForgeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _run(self, call: RpcCall[T]) -> T:
+        return call.parse(self.transport.call(call.fn, call.args))
+
+    # -- the core queue -----------------------------------------------------------------
+
+    enqueue_job = SyncMethod(ops.enqueue_job)
+    enqueue_jobs = SyncMethod(ops.enqueue_jobs)
+    claim_jobs = SyncMethod(ops.claim_jobs)
+    heartbeat_job = SyncMethod(ops.heartbeat_job)
+    complete_job = SyncMethod(ops.complete_job)
+    release_job = SyncMethod(ops.release_job)
+    reap_stale_jobs = SyncMethod(ops.reap_stale_jobs)
+    cancel_job = SyncMethod(ops.cancel_job)
+    reschedule_job = SyncMethod(ops.reschedule_job)
+    list_jobs = SyncMethod(ops.list_jobs)
+    get_job = SyncMethod(ops.get_job)
+    get_result = SyncMethod(ops.get_result)
+
+    # -- the execution plane (each method behind its feature flag) -----------------------
+
+    submit_event = SyncMethod(plane.submit_event)
+    submit_events = SyncMethod(plane.submit_events)
+    list_events = SyncMethod(plane.list_events)
+    purge_expired_events = SyncMethod(plane.purge_expired_events)
+    list_templates = SyncMethod(plane.list_templates)
+    get_template = SyncMethod(plane.get_template)
+    set_template_enabled = SyncMethod(plane.set_template_enabled)
+    request_job = SyncMethod(plane.request_job)
+    verify_policy_token = SyncMethod(plane.verify_policy_token)
+    add_policy_key = SyncMethod(plane.add_policy_key)
+    retire_policy_key = SyncMethod(plane.retire_policy_key)
+    create_manifest = SyncMethod(plane.create_manifest)
+    get_run_manifest = SyncMethod(plane.get_run_manifest)
+    create_cron_trigger = SyncMethod(plane.create_cron_trigger)
+    create_event_trigger = SyncMethod(plane.create_event_trigger)
+    list_triggers = SyncMethod(plane.list_triggers)
+    set_trigger_enabled = SyncMethod(plane.set_trigger_enabled)
+    delete_trigger = SyncMethod(plane.delete_trigger)
+    fire_cron_trigger = SyncMethod(plane.fire_cron_trigger)
+    list_audit_logs = SyncMethod(plane.list_audit_logs)
+    purge_audit_logs = SyncMethod(plane.purge_audit_logs)

@@ -1,0 +1,118 @@
+"""What each client method sends and how its answer is read: the one shared core.
+
+Every public method is an *operation*: a function that validates its keyword arguments
+with pydantic (raising ``InvalidInputError`` before any I/O) and returns an ``RpcCall``
+saying which RPC to call, with which named arguments, and how to parse the JSON answer.
+``JobForgeClient`` and ``AsyncJobForgeClient`` only execute these calls, so the sync and
+async clients cannot drift apart: they are built from the same list (see ``ops``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import InvalidInputError
+from .flags import Feature
+
+__all__ = [
+    "FLAGS",
+    "FlagsRequest",
+    "Gate",
+    "Operation",
+    "Plan",
+    "RpcCall",
+    "Steps",
+    "operation",
+    "validate",
+]
+
+T = TypeVar("T")
+P = ParamSpec("P")
+F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class RpcCall(Generic[T]):
+    fn: str
+    args: dict[str, Any]
+    parse: Callable[[Any], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """A step asking the client whether ``feature`` is on (answers False, or raises when
+    the client is strict), for gates that depend on the arguments."""
+
+    feature: Feature
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsRequest:
+    """A step asking the client for its ``FeatureFlags``."""
+
+
+FLAGS = FlagsRequest()
+
+
+# An operation that needs more than one round trip is a generator: it yields each call,
+# receives the parsed answer, and returns the method's result. The clients drive it with or
+# without ``await``; the logic itself never does I/O.
+Steps = Generator[RpcCall[Any] | Gate | FlagsRequest, Any, T]
+Plan = RpcCall[T] | Steps[T]
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """Metadata of an operation: its feature gate and what a gated-off call returns."""
+
+    feature: Feature | None = None
+    empty: Any = None
+
+
+def operation(feature: Feature | None = None, *, empty: Any = None) -> Callable[[F], F]:
+    """Mark a call builder with its gate; clients read it before building the call.
+
+    ``empty`` is what a gated-off call returns: ``None``, or a factory such as ``list``.
+    """
+
+    def mark(build: F) -> F:
+        build.__jobforge_operation__ = Operation(feature, empty)  # type: ignore[attr-defined]
+        return build
+
+    return mark
+
+
+def operation_of(build: Callable[..., Any]) -> Operation:
+    op = getattr(build, "__jobforge_operation__", None)
+    return op if isinstance(op, Operation) else Operation()
+
+
+def validate(model: type[M], values: dict[str, Any]) -> M:
+    """Validate keyword arguments; the first error becomes ``InvalidInputError(field=...)``."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or model.__name__
+        message = f"{field}: {first['msg']}"
+        raise InvalidInputError(message, field=field, code=None, details=exc.errors()) from None
+
+
+def parse_optional(model: type[M]) -> Callable[[Any], M | None]:
+    def parse(data: Any) -> M | None:
+        return None if data is None else model.model_validate(data)
+
+    return parse
+
+
+def parse_list(model: type[M]) -> Callable[[Any], list[M]]:
+    def parse(data: Any) -> list[M]:
+        return [model.model_validate(item) for item in data or []]
+
+    return parse

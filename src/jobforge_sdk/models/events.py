@@ -1,0 +1,196 @@
+"""Events: the standard envelope apps submit, the stored row, and the list filters.
+
+``EventEnvelope`` reads the canonical JSON envelope of the TypeScript SDK as is (snake_case
+keys, ``subject: {type, id}``, ``schema_version``, ``redaction_hints``); unknown keys of a
+newer envelope are ignored rather than refused, so producers can move first.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+from ._base import NonEmptyStr, Params, Row, TenantId
+
+__all__ = [
+    "EVENT_TYPE_PATTERN",
+    "MAX_EVENT_PAYLOAD_BYTES",
+    "EventEnvelope",
+    "EventRow",
+    "EventSubject",
+    "ListEventsParams",
+    "RedactionHints",
+    "SourceApp",
+    "SourceModule",
+    "SubmitEventParams",
+    "SubmitEventsParams",
+]
+
+MAX_EVENT_PAYLOAD_BYTES = 256 * 1024
+EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
+
+EventType = Annotated[str, Field(max_length=255, pattern=EVENT_TYPE_PATTERN)]
+ShortText = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class SourceApp(StrEnum):
+    SETTLER = "settler"
+    AIAS = "aias"
+    KEYS = "keys"
+    READYLAYER = "readylayer"
+    JOBFORGE = "jobforge"
+    EXTERNAL = "external"
+
+
+class SourceModule(StrEnum):
+    OPS = "ops"
+    SUPPORT = "support"
+    GROWTH = "growth"
+    FINOPS = "finops"
+    CORE = "core"
+
+
+class RedactionHints(BaseModel):
+    """Which payload fields must never leave the event store in clear (dotted paths)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    redact_fields: list[ShortText] = Field(default_factory=list)
+
+
+class EventSubject(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    type: ShortText
+    id: ShortText
+
+
+def _check_event_payload(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_EVENT_PAYLOAD_BYTES:
+        raise ValueError(f"must be at most 256 KiB of JSON (got {size} bytes)")
+    return value
+
+
+class _EventFields(Params):
+    event_type: EventType
+    source_app: SourceApp
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+    source_module: SourceModule | None = None
+    project_id: UUID | None = None
+    trace_id: ShortText | None = None
+    actor_id: ShortText | None = None
+    subject_type: ShortText | None = None
+    subject_id: ShortText | None = None
+    occurred_at: datetime | None = None
+    event_version: Annotated[str, Field(min_length=1, max_length=32)] = "1.0"
+    contains_pii: bool = False
+    redaction_hints: RedactionHints | None = None
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_size(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        return _check_event_payload(value)
+
+
+class SubmitEventParams(_EventFields):
+    tenant_id: TenantId
+
+
+class SubmitEventsParams(Params):
+    tenant_id: TenantId
+    events: Annotated[list[_EventFields], Field(min_length=1, max_length=1000)]
+
+    def rpc_args(self) -> dict[str, Any]:
+        return {
+            "p_tenant_id": str(self.tenant_id),
+            "p_events": [e.model_dump(mode="json", exclude_none=True) for e in self.events],
+        }
+
+
+class EventEnvelope(BaseModel):
+    """The cross-SDK event envelope (what the TypeScript SDK serialises)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: str = "1.0"
+    event_version: str = "1.0"
+    event_type: EventType
+    occurred_at: datetime | None = None
+    trace_id: ShortText | None = None
+    tenant_id: TenantId | None = None
+    project_id: UUID | None = None
+    actor_id: ShortText | None = None
+    source_app: SourceApp
+    source_module: SourceModule | None = None
+    subject: EventSubject | None = None
+    payload: dict[str, JsonValue] = Field(default_factory=dict)
+    contains_pii: bool = False
+    redaction_hints: RedactionHints | None = None
+
+    def submit_fields(self) -> dict[str, Any]:
+        """The envelope as ``submit_event`` keyword arguments (``subject`` flattened)."""
+        fields = self.model_dump(exclude={"schema_version", "subject"}, exclude_none=True)
+        if self.subject is not None:
+            fields["subject_type"] = self.subject.type
+            fields["subject_id"] = self.subject.id
+        return fields
+
+
+class EventRow(Row):
+    id: UUID
+    tenant_id: UUID
+    project_id: UUID | None = None
+    event_version: str
+    event_type: str
+    occurred_at: datetime
+    trace_id: str
+    actor_id: str | None = None
+    source_app: SourceApp
+    source_module: SourceModule | None = None
+    subject_type: str | None = None
+    subject_id: str | None = None
+    payload: JsonValue
+    contains_pii: bool
+    redaction_hints: JsonValue = None
+    processed: bool
+    processed_at: datetime | None = None
+    processing_job_id: UUID | None = None
+    created_at: datetime
+
+
+class ListEventsParams(Params):
+    tenant_id: TenantId
+    project_id: UUID | None = None
+    event_type: EventType | None = None
+    source_app: SourceApp | None = None
+    source_module: SourceModule | None = None
+    processed: bool | None = None
+    trace_id: NonEmptyStr | None = None
+    subject_type: NonEmptyStr | None = None
+    subject_id: NonEmptyStr | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0)] = 0
+    raw: bool = False
+
+    def rpc_args(self) -> dict[str, Any]:
+        filters = self.model_dump(
+            mode="json", exclude_none=True, exclude={"tenant_id", "project_id", "since", "until"}
+        )
+        if not self.raw:
+            filters.pop("raw")
+        if self.since is not None:
+            filters["from"] = self.since.isoformat()
+        if self.until is not None:
+            filters["to"] = self.until.isoformat()
+        args: dict[str, Any] = {"p_tenant_id": str(self.tenant_id), "p_filters": filters}
+        if self.project_id is not None:
+            args["p_project_id"] = str(self.project_id)
+        return args

@@ -1,0 +1,199 @@
+"""The core queue: job rows as the database returns them, and the parameters of its RPCs.
+
+Limits mirror the checks in ``001_jobforge_core.sql`` so bad input is refused before any
+I/O; the database checks again for callers who skip the SDK.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import Field, JsonValue, field_validator
+
+from ._base import NonEmptyStr, Params, Row, TenantId
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_PAYLOAD_BYTES",
+    "CancelJobParams",
+    "ClaimJobsParams",
+    "CompleteJobParams",
+    "EnqueueJobParams",
+    "EnqueueJobsParams",
+    "GetJobParams",
+    "HeartbeatJobParams",
+    "JobAttemptRow",
+    "JobResultRow",
+    "JobRow",
+    "JobSpec",
+    "JobStatus",
+    "ListJobsParams",
+    "ReapStaleJobsParams",
+    "RescheduleJobParams",
+]
+
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_BATCH = 1000
+MaxAttempts = Annotated[int, Field(ge=1, le=100)]
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELED = "canceled"
+
+
+class JobRow(Row):
+    id: UUID
+    tenant_id: UUID
+    type: str
+    payload: JsonValue
+    status: JobStatus
+    attempts: int
+    max_attempts: int
+    run_at: datetime
+    locked_by: str | None = None
+    locked_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    idempotency_key: str | None = None
+    error: JsonValue = None
+    result_id: UUID | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobResultRow(Row):
+    id: UUID
+    job_id: UUID
+    tenant_id: UUID
+    result: JsonValue = None
+    artifact_ref: str | None = None
+    created_at: datetime
+
+
+class JobAttemptRow(Row):
+    id: UUID
+    job_id: UUID
+    tenant_id: UUID
+    attempt: int
+    worker_id: str | None = None
+    status: str
+    error: JsonValue = None
+    started_at: datetime | None = None
+    finished_at: datetime
+
+
+def _check_payload(value: JsonValue) -> JsonValue:
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise ValueError(f"must be at most 1 MiB of JSON (got {size} bytes)")
+    return value
+
+
+class JobSpec(Params):
+    """One job of a batch (``enqueue_jobs``)."""
+
+    type: NonEmptyStr
+    payload: JsonValue = Field(default_factory=dict)
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    run_at: datetime | None = None
+    max_attempts: MaxAttempts = 5
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_size(cls, value: JsonValue) -> JsonValue:
+        return _check_payload(value)
+
+    def spec_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class EnqueueJobParams(JobSpec):
+    tenant_id: TenantId
+
+
+class EnqueueJobsParams(Params):
+    tenant_id: TenantId
+    jobs: Annotated[list[JobSpec], Field(min_length=1, max_length=MAX_BATCH)]
+
+    def rpc_args(self) -> dict[str, Any]:
+        return {
+            "p_tenant_id": str(self.tenant_id),
+            "p_jobs": [job.spec_json() for job in self.jobs],
+        }
+
+
+class ClaimJobsParams(Params):
+    worker_id: NonEmptyStr
+    limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 10
+    types: Annotated[list[NonEmptyStr], Field(min_length=1)] | None = None
+
+
+class HeartbeatJobParams(Params):
+    job_id: UUID
+    worker_id: NonEmptyStr
+
+
+class CompleteJobParams(Params):
+    job_id: UUID
+    worker_id: NonEmptyStr
+    status: Annotated[JobStatus, Field()]
+    error: JsonValue = None
+    result: JsonValue = None
+    artifact_ref: Annotated[str, Field(max_length=2048)] | None = None
+
+    @field_validator("status")
+    @classmethod
+    def _finished(cls, value: JobStatus) -> JobStatus:
+        if value not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            raise ValueError("must be 'succeeded' or 'failed'")
+        return value
+
+
+class ReapStaleJobsParams(Params):
+    timeout: timedelta = timedelta(minutes=5)
+
+    @field_validator("timeout")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be positive")
+        return value
+
+    def rpc_args(self) -> dict[str, Any]:
+        # Seconds as a plain interval literal: unambiguous for both transports.
+        return {"p_timeout": f"{self.timeout.total_seconds()} seconds"}
+
+
+class GetJobParams(Params):
+    job_id: UUID
+    tenant_id: TenantId
+
+
+class CancelJobParams(GetJobParams):
+    pass
+
+
+class RescheduleJobParams(GetJobParams):
+    run_at: datetime
+
+
+class ListJobsParams(Params):
+    tenant_id: TenantId
+    status: JobStatus | None = None
+    type: NonEmptyStr | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 100
+    offset: Annotated[int, Field(ge=0)] = 0
+
+    def rpc_args(self) -> dict[str, Any]:
+        filters = self.model_dump(mode="json", exclude_none=True, exclude={"tenant_id"})
+        return {"p_tenant_id": str(self.tenant_id), "p_filters": filters}

@@ -1,0 +1,131 @@
+"""Triggers: cron schedules and event matches that request template jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import Field, JsonValue, field_validator
+
+from ._base import NonEmptyStr, Params, Row, TenantId
+from .events import SourceApp
+from .jobs import JobRow
+
+__all__ = [
+    "CreateCronTriggerParams",
+    "CreateEventTriggerParams",
+    "CronFireResult",
+    "FireCronTriggerParams",
+    "ListTriggersParams",
+    "SetTriggerEnabledParams",
+    "Trigger",
+    "TriggerRef",
+    "TriggerType",
+]
+
+EVENT_FILTER_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*|(\.[a-z][a-z0-9_]*))$"
+
+
+class TriggerType(StrEnum):
+    CRON = "cron"
+    EVENT = "event"
+
+
+class Trigger(Row):
+    id: UUID
+    tenant_id: UUID
+    project_id: UUID | None = None
+    name: str
+    trigger_type: TriggerType
+    cron_expression: str | None = None
+    event_type_filter: str | None = None
+    event_source_filter: str | None = None
+    target_template_key: str
+    target_inputs: dict[str, Any]
+    enabled: bool
+    dry_run: bool
+    cooldown_seconds: int
+    max_fires_per_hour: int
+    last_fired_at: datetime | None = None
+    last_job_id: UUID | None = None
+    fire_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class _CreateTrigger(Params):
+    tenant_id: TenantId
+    name: NonEmptyStr
+    target_template_key: NonEmptyStr
+    target_inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    enabled: bool = False
+    dry_run: bool = False
+    cooldown_seconds: Annotated[int, Field(ge=0, le=86400)] = 0
+    max_fires_per_hour: Annotated[int, Field(ge=1, le=3600)] = 60
+    project_id: UUID | None = None
+    actor_id: NonEmptyStr | None = None
+
+
+class CreateCronTriggerParams(_CreateTrigger):
+    cron_expression: NonEmptyStr
+
+    @field_validator("cron_expression")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        from croniter import croniter  # imported here: only trigger creation needs it
+
+        if len(value.split()) != 5 or not croniter.is_valid(value):
+            raise ValueError("must be a valid 5-field cron expression")
+        return value
+
+    def rpc_args(self) -> dict[str, Any]:
+        return {**super().rpc_args(), "p_trigger_type": TriggerType.CRON.value}
+
+
+class CreateEventTriggerParams(_CreateTrigger):
+    event_type_filter: Annotated[str, Field(max_length=255, pattern=EVENT_FILTER_PATTERN)]
+    event_source_filter: SourceApp | None = None
+
+    def rpc_args(self) -> dict[str, Any]:
+        return {**super().rpc_args(), "p_trigger_type": TriggerType.EVENT.value}
+
+
+class ListTriggersParams(Params):
+    tenant_id: TenantId
+    trigger_type: TriggerType | None = None
+    enabled: bool | None = None
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0)] = 0
+
+    def rpc_args(self) -> dict[str, Any]:
+        filters = self.model_dump(mode="json", exclude_none=True, exclude={"tenant_id"})
+        return {"p_tenant_id": str(self.tenant_id), "p_filters": filters}
+
+
+class TriggerRef(Params):
+    trigger_id: UUID
+    tenant_id: TenantId
+    actor_id: NonEmptyStr | None = None
+
+
+class SetTriggerEnabledParams(TriggerRef):
+    enabled: bool
+
+
+class FireCronTriggerParams(Params):
+    trigger_id: UUID
+    scheduled_for: datetime
+
+
+class CronFireResult(Row):
+    """What one ``fire_cron_trigger`` call did for its slot."""
+
+    fired: bool
+    job: JobRow | None = None
+    dry_run: bool = False
+    reason: str | None = None
+    audit_id: UUID | None = None
+    trigger_id: UUID | None = None
+    scheduled_for: datetime | None = None

@@ -1,0 +1,190 @@
+"""The operations of the core queue, one function per RPC of ``001_jobforge_core.sql``.
+
+Keyword arguments are the RPC's parameter names without ``p_``. These functions do no
+I/O; ``JobForgeClient`` and ``AsyncJobForgeClient`` expose each of them as a method.
+The core queue is never feature-gated.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from pydantic import JsonValue
+
+from .core import RpcCall, operation, parse_list, parse_optional, validate
+from .models.jobs import (
+    CancelJobParams,
+    ClaimJobsParams,
+    CompleteJobParams,
+    EnqueueJobParams,
+    EnqueueJobsParams,
+    GetJobParams,
+    HeartbeatJobParams,
+    JobResultRow,
+    JobRow,
+    JobSpec,
+    JobStatus,
+    ListJobsParams,
+    ReapStaleJobsParams,
+    RescheduleJobParams,
+)
+
+__all__ = [
+    "cancel_job",
+    "claim_jobs",
+    "complete_job",
+    "enqueue_job",
+    "enqueue_jobs",
+    "get_job",
+    "get_result",
+    "heartbeat_job",
+    "list_jobs",
+    "reap_stale_jobs",
+    "release_job",
+    "reschedule_job",
+]
+
+
+def _count(data: Any) -> int:
+    return int(data)
+
+
+@operation()
+def enqueue_job(
+    *,
+    tenant_id: UUID | str,
+    type: str,
+    payload: JsonValue = None,
+    idempotency_key: str | None = None,
+    run_at: datetime | None = None,
+    max_attempts: int = 5,
+) -> RpcCall[JobRow]:
+    """Queue one job. With an ``idempotency_key`` a repeat returns the existing job."""
+    params = validate(
+        EnqueueJobParams,
+        {
+            "tenant_id": tenant_id,
+            "type": type,
+            "payload": {} if payload is None else payload,
+            "idempotency_key": idempotency_key,
+            "run_at": run_at,
+            "max_attempts": max_attempts,
+        },
+    )
+    return RpcCall("jobforge_enqueue_job", params.rpc_args(), JobRow.model_validate)
+
+
+@operation()
+def enqueue_jobs(
+    *, tenant_id: UUID | str, jobs: list[JobSpec] | list[dict[str, Any]]
+) -> RpcCall[list[JobRow]]:
+    """Queue up to 1,000 jobs in one statement; rows come back in input order."""
+    params = validate(EnqueueJobsParams, {"tenant_id": tenant_id, "jobs": jobs})
+    return RpcCall("jobforge_enqueue_jobs", params.rpc_args(), parse_list(JobRow))
+
+
+@operation()
+def claim_jobs(
+    *, worker_id: str, limit: int = 10, types: list[str] | None = None
+) -> RpcCall[list[JobRow]]:
+    """Claim up to ``limit`` due jobs for ``worker_id`` (service role only)."""
+    params = validate(ClaimJobsParams, {"worker_id": worker_id, "limit": limit, "types": types})
+    return RpcCall("jobforge_claim_jobs", params.rpc_args(), parse_list(JobRow))
+
+
+@operation()
+def heartbeat_job(*, job_id: UUID | str, worker_id: str) -> RpcCall[JobRow]:
+    """Tell the queue the worker holding ``job_id`` is still alive."""
+    params = validate(HeartbeatJobParams, {"job_id": job_id, "worker_id": worker_id})
+    return RpcCall("jobforge_heartbeat_job", params.rpc_args(), JobRow.model_validate)
+
+
+@operation()
+def complete_job(
+    *,
+    job_id: UUID | str,
+    worker_id: str,
+    status: JobStatus | str,
+    error: JsonValue = None,
+    result: JsonValue = None,
+    artifact_ref: str | None = None,
+) -> RpcCall[JobRow]:
+    """Finish the held job: ``succeeded`` stores the result, ``failed`` retries or kills."""
+    params = validate(
+        CompleteJobParams,
+        {
+            "job_id": job_id,
+            "worker_id": worker_id,
+            "status": status,
+            "error": error,
+            "result": result,
+            "artifact_ref": artifact_ref,
+        },
+    )
+    return RpcCall("jobforge_complete_job", params.rpc_args(), JobRow.model_validate)
+
+
+@operation()
+def release_job(*, job_id: UUID | str, worker_id: str) -> RpcCall[JobRow]:
+    """Hand a held job back to the queue unfinished (a worker shutting down); the attempt
+    is not counted against the job."""
+    params = validate(HeartbeatJobParams, {"job_id": job_id, "worker_id": worker_id})
+    return RpcCall("jobforge_release_job", params.rpc_args(), JobRow.model_validate)
+
+
+@operation()
+def reap_stale_jobs(*, timeout: timedelta = timedelta(minutes=5)) -> RpcCall[int]:
+    """Requeue (or kill) running jobs whose worker stopped heartbeating; returns how many."""
+    params = validate(ReapStaleJobsParams, {"timeout": timeout})
+    return RpcCall("jobforge_reap_stale_jobs", params.rpc_args(), _count)
+
+
+@operation()
+def cancel_job(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobRow]:
+    """Cancel a queued or running job of the tenant."""
+    params = validate(CancelJobParams, {"job_id": job_id, "tenant_id": tenant_id})
+    return RpcCall("jobforge_cancel_job", params.rpc_args(), JobRow.model_validate)
+
+
+@operation()
+def reschedule_job(
+    *, job_id: UUID | str, tenant_id: UUID | str, run_at: datetime
+) -> RpcCall[JobRow]:
+    """Move a queued job to another time."""
+    params = validate(
+        RescheduleJobParams, {"job_id": job_id, "tenant_id": tenant_id, "run_at": run_at}
+    )
+    return RpcCall("jobforge_reschedule_job", params.rpc_args(), JobRow.model_validate)
+
+
+@operation()
+def list_jobs(
+    *,
+    tenant_id: UUID | str,
+    status: JobStatus | str | None = None,
+    type: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> RpcCall[list[JobRow]]:
+    """Jobs of the tenant, newest first."""
+    params = validate(
+        ListJobsParams,
+        {"tenant_id": tenant_id, "status": status, "type": type, "limit": limit, "offset": offset},
+    )
+    return RpcCall("jobforge_list_jobs", params.rpc_args(), parse_list(JobRow))
+
+
+@operation()
+def get_job(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobRow | None]:
+    """The job, or ``None`` when the tenant has no such job."""
+    params = validate(GetJobParams, {"job_id": job_id, "tenant_id": tenant_id})
+    return RpcCall("jobforge_get_job", params.rpc_args(), parse_optional(JobRow))
+
+
+@operation()
+def get_result(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobResultRow | None]:
+    """The stored result of a succeeded job, or ``None``."""
+    params = validate(GetJobParams, {"job_id": job_id, "tenant_id": tenant_id})
+    return RpcCall("jobforge_get_result", params.rpc_args(), parse_optional(JobResultRow))

@@ -1,0 +1,572 @@
+"""Operations of the execution plane (``002_execution_plane.sql``), each behind its flag.
+
+A gated operation whose flag is off never builds its call: the client returns ``None``
+(or ``[]``) without I/O, or raises ``FeatureDisabledError`` when strict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import JsonValue
+
+from .core import FLAGS, Gate, RpcCall, Steps, operation, parse_list, parse_optional, validate
+from .errors import InvalidInputError, PolicyDeniedError
+from .flags import Feature, FeatureFlags
+from .models.audit import AuditAction, AuditLogEntry, AuditOutcome, ListAuditLogsParams
+from .models.events import (
+    EventEnvelope,
+    EventRow,
+    ListEventsParams,
+    SourceApp,
+    SourceModule,
+    SubmitEventParams,
+    SubmitEventsParams,
+)
+from .models.manifests import ArtifactManifest, CreateManifestParams, GetManifestParams, ManifestRow
+from .models.policy import (
+    AddPolicyKeyParams,
+    PolicyCheckResult,
+    PolicyKeyRow,
+    RetirePolicyKeyParams,
+    VerifyPolicyTokenParams,
+)
+from .models.templates import (
+    ACTION_TEMPLATE_KEYS,
+    GetTemplateParams,
+    ListTemplatesParams,
+    RequestJobParams,
+    RequestJobResult,
+    SetTemplateEnabledParams,
+    TemplateCategory,
+    TemplateRow,
+)
+from .models.triggers import (
+    CreateCronTriggerParams,
+    CreateEventTriggerParams,
+    CronFireResult,
+    FireCronTriggerParams,
+    ListTriggersParams,
+    SetTriggerEnabledParams,
+    Trigger,
+    TriggerRef,
+    TriggerType,
+)
+from .policy import generate_policy_token
+
+__all__ = [
+    "add_policy_key",
+    "create_cron_trigger",
+    "create_event_trigger",
+    "create_manifest",
+    "delete_trigger",
+    "fire_cron_trigger",
+    "get_run_manifest",
+    "get_template",
+    "list_audit_logs",
+    "list_events",
+    "list_templates",
+    "list_triggers",
+    "purge_audit_logs",
+    "purge_expired_events",
+    "request_job",
+    "retire_policy_key",
+    "set_template_enabled",
+    "set_trigger_enabled",
+    "submit_event",
+    "submit_events",
+    "verify_policy_token",
+]
+
+Id = UUID | str
+
+
+def _count(data: Any) -> int:
+    return int(data)
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+def _event_fields(envelope: EventEnvelope | Mapping[str, Any] | None) -> dict[str, Any]:
+    if envelope is None:
+        return {}
+    if not isinstance(envelope, EventEnvelope):
+        envelope = validate(EventEnvelope, dict(envelope))
+    return envelope.submit_fields()
+
+
+@operation(Feature.EVENTS)
+def submit_event(
+    envelope: EventEnvelope | Mapping[str, Any] | None = None,
+    /,
+    *,
+    tenant_id: Id | None = None,
+    event_type: str | None = None,
+    source_app: SourceApp | str | None = None,
+    payload: Mapping[str, JsonValue] | None = None,
+    source_module: SourceModule | str | None = None,
+    project_id: Id | None = None,
+    trace_id: str | None = None,
+    actor_id: str | None = None,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    occurred_at: datetime | None = None,
+    event_version: str | None = None,
+    contains_pii: bool | None = None,
+    redaction_hints: Mapping[str, Any] | None = None,
+) -> RpcCall[EventRow | None]:
+    """Store one event (an ``EventEnvelope``, its dict, or keyword fields) and fire the
+    tenant's matching event triggers. Re-submitting the same event returns the stored row."""
+    given = {
+        "tenant_id": tenant_id,
+        "event_type": event_type,
+        "source_app": source_app,
+        "payload": payload,
+        "source_module": source_module,
+        "project_id": project_id,
+        "trace_id": trace_id,
+        "actor_id": actor_id,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "occurred_at": occurred_at,
+        "event_version": event_version,
+        "contains_pii": contains_pii,
+        "redaction_hints": redaction_hints,
+    }
+    fields = _event_fields(envelope)
+    for name, value in given.items():
+        if value is None:
+            continue
+        if name in fields and fields[name] != value:
+            raise InvalidInputError(f"{name}: given both in the envelope and as an argument")
+        fields[name] = value
+    params = validate(SubmitEventParams, fields)
+    return RpcCall("jobforge_submit_event", params.rpc_args(), parse_optional(EventRow))
+
+
+@operation(Feature.EVENTS, empty=list)
+def submit_events(
+    *, tenant_id: Id, events: Sequence[EventEnvelope | Mapping[str, Any]]
+) -> RpcCall[list[EventRow]]:
+    """Store up to 1,000 events in one statement; rows come back in input order."""
+    items = [
+        e.submit_fields() if isinstance(e, EventEnvelope) else _strip_tenant(e) for e in events
+    ]
+    params = validate(SubmitEventsParams, {"tenant_id": tenant_id, "events": items})
+    return RpcCall("jobforge_submit_events", params.rpc_args(), parse_list(EventRow))
+
+
+def _strip_tenant(event: Mapping[str, Any]) -> dict[str, Any]:
+    if "subject" in event or "schema_version" in event:
+        return validate(EventEnvelope, dict(event)).submit_fields()
+    return dict(event)
+
+
+@operation(Feature.EVENTS, empty=list)
+def list_events(
+    *,
+    tenant_id: Id,
+    project_id: Id | None = None,
+    event_type: str | None = None,
+    source_app: SourceApp | str | None = None,
+    source_module: SourceModule | str | None = None,
+    processed: bool | None = None,
+    trace_id: str | None = None,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    raw: bool = False,
+) -> RpcCall[list[EventRow]]:
+    """Events of the tenant, newest first. Redacted fields read ``"[REDACTED]"`` unless a
+    service-role caller asks for ``raw`` payloads."""
+    params = validate(
+        ListEventsParams,
+        {
+            "tenant_id": tenant_id,
+            "project_id": project_id,
+            "event_type": event_type,
+            "source_app": source_app,
+            "source_module": source_module,
+            "processed": processed,
+            "trace_id": trace_id,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "offset": offset,
+            "raw": raw,
+        },
+    )
+    return RpcCall("jobforge_list_events", params.rpc_args(), parse_list(EventRow))
+
+
+@operation(Feature.EVENTS)
+def purge_expired_events(*, retention_days: int = 30) -> RpcCall[int | None]:
+    """Delete events older than ``retention_days``; returns how many (service role)."""
+    if not 1 <= retention_days <= 36500:
+        raise InvalidInputError("retention_days: must be between 1 and 36500")
+    return RpcCall("jobforge_purge_expired_events", {"p_retention_days": retention_days}, _count)
+
+
+# -- templates and job requests -------------------------------------------------------
+
+
+@operation(Feature.AUTOPILOT_JOBS, empty=list)
+def list_templates(
+    *, category: TemplateCategory | str | None = None, enabled: bool | None = None
+) -> RpcCall[list[TemplateRow]]:
+    """The template registry, by key."""
+    params = validate(ListTemplatesParams, {"category": category, "enabled": enabled})
+    return RpcCall("jobforge_list_templates", params.rpc_args(), parse_list(TemplateRow))
+
+
+@operation(Feature.AUTOPILOT_JOBS)
+def get_template(*, template_key: str) -> RpcCall[TemplateRow | None]:
+    """One template; ``NotFoundError`` for an unknown key."""
+    params = validate(GetTemplateParams, {"template_key": template_key})
+    return RpcCall("jobforge_get_template", params.rpc_args(), TemplateRow.model_validate)
+
+
+@operation(Feature.AUTOPILOT_JOBS)
+def set_template_enabled(
+    *, template_key: str, enabled: bool, actor_id: str | None = None
+) -> RpcCall[TemplateRow | None]:
+    """Enable or disable a template for everyone (service role; audited)."""
+    params = validate(
+        SetTemplateEnabledParams,
+        {"template_key": template_key, "enabled": enabled, "actor_id": actor_id},
+    )
+    return RpcCall("jobforge_set_template_enabled", params.rpc_args(), TemplateRow.model_validate)
+
+
+@operation(Feature.AUTOPILOT_JOBS)
+def request_job(
+    *,
+    tenant_id: Id,
+    template_key: str,
+    inputs: Mapping[str, JsonValue] | None = None,
+    project_id: Id | None = None,
+    trace_id: str | None = None,
+    actor_id: str | None = None,
+    dry_run: bool = False,
+    idempotency_key: str | None = None,
+    policy_token: str | None = None,
+) -> Steps[RequestJobResult | None]:
+    """Request a job from a template (or only show what would run, with ``dry_run``).
+
+    An action template needs a policy token: the SDK first has the database verify it
+    (which audits the verdict even when the token is refused), then requests the job,
+    which verifies it again and consumes its ``jti``.
+    """
+    params = validate(
+        RequestJobParams,
+        {
+            "tenant_id": tenant_id,
+            "template_key": template_key,
+            "inputs": dict(inputs or {}),
+            "project_id": project_id,
+            "trace_id": trace_id,
+            "actor_id": actor_id,
+            "dry_run": dry_run,
+            "idempotency_key": idempotency_key,
+            "policy_token": policy_token,
+        },
+    )
+    if params.template_key in ACTION_TEMPLATE_KEYS:
+        if not (yield Gate(Feature.ACTION_JOBS, "request_job")):
+            return None
+        flags: FeatureFlags = yield FLAGS
+        token = params.policy_token
+        if token is None:
+            token = yield from _self_issued_token(params, flags)
+        verdict: PolicyCheckResult = yield _verify_call(
+            params.tenant_id, params.template_key, token, params.actor_id
+        )
+        if not verdict.allowed:
+            raise PolicyDeniedError(
+                f"policy token refused: {verdict.reason}", code="PT403", details=verdict.reason
+            )
+        params = params.model_copy(update={"policy_token": token})
+    result: RequestJobResult = yield RpcCall(
+        "jobforge_request_job", params.rpc_args(), RequestJobResult.model_validate
+    )
+    return result
+
+
+def _self_issued_token(params: RequestJobParams, flags: FeatureFlags) -> Steps[str]:
+    """With REQUIRE_POLICY_TOKENS off, a trusted backend signs its own token with
+    POLICY_TOKEN_SECRET for the template's scopes; with it on, the caller must bring one."""
+    if flags.require_policy_tokens or flags.policy_token_secret is None:
+        raise PolicyDeniedError(
+            f"policy token refused: policy_token is required for action template "
+            f"{params.template_key}",
+            code=None,
+        )
+    template: TemplateRow = yield RpcCall(
+        "jobforge_get_template", {"p_template_key": params.template_key}, TemplateRow.model_validate
+    )
+    return generate_policy_token(
+        secret=flags.policy_token_secret.get_secret_value(),
+        kid=flags.policy_token_kid,
+        tenant_id=params.tenant_id,
+        actor_id=params.actor_id or "jobforge-sdk",
+        action=params.template_key,
+        scopes=template.required_scopes,
+        project_id=params.project_id,
+    )
+
+
+def _verify_call(
+    tenant_id: UUID, template_key: str, token: str, actor_id: str | None
+) -> RpcCall[PolicyCheckResult]:
+    params = VerifyPolicyTokenParams(
+        tenant_id=tenant_id, template_key=template_key, policy_token=token, actor_id=actor_id
+    )
+    return RpcCall(
+        "jobforge_verify_policy_token", params.rpc_args(), PolicyCheckResult.model_validate
+    )
+
+
+@operation(Feature.ACTION_JOBS)
+def verify_policy_token(
+    *, tenant_id: Id, template_key: str, policy_token: str, actor_id: str | None = None
+) -> RpcCall[PolicyCheckResult | None]:
+    """Have the database check a token for an action (audited, ``jti`` not consumed)."""
+    params = validate(
+        VerifyPolicyTokenParams,
+        {
+            "tenant_id": tenant_id,
+            "template_key": template_key,
+            "policy_token": policy_token,
+            "actor_id": actor_id,
+        },
+    )
+    return RpcCall(
+        "jobforge_verify_policy_token", params.rpc_args(), PolicyCheckResult.model_validate
+    )
+
+
+@operation(Feature.ACTION_JOBS)
+def add_policy_key(*, kid: str, secret: str) -> RpcCall[PolicyKeyRow | None]:
+    """Register a signing key in the database's private key table (service role)."""
+    params = validate(AddPolicyKeyParams, {"kid": kid, "secret": secret})
+    return RpcCall("jobforge_add_policy_key", params.rpc_args(), PolicyKeyRow.model_validate)
+
+
+@operation(Feature.ACTION_JOBS)
+def retire_policy_key(*, kid: str) -> RpcCall[PolicyKeyRow | None]:
+    """Stop accepting tokens signed with ``kid`` (service role)."""
+    params = validate(RetirePolicyKeyParams, {"kid": kid})
+    return RpcCall("jobforge_retire_policy_key", params.rpc_args(), PolicyKeyRow.model_validate)
+
+
+# -- manifests ------------------------------------------------------------------------
+
+
+@operation(Feature.MANIFESTS)
+def create_manifest(
+    *, run_id: Id, tenant_id: Id, manifest: ArtifactManifest | Mapping[str, Any]
+) -> RpcCall[ManifestRow | None]:
+    """Write the run's manifest (service role); a pending one may be updated later."""
+    params = validate(
+        CreateManifestParams, {"run_id": run_id, "tenant_id": tenant_id, "manifest": manifest}
+    )
+    return RpcCall("jobforge_create_manifest", params.rpc_args(), ManifestRow.model_validate)
+
+
+@operation(Feature.MANIFESTS)
+def get_run_manifest(*, run_id: Id, tenant_id: Id) -> RpcCall[ManifestRow | None]:
+    """The manifest of a run, or ``None`` when it has none."""
+    params = validate(GetManifestParams, {"run_id": run_id, "tenant_id": tenant_id})
+    return RpcCall("jobforge_get_manifest", params.rpc_args(), parse_optional(ManifestRow))
+
+
+# -- triggers -------------------------------------------------------------------------
+
+
+@operation(Feature.TRIGGERS)
+def create_cron_trigger(
+    *,
+    tenant_id: Id,
+    name: str,
+    cron_expression: str,
+    target_template_key: str,
+    target_inputs: Mapping[str, JsonValue] | None = None,
+    enabled: bool = False,
+    dry_run: bool = False,
+    cooldown_seconds: int = 0,
+    max_fires_per_hour: int = 60,
+    project_id: Id | None = None,
+    actor_id: str | None = None,
+) -> RpcCall[Trigger | None]:
+    """A trigger that requests ``target_template_key`` on a 5-field cron schedule (UTC)."""
+    params = validate(
+        CreateCronTriggerParams,
+        {
+            "tenant_id": tenant_id,
+            "name": name,
+            "cron_expression": cron_expression,
+            "target_template_key": target_template_key,
+            "target_inputs": dict(target_inputs or {}),
+            "enabled": enabled,
+            "dry_run": dry_run,
+            "cooldown_seconds": cooldown_seconds,
+            "max_fires_per_hour": max_fires_per_hour,
+            "project_id": project_id,
+            "actor_id": actor_id,
+        },
+    )
+    return RpcCall("jobforge_create_trigger", params.rpc_args(), Trigger.model_validate)
+
+
+@operation(Feature.TRIGGERS)
+def create_event_trigger(
+    *,
+    tenant_id: Id,
+    name: str,
+    event_type_filter: str,
+    target_template_key: str,
+    event_source_filter: SourceApp | str | None = None,
+    target_inputs: Mapping[str, JsonValue] | None = None,
+    enabled: bool = False,
+    dry_run: bool = False,
+    cooldown_seconds: int = 0,
+    max_fires_per_hour: int = 60,
+    project_id: Id | None = None,
+    actor_id: str | None = None,
+) -> RpcCall[Trigger | None]:
+    """A trigger that requests ``target_template_key`` for each matching event
+    (``event_type_filter``: an exact type, or a prefix ending in ``.*``)."""
+    params = validate(
+        CreateEventTriggerParams,
+        {
+            "tenant_id": tenant_id,
+            "name": name,
+            "event_type_filter": event_type_filter,
+            "event_source_filter": event_source_filter,
+            "target_template_key": target_template_key,
+            "target_inputs": dict(target_inputs or {}),
+            "enabled": enabled,
+            "dry_run": dry_run,
+            "cooldown_seconds": cooldown_seconds,
+            "max_fires_per_hour": max_fires_per_hour,
+            "project_id": project_id,
+            "actor_id": actor_id,
+        },
+    )
+    return RpcCall("jobforge_create_trigger", params.rpc_args(), Trigger.model_validate)
+
+
+@operation(Feature.TRIGGERS, empty=list)
+def list_triggers(
+    *,
+    tenant_id: Id,
+    trigger_type: TriggerType | str | None = None,
+    enabled: bool | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> RpcCall[list[Trigger]]:
+    """Triggers of the tenant, newest first."""
+    params = validate(
+        ListTriggersParams,
+        {
+            "tenant_id": tenant_id,
+            "trigger_type": trigger_type,
+            "enabled": enabled,
+            "limit": limit,
+            "offset": offset,
+        },
+    )
+    return RpcCall("jobforge_list_triggers", params.rpc_args(), parse_list(Trigger))
+
+
+@operation(Feature.TRIGGERS)
+def set_trigger_enabled(
+    *, trigger_id: Id, tenant_id: Id, enabled: bool, actor_id: str | None = None
+) -> RpcCall[Trigger | None]:
+    """Turn a trigger on or off (audited)."""
+    params = validate(
+        SetTriggerEnabledParams,
+        {
+            "trigger_id": trigger_id,
+            "tenant_id": tenant_id,
+            "enabled": enabled,
+            "actor_id": actor_id,
+        },
+    )
+    return RpcCall("jobforge_set_trigger_enabled", params.rpc_args(), Trigger.model_validate)
+
+
+@operation(Feature.TRIGGERS)
+def delete_trigger(
+    *, trigger_id: Id, tenant_id: Id, actor_id: str | None = None
+) -> RpcCall[Trigger | None]:
+    """Delete a trigger; returns the deleted row (audited)."""
+    params = validate(
+        TriggerRef, {"trigger_id": trigger_id, "tenant_id": tenant_id, "actor_id": actor_id}
+    )
+    return RpcCall("jobforge_delete_trigger", params.rpc_args(), Trigger.model_validate)
+
+
+@operation(Feature.TRIGGERS)
+def fire_cron_trigger(*, trigger_id: Id, scheduled_for: datetime) -> RpcCall[CronFireResult | None]:
+    """Fire a cron trigger for one slot: at most one job per trigger and slot, however
+    often or concurrently this is called (service role; the scheduler's call)."""
+    params = validate(
+        FireCronTriggerParams, {"trigger_id": trigger_id, "scheduled_for": scheduled_for}
+    )
+    return RpcCall("jobforge_fire_cron_trigger", params.rpc_args(), CronFireResult.model_validate)
+
+
+# -- audit ----------------------------------------------------------------------------
+
+
+@operation(Feature.AUDIT_LOGGING, empty=list)
+def list_audit_logs(
+    *,
+    tenant_id: Id,
+    action: AuditAction | str | None = None,
+    actor_id: str | None = None,
+    trace_id: str | None = None,
+    target_type: str | None = None,
+    target_id: str | None = None,
+    outcome: AuditOutcome | str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> RpcCall[list[AuditLogEntry]]:
+    """The tenant's audit trail, newest first."""
+    params = validate(
+        ListAuditLogsParams,
+        {
+            "tenant_id": tenant_id,
+            "action": action,
+            "actor_id": actor_id,
+            "trace_id": trace_id,
+            "target_type": target_type,
+            "target_id": target_id,
+            "outcome": outcome,
+            "since": since,
+            "until": until,
+            "limit": limit,
+            "offset": offset,
+        },
+    )
+    return RpcCall("jobforge_list_audit_logs", params.rpc_args(), parse_list(AuditLogEntry))
+
+
+@operation(Feature.AUDIT_LOGGING)
+def purge_audit_logs(*, retention_days: int = 365) -> RpcCall[int | None]:
+    """The only way audit rows are ever removed: those older than ``retention_days``."""
+    if not 1 <= retention_days <= 36500:
+        raise InvalidInputError("retention_days: must be between 1 and 36500")
+    return RpcCall("jobforge_purge_audit_logs", {"p_retention_days": retention_days}, _count)

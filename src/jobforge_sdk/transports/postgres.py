@@ -1,0 +1,164 @@
+"""Direct PostgreSQL transport: psycopg 3 with a ``psycopg_pool`` pool.
+
+Without claims a call is one autocommitted statement, one round trip. With claims
+(``with_claims``) each call runs in its own transaction that first switches role and sets
+``request.jwt.claims``, exactly as PostgREST does, so RLS and the RPCs' tenant checks see
+the same caller they would see through Supabase.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from ..errors import TransportError
+from ._sql import SET_CLAIMS, SIGNATURE_QUERY, Signatures, claims_json, map_error
+
+__all__ = ["AsyncPostgresTransport", "PostgresTransport"]
+
+_DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0}
+
+
+def _pool_args(dsn: str, pool_options: Mapping[str, Any]) -> dict[str, Any]:
+    options = {**_DEFAULT_POOL, **pool_options}
+    kwargs = {"autocommit": True, **options.pop("kwargs", {})}
+    return {"conninfo": dsn, "kwargs": kwargs, "open": False, **options}
+
+
+class PostgresTransport:
+    """Sync transport. The pool opens on the first call, so building a client does no I/O."""
+
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        *,
+        claims: Mapping[str, Any] | None = None,
+        role: str = "authenticated",
+        owns_pool: bool = True,
+        signatures: Signatures | None = None,
+    ) -> None:
+        self.pool = pool
+        self._claims = claims_json(claims) if claims is not None else None
+        self._role = role
+        self._owns_pool = owns_pool
+        self._signatures = signatures or Signatures()
+        self._open_lock = threading.Lock()
+        self._opened = False
+
+    @classmethod
+    def connect(cls, dsn: str, **pool_options: Any) -> PostgresTransport:
+        return cls(ConnectionPool(**_pool_args(dsn, pool_options)))
+
+    def with_claims(
+        self, claims: Mapping[str, Any], *, role: str = "authenticated"
+    ) -> PostgresTransport:
+        """A transport on the same pool whose calls run as ``role`` with ``claims``."""
+        return PostgresTransport(
+            self.pool, claims=claims, role=role, owns_pool=False, signatures=self._signatures
+        )
+
+    def _ensure_open(self) -> None:
+        if not self._opened:
+            with self._open_lock:
+                if self.pool.closed:
+                    self.pool.open()
+                self._opened = True
+
+    def call(self, fn: str, args: Mapping[str, Any]) -> Any:
+        self._ensure_open()
+        try:
+            with self.pool.connection() as conn:
+                if not self._signatures.known(fn):
+                    self._signatures.store(fn, conn.execute(SIGNATURE_QUERY, (fn,)).fetchall())
+                statement, values = self._signatures.prepare(fn, args)
+                if self._claims is None:
+                    row = conn.execute(statement, values).fetchone()
+                else:
+                    with conn.transaction():
+                        conn.execute(SET_CLAIMS, (self._role, self._claims))
+                        row = conn.execute(statement, values).fetchone()
+        except PoolTimeout as exc:
+            raise TransportError(
+                f"no database connection available: {exc}", retryable=True
+            ) from None
+        except psycopg.Error as exc:
+            raise map_error(exc) from None
+        return row[0] if row else None
+
+    def close(self) -> None:
+        if self._owns_pool and not self.pool.closed:
+            self.pool.close()
+
+
+class AsyncPostgresTransport:
+    """Async twin of ``PostgresTransport``; statement building and error mapping are shared."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        claims: Mapping[str, Any] | None = None,
+        role: str = "authenticated",
+        owns_pool: bool = True,
+        signatures: Signatures | None = None,
+    ) -> None:
+        self.pool = pool
+        self._claims = claims_json(claims) if claims is not None else None
+        self._role = role
+        self._owns_pool = owns_pool
+        self._signatures = signatures or Signatures()
+        self._open_lock: asyncio.Lock | None = None
+        self._opened = False
+
+    @classmethod
+    def connect(cls, dsn: str, **pool_options: Any) -> AsyncPostgresTransport:
+        return cls(AsyncConnectionPool(**_pool_args(dsn, pool_options)))
+
+    def with_claims(
+        self, claims: Mapping[str, Any], *, role: str = "authenticated"
+    ) -> AsyncPostgresTransport:
+        return AsyncPostgresTransport(
+            self.pool, claims=claims, role=role, owns_pool=False, signatures=self._signatures
+        )
+
+    async def _ensure_open(self) -> None:
+        if not self._opened:
+            if self._open_lock is None:
+                self._open_lock = asyncio.Lock()
+            async with self._open_lock:
+                if self.pool.closed:
+                    await self.pool.open()
+                self._opened = True
+
+    async def call(self, fn: str, args: Mapping[str, Any]) -> Any:
+        await self._ensure_open()
+        try:
+            async with self.pool.connection() as conn:
+                if not self._signatures.known(fn):
+                    cur = await conn.execute(SIGNATURE_QUERY, (fn,))
+                    self._signatures.store(fn, await cur.fetchall())
+                statement, values = self._signatures.prepare(fn, args)
+                if self._claims is None:
+                    cur = await conn.execute(statement, values)
+                    row = await cur.fetchone()
+                else:
+                    async with conn.transaction():
+                        await conn.execute(SET_CLAIMS, (self._role, self._claims))
+                        cur = await conn.execute(statement, values)
+                        row = await cur.fetchone()
+        except PoolTimeout as exc:
+            raise TransportError(
+                f"no database connection available: {exc}", retryable=True
+            ) from None
+        except psycopg.Error as exc:
+            raise map_error(exc) from None
+        return row[0] if row else None
+
+    async def close(self) -> None:
+        if self._owns_pool and not self.pool.closed:
+            await self.pool.close()

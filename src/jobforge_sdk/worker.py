@@ -1,0 +1,450 @@
+"""The worker: claims jobs, runs their handlers, and reports back.
+
+One thread claims (woken at once by the enqueue notification, or after ``poll_interval``
+when a notification is lost), ``concurrency`` threads run handlers, and a listener thread
+holds a ``LISTEN`` connection. Every running job is heartbeated; stale jobs of dead workers
+are reaped; on SIGTERM/SIGINT the worker stops claiming, lets running jobs finish within
+``shutdown_grace`` and hands back to the queue what it could not finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import signal
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+from typing import Any
+
+import jsonschema
+import psycopg
+
+from .client import JobForgeClient
+from .errors import ConflictError, JobForgeError, NotFoundError
+from .manifests import calculate_run_metrics, generate_env_fingerprint
+from .models.jobs import JobRow, JobStatus
+from .models.manifests import ArtifactManifest, ManifestStatus
+from .models.templates import TemplateRow
+from .plane import get_template
+from .registry import Handler, JobContext, call_handler
+from .scheduler import Scheduler
+from .transports.postgres import PostgresTransport
+
+__all__ = ["NOTIFY_CHANNEL", "Worker", "describe_error"]
+
+NOTIFY_CHANNEL = "jobforge_jobs"
+logger = logging.getLogger("jobforge_sdk.worker")
+
+_URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
+_JWT_LIKE = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
+
+
+class NoHandlerError(Exception):
+    """The worker has no handler for the job's type."""
+
+
+class InvalidJobInputs(Exception):
+    """A template job's inputs do not satisfy the template's input schema."""
+
+
+class InvalidJobOutput(Exception):
+    """A template job's handler returned a result that breaks the output schema."""
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """A structured, secret-free error for ``complete_job``: type, message, and where it
+    happened (file:line in function; no source text, no local values)."""
+    message = _URL_CREDENTIALS.sub(r"\1***@", str(exc))
+    message = _JWT_LIKE.sub("[REDACTED]", message)[:2000]
+    frames = traceback.extract_tb(exc.__traceback__)[-10:]
+    return {
+        "type": type(exc).__name__,
+        "message": message,
+        "traceback": [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames],
+    }
+
+
+class Worker:
+    def __init__(
+        self,
+        client: JobForgeClient,
+        handlers: Mapping[str, Handler],
+        *,
+        concurrency: int = 4,
+        worker_id: str | None = None,
+        types: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 10.0,
+        reap_interval: float = 30.0,
+        stale_after: timedelta = timedelta(minutes=2),
+        shutdown_grace: float = 30.0,
+        scheduler: bool | Scheduler = False,
+        listen: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency: must be at least 1")
+        if poll_interval <= 0 or heartbeat_interval <= 0 or reap_interval <= 0:
+            raise ValueError("poll_interval, heartbeat_interval, reap_interval: must be positive")
+        self.client = client
+        self.handlers = dict(handlers)
+        self.concurrency = concurrency
+        self.worker_id = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        # None claims every type: a job nobody handles fails clearly instead of waiting.
+        self.types = list(types) if types else None
+        self.batch_size = batch_size or concurrency
+        self.poll_interval = poll_interval
+        self.heartbeat_interval = heartbeat_interval
+        self.reap_interval = reap_interval
+        self.stale_after = stale_after
+        self.shutdown_grace = shutdown_grace
+        self.scheduler = (
+            scheduler
+            if isinstance(scheduler, Scheduler)
+            else Scheduler(client)
+            if scheduler
+            else None
+        )
+        self.listen = listen
+        self.processed = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._jobs: queue.Queue[JobRow | None] = queue.Queue()
+        self._running: dict[uuid.UUID, JobRow] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._templates: dict[str, tuple[float, TemplateRow]] = {}
+        self._fingerprint: dict[str, Any] | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop claiming; ``run`` then drains and returns. Safe from any thread or signal."""
+        self._stopping.set()
+        self._wake.set()
+
+    def run(self, *, install_signal_handlers: bool = True) -> None:
+        """Run until ``stop()`` (or SIGTERM/SIGINT when installed from the main thread)."""
+        restore = self._install_signals() if install_signal_handlers else {}
+        try:
+            self._start_threads()
+            self._loop(until_idle=False)
+        finally:
+            self._drain()
+            for sig, previous in restore.items():
+                signal.signal(sig, previous)
+
+    def run_until_idle(self, *, timeout: float = 60.0) -> int:
+        """Process jobs until none is due and none is running; returns how many ran.
+
+        For tests, scripts and the smoke test: no signals, no waiting for new work.
+        """
+        deadline = time.monotonic() + timeout
+        self._start_threads(listen=False)
+        try:
+            self._loop(until_idle=True, deadline=deadline)
+        finally:
+            self._drain()
+        return self.processed
+
+    def _install_signals(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            logger.info("signal %s: stopping, finishing running jobs", signum)
+            self.stop()
+
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+        return previous
+
+    def _start_threads(self, *, listen: bool | None = None) -> None:
+        self._stopping.clear()
+        for index in range(self.concurrency):
+            thread = threading.Thread(
+                target=self._run_jobs, name=f"jobforge-exec-{index}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        dsn = self._listen_dsn()
+        if (self.listen if listen is None else listen) and dsn:
+            thread = threading.Thread(
+                target=self._listen_loop, args=(dsn,), name="jobforge-listen", daemon=True
+            )
+            thread.start()
+
+    def _listen_dsn(self) -> str | None:
+        transport = self.client.transport
+        if isinstance(transport, PostgresTransport):
+            return str(transport.pool.conninfo)
+        return None  # Supabase: no LISTEN over HTTP; polling only.
+
+    # -- claiming -------------------------------------------------------------------------
+
+    def _loop(self, *, until_idle: bool, deadline: float | None = None) -> None:
+        next_beat = next_reap = next_tick = time.monotonic()
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                raise TimeoutError("run_until_idle: jobs still running at the deadline")
+            if now >= next_beat:
+                self._heartbeat_all()
+                next_beat = now + self.heartbeat_interval
+            if now >= next_reap and not until_idle:
+                self._reap()
+                next_reap = now + self.reap_interval
+            if self.scheduler is not None and now >= next_tick:
+                self._tick_scheduler()
+                next_tick = now + self.scheduler.interval
+            self._wake.clear()
+            claimed = self._claim()
+            if claimed:
+                continue
+            with self._lock:
+                busy = len(self._running)
+            if until_idle and busy == 0 and self._jobs.empty():
+                return
+            self._wake.wait(self._wait_time(until_idle))
+
+    def _wait_time(self, until_idle: bool) -> float:
+        return min(self.poll_interval, 0.05) if until_idle else self.poll_interval
+
+    def _claim(self) -> int:
+        with self._lock:
+            free = self.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        try:
+            jobs = self.client.claim_jobs(
+                worker_id=self.worker_id, limit=min(free, self.batch_size), types=self.types
+            )
+        except JobForgeError as exc:
+            logger.warning("claim failed: %s", exc, extra={"worker_id": self.worker_id})
+            self._stopping.wait(self.poll_interval)
+            return 0
+        for job in jobs:
+            with self._lock:
+                self._running[job.id] = job
+            self._jobs.put(job)
+        return len(jobs)
+
+    def _listen_loop(self, dsn: str) -> None:
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f"listen {NOTIFY_CHANNEL}")
+                    backoff = 0.5
+                    self._wake.set()  # anything enqueued while we were not listening
+                    while not self._stopping.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._wake.set()
+            except psycopg.Error as exc:
+                logger.warning("listen connection lost (%s); polling until it is back", exc)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    # -- running --------------------------------------------------------------------------
+
+    def _run_jobs(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                self._execute(job)
+            finally:
+                with self._lock:
+                    self._running.pop(job.id, None)
+                    self.processed += 1
+                    self._idle.notify_all()
+                self._wake.set()
+
+    def _execute(self, job: JobRow) -> None:
+        log = {
+            "job_id": str(job.id),
+            "job_type": job.type,
+            "tenant_id": str(job.tenant_id),
+            "attempt": job.attempts,
+            "worker_id": self.worker_id,
+        }
+        ctx = JobContext(job=job, worker_id=self.worker_id, heartbeat=lambda: self._beat(job))
+        if ctx.trace_id:
+            log["trace_id"] = ctx.trace_id
+        started = datetime.now(UTC)
+        cpu_started = time.thread_time()
+        logger.info("job started", extra=log)
+        result: Any = None
+        error: dict[str, Any] | None = None
+        try:
+            handler = self.handlers.get(job.type)
+            if handler is None:
+                raise NoHandlerError(f"no handler registered for job type {job.type!r}")
+            template = self._template_for(ctx)
+            if template is not None:
+                _check_schema(template.input_schema, ctx.inputs, "inputs", InvalidJobInputs)
+            result = call_handler(handler, ctx)
+            if template is not None:
+                _check_schema(template.output_schema, result, "result", InvalidJobOutput)
+        except Exception as exc:
+            error = describe_error(exc)
+        finished = datetime.now(UTC)
+        cpu_ms = (time.thread_time() - cpu_started) * 1000
+        duration_ms = (finished - started).total_seconds() * 1000
+        if ctx.template_key is not None and self.client.flags.manifests:
+            self._write_manifest(ctx, started, finished, cpu_ms, error)
+        status = JobStatus.SUCCEEDED if error is None else JobStatus.FAILED
+        try:
+            self.client.complete_job(
+                job_id=job.id, worker_id=self.worker_id, status=status, result=result, error=error
+            )
+        except ConflictError as exc:
+            # Canceled, or reaped after a long stall: the job is no longer ours.
+            logger.warning("job no longer held: %s", exc, extra=log)
+            return
+        except JobForgeError as exc:
+            logger.error("could not complete job: %s", exc, extra=log)
+            return
+        extra = {**log, "duration_ms": round(duration_ms, 3), "status": status.value}
+        if error is None:
+            logger.info("job succeeded", extra=extra)
+        else:
+            logger.warning("job failed: %s: %s", error["type"], error["message"][:200], extra=extra)
+
+    def _template_for(self, ctx: JobContext) -> TemplateRow | None:
+        key = ctx.template_key
+        if key is None or key != ctx.job.type:
+            return None
+        cached = self._templates.get(key)
+        if cached and time.monotonic() - cached[0] < 60:
+            return cached[1]
+        try:
+            # Read past the AUTOPILOT_JOBS gate on purpose: the job exists, so whoever
+            # requested it had the flag on, and its inputs must be checked all the same.
+            template = self.client._run(get_template(template_key=key))
+        except NotFoundError:
+            raise InvalidJobInputs(f"template {key} no longer exists") from None
+        if template is None:
+            return None
+        self._templates[key] = (time.monotonic(), template)
+        return template
+
+    def _write_manifest(
+        self,
+        ctx: JobContext,
+        started: datetime,
+        finished: datetime,
+        cpu_ms: float,
+        error: dict[str, Any] | None,
+    ) -> None:
+        if self._fingerprint is None:
+            self._fingerprint = generate_env_fingerprint()
+        metrics = calculate_run_metrics(
+            started, finished, cpu_time_ms=cpu_ms, attempt=ctx.job.attempts, **ctx.metrics
+        )
+        manifest = ArtifactManifest(
+            job_type=ctx.job.type,
+            outputs=ctx.outputs,
+            metrics=metrics,
+            env_fingerprint=self._fingerprint,
+            tool_versions={"jobforge-sdk": _sdk_version(), **ctx.tool_versions},
+            status=ManifestStatus.COMPLETE if error is None else ManifestStatus.FAILED,
+            error=error,
+        )
+        try:
+            self.client.create_manifest(
+                run_id=ctx.job.id, tenant_id=ctx.tenant_id, manifest=manifest
+            )
+        except JobForgeError as exc:
+            logger.error("could not write manifest: %s", exc, extra={"job_id": str(ctx.job.id)})
+
+    # -- housekeeping ---------------------------------------------------------------------
+
+    def _beat(self, job: JobRow) -> None:
+        self.client.heartbeat_job(job_id=job.id, worker_id=self.worker_id)
+
+    def _heartbeat_all(self) -> None:
+        with self._lock:
+            jobs = list(self._running.values())
+        for job in jobs:
+            try:
+                self._beat(job)
+            except JobForgeError as exc:
+                logger.debug("heartbeat of %s failed: %s", job.id, exc)
+
+    def _reap(self) -> None:
+        try:
+            reaped = self.client.reap_stale_jobs(timeout=self.stale_after)
+        except JobForgeError as exc:
+            logger.warning("reap failed: %s", exc)
+            return
+        if reaped:
+            logger.warning("reaped %d stale job(s) of lost workers", reaped)
+
+    def _tick_scheduler(self) -> None:
+        assert self.scheduler is not None
+        try:
+            self.scheduler.tick()
+        except JobForgeError as exc:
+            logger.warning("scheduler tick failed: %s", exc)
+
+    def _drain(self) -> None:
+        """Hand back claimed jobs that never started, wait up to ``shutdown_grace`` for the
+        running ones, and hand back those too: nothing is left stuck in ``running``."""
+        unstarted: list[JobRow] = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                unstarted.append(job)
+        with self._lock:
+            for job in unstarted:
+                self._running.pop(job.id, None)
+        self._release(unstarted)
+        deadline = time.monotonic() + self.shutdown_grace
+        with self._lock:
+            while self._running and time.monotonic() < deadline:
+                self._idle.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+            leftover = list(self._running.values())
+        self._release(leftover)
+        for _ in self._threads:
+            self._jobs.put(None)
+        self._threads.clear()
+
+    def _release(self, jobs: list[JobRow]) -> None:
+        for job in jobs:
+            try:
+                self.client.release_job(job_id=job.id, worker_id=self.worker_id)
+                logger.warning("released job back to the queue", extra={"job_id": str(job.id)})
+            except JobForgeError as exc:
+                logger.error("could not release job %s: %s", job.id, exc)
+
+
+def _check_schema(
+    schema: dict[str, Any], value: Any, name: str, error: type[Exception]
+) -> None:
+    """Validate against a template's JSON Schema; the message names the first bad field."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.path])
+    if problems:
+        first = problems[0]
+        where = ".".join([name, *(str(p) for p in first.path)])
+        raise error(f"{where}: {first.message}")
+
+
+def _sdk_version() -> str:
+    from . import __version__
+
+    return __version__

@@ -1,0 +1,272 @@
+"""The worker against a real database: in-process for behaviour, as `jobforge worker`
+processes for crashes, signals and concurrency."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from jobforge_sdk import JobForgeClient, JobStatus
+from jobforge_sdk.worker import Worker, describe_error
+from tests.support.cli import JOBFORGE
+from tests.support.worker_app import handlers
+
+TENANT = uuid.uuid4()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status_counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("select status, count(*) from jobforge_jobs group by 1").fetchall()
+    return {str(s): int(n) for s, n in rows}
+
+
+def _job(url: str, job_id: uuid.UUID) -> dict[str, Any]:
+    with psycopg.connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        row = cur.execute("select * from jobforge_jobs where id = %s", (job_id,)).fetchone()
+    assert row is not None
+    return row
+
+
+@pytest.fixture
+def client(fresh_db_url: str) -> Iterator[JobForgeClient]:
+    with JobForgeClient.from_postgres(fresh_db_url, max_size=6) as c:
+        yield c
+
+
+class WorkerProcess:
+    """A `jobforge worker` subprocess; its log goes to a file so a chatty worker never
+    blocks on a full pipe."""
+
+    def __init__(self, url: str, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                JOBFORGE,
+                "worker",
+                "--database-url",
+                url,
+                "--app",
+                "tests.support.worker_app:handlers",
+                "--poll-interval",
+                "0.2",
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"worker did not stop: {self.output()[-2000:]}") from None
+        output = self.output()
+        self.log.close()
+        return self.proc.returncode, output
+
+
+def test_runs_sync_and_async_handlers_until_idle(client: JobForgeClient) -> None:
+    a = client.enqueue_job(tenant_id=TENANT, type="test.echo", payload={"n": 1})
+    b = client.enqueue_job(tenant_id=TENANT, type="test.async_echo", payload={"n": 2})
+    ran = Worker(client, handlers, concurrency=2).run_until_idle(timeout=30)
+    assert ran == 2
+    result_a = client.get_result(job_id=a.id, tenant_id=TENANT)
+    result_b = client.get_result(job_id=b.id, tenant_id=TENANT)
+    assert result_a is not None
+    assert result_a.result["echo"] == {"n": 1}  # type: ignore[index,call-overload]
+    assert result_b is not None
+    assert result_b.result == {"echo": {"n": 2}}
+
+
+def test_a_failing_handler_retries_then_dies_with_a_clean_error(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    job = client.enqueue_job(tenant_id=TENANT, type="test.fail", max_attempts=2)
+    worker = Worker(client, handlers)
+    worker.run_until_idle(timeout=30)
+    first = client.get_job(job_id=job.id, tenant_id=TENANT)
+    assert first is not None
+    assert first.status is JobStatus.QUEUED
+    assert first.attempts == 1
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute("update jobforge_jobs set run_at = now() where id = %s", (job.id,))
+    worker.run_until_idle(timeout=30)
+    dead = client.get_job(job_id=job.id, tenant_id=TENANT)
+    assert dead is not None
+    assert dead.status is JobStatus.DEAD
+    error = dead.error
+    assert isinstance(error, dict)
+    assert error["type"] == "RuntimeError"
+    assert "hunter2" not in str(error)
+    assert "postgresql://***@db.internal/prod" in str(error["message"])
+    assert any("worker_app.py" in line and "in fail" in line for line in error["traceback"])  # type: ignore[union-attr]
+
+
+def test_a_job_without_a_handler_fails_instead_of_blocking(client: JobForgeClient) -> None:
+    orphan = client.enqueue_job(tenant_id=TENANT, type="test.nobody", max_attempts=1)
+    fine = client.enqueue_job(tenant_id=TENANT, type="test.echo")
+    Worker(client, handlers).run_until_idle(timeout=30)
+    failed = client.get_job(job_id=orphan.id, tenant_id=TENANT)
+    assert failed is not None
+    assert failed.status is JobStatus.DEAD
+    assert isinstance(failed.error, dict)
+    assert failed.error["type"] == "NoHandlerError"
+    assert "test.nobody" in str(failed.error["message"])
+    done = client.get_job(job_id=fine.id, tenant_id=TENANT)
+    assert done is not None
+    assert done.status is JobStatus.SUCCEEDED
+
+
+def test_an_idle_worker_wakes_on_the_enqueue_notification(client: JobForgeClient) -> None:
+    # Polling every 60 s: only the NOTIFY can make the job start within the wait below.
+    worker = Worker(client, handlers, poll_interval=60, heartbeat_interval=60)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    try:
+        time.sleep(0.5)  # let the worker go idle and LISTEN
+        job = client.enqueue_job(tenant_id=TENANT, type="test.echo")
+
+        def done() -> bool:
+            row = client.get_job(job_id=job.id, tenant_id=TENANT)
+            return row is not None and row.status is JobStatus.SUCCEEDED
+
+        wait_for(done, timeout=10, what="the notified worker to run the job")
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_two_worker_processes_complete_every_job_exactly_once(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    types = ["test.echo", "test.async_echo", "test.sleep"]
+    jobs = [{"type": types[i % 3], "payload": {"i": i, "seconds": 0.001}} for i in range(600)]
+    for start in range(0, len(jobs), 200):
+        client.enqueue_jobs(tenant_id=TENANT, jobs=jobs[start : start + 200])
+    workers = [WorkerProcess(fresh_db_url, "--concurrency", "4") for _ in range(2)]
+    try:
+        wait_for(
+            lambda: _status_counts(fresh_db_url).get("succeeded") == 600,
+            timeout=120,
+            what="600 succeeded jobs",
+        )
+    finally:
+        codes = [w.stop() for w in workers]
+    assert [code for code, _ in codes] == [0, 0], [err[-1000:] for _, err in codes]
+    with psycopg.connect(fresh_db_url) as conn:
+        attempts = conn.execute(
+            "select count(*), count(distinct job_id), count(*) filter (where status <> 'succeeded')"
+            " from jobforge_job_attempts"
+        ).fetchone()
+        per_worker = conn.execute(
+            "select count(distinct worker_id) from jobforge_job_attempts"
+        ).fetchone()
+    assert attempts == (600, 600, 0)
+    assert per_worker == (2,)  # both workers took part
+
+
+def test_a_killed_workers_job_is_reaped_and_finished_by_another(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    job = client.enqueue_job(
+        tenant_id=TENANT, type="test.sleep", payload={"seconds": 0.01, "slow_seconds": 600}
+    )
+    doomed = WorkerProcess(
+        fresh_db_url, "--heartbeat-interval", "0.2", env={"JOBFORGE_TEST_SLOW": "1"}
+    )
+    try:
+        wait_for(lambda: _job(fresh_db_url, job.id)["status"] == "running", what="the claim")
+    finally:
+        doomed.stop(signal.SIGKILL)
+    rescuer = WorkerProcess(
+        fresh_db_url, "--reap-interval", "0.2", "--stale-after", "1", "--heartbeat-interval", "0.2"
+    )
+    try:
+        wait_for(lambda: _job(fresh_db_url, job.id)["status"] == "succeeded", what="the rescue")
+    finally:
+        code, err = rescuer.stop()
+    assert code == 0, err[-2000:]
+    with psycopg.connect(fresh_db_url) as conn:
+        history = conn.execute(
+            "select attempt, status from jobforge_job_attempts where job_id = %s order by attempt",
+            (job.id,),
+        ).fetchall()
+    assert history == [(1, "lost"), (2, "succeeded")]
+
+
+def test_sigterm_lets_running_jobs_finish(client: JobForgeClient, fresh_db_url: str) -> None:
+    job = client.enqueue_job(tenant_id=TENANT, type="test.sleep", payload={"seconds": 1.5})
+    proc = WorkerProcess(fresh_db_url, "--shutdown-grace", "20")
+    wait_for(lambda: _job(fresh_db_url, job.id)["status"] == "running", what="the claim")
+    code, err = proc.stop(signal.SIGTERM)
+    assert code == 0, err[-2000:]
+    assert _job(fresh_db_url, job.id)["status"] == "succeeded"
+
+
+def test_sigterm_past_the_grace_period_hands_the_job_back(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    job = client.enqueue_job(tenant_id=TENANT, type="test.sleep", payload={"seconds": 60})
+    proc = WorkerProcess(fresh_db_url, "--shutdown-grace", "0.5")
+    wait_for(lambda: _job(fresh_db_url, job.id)["status"] == "running", what="the claim")
+    code, err = proc.stop(signal.SIGTERM)
+    assert code == 0, err[-2000:]
+    row = _job(fresh_db_url, job.id)
+    assert row["status"] == "queued"
+    assert row["attempts"] == 0
+    assert row["locked_by"] is None
+    assert "released job back to the queue" in err
+
+
+def test_logs_are_structured_and_leave_out_payload_values(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    client.enqueue_job(tenant_id=TENANT, type="test.echo", payload={"secret_value": "s3cr3t-xyz"})
+    proc = WorkerProcess(fresh_db_url)
+    wait_for(lambda: _status_counts(fresh_db_url).get("succeeded") == 1, what="the job")
+    _, err = proc.stop()
+    import json
+
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    done = [r for r in records if r["message"] == "job succeeded"]
+    assert len(done) == 1
+    assert {"job_id", "job_type", "tenant_id", "attempt", "duration_ms"} <= set(done[0])
+    assert "s3cr3t-xyz" not in err
+
+
+def test_describe_error_scrubs_tokens() -> None:
+    try:
+        raise ValueError("token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl leaked")
+    except ValueError as exc:
+        described = describe_error(exc)
+    assert described["message"] == "token [REDACTED] leaked"
+    assert described["type"] == "ValueError"

@@ -1,0 +1,113 @@
+"""Pins the public API: a change here is a change users see."""
+
+from __future__ import annotations
+
+import inspect
+
+import jobforge_sdk
+from jobforge_sdk import AsyncJobForgeClient, JobForgeClient
+from jobforge_sdk._clientbase import AsyncMethod, SyncMethod
+
+EXPECTED = {
+    "ACTION_TEMPLATE_KEYS",
+    "AUTOPILOT_TEMPLATE_KEYS",
+    "ArtifactManifest",
+    "ArtifactOutput",
+    "AsyncJobForgeClient",
+    "AuditAction",
+    "AuditLogEntry",
+    "AuditOutcome",
+    "ConfigurationError",
+    "ConflictError",
+    "CostTier",
+    "CreateCronTriggerParams",
+    "CreateEventTriggerParams",
+    "CronFireResult",
+    "DatabaseError",
+    "EventEnvelope",
+    "EventRow",
+    "EventSubject",
+    "Feature",
+    "FeatureDisabledError",
+    "FeatureFlags",
+    "InvalidInputError",
+    "JobAttemptRow",
+    "JobContext",
+    "JobForgeClient",
+    "JobForgeError",
+    "JobRegistry",
+    "JobResultRow",
+    "JobRow",
+    "JobSpec",
+    "JobStatus",
+    "JobTemplate",
+    "ListEventsParams",
+    "ManifestRow",
+    "ManifestStatus",
+    "MigrationError",
+    "Migrator",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PolicyCheckResult",
+    "PolicyDeniedError",
+    "PolicyToken",
+    "RequestJobParams",
+    "RequestJobResult",
+    "RunMetrics",
+    "Scheduler",
+    "SourceApp",
+    "SourceModule",
+    "SubmitEventParams",
+    "TemplateCategory",
+    "TemplateRow",
+    "TransportError",
+    "Trigger",
+    "TriggerType",
+    "Worker",
+    "__version__",
+    "calculate_run_metrics",
+    "create_artifact_output",
+    "demo_handlers",
+    "generate_env_fingerprint",
+    "generate_manifest_report",
+    "generate_policy_token",
+    "manifest_digest",
+    "redact_payload",
+    "validate_policy_token",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(jobforge_sdk.__all__) == EXPECTED
+    assert len(jobforge_sdk.__all__) == len(set(jobforge_sdk.__all__))
+    for name in jobforge_sdk.__all__:
+        assert hasattr(jobforge_sdk, name), name
+
+
+def _methods(cls: type, kind: type) -> dict[str, object]:
+    return {n: v.build for n, v in vars(cls).items() if isinstance(v, kind)}
+
+
+def test_sync_and_async_clients_expose_the_same_operations() -> None:
+    sync_ops = _methods(JobForgeClient, SyncMethod)
+    async_ops = _methods(AsyncJobForgeClient, AsyncMethod)
+    assert sync_ops == async_ops
+    assert {
+        "enqueue_job",
+        "enqueue_jobs",
+        "claim_jobs",
+        "heartbeat_job",
+        "complete_job",
+        "reap_stale_jobs",
+        "cancel_job",
+        "reschedule_job",
+        "list_jobs",
+        "get_job",
+        "get_result",
+    } <= set(sync_ops)
+    for name, build in sync_ops.items():
+        assert build.__name__ == name  # type: ignore[attr-defined]
+        params = inspect.signature(build).parameters  # type: ignore[arg-type]
+        positional = [p.name for p in params.values() if p.kind is not p.KEYWORD_ONLY]
+        # Only submit_event takes one positional argument: a whole envelope.
+        assert positional == (["envelope"] if name == "submit_event" else []), name
