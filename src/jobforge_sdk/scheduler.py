@@ -1,7 +1,7 @@
 """The cron scheduler: fires each enabled cron trigger once per due slot.
 
-Slots are computed from the trigger's cron expression (UTC) and the database's memory of
-the last fire, and each slot goes through ``jobforge_fire_cron_trigger``, which enqueues at
+Slots are computed from the trigger's cron expression (UTC) and the last slot the
+database recorded as fired, and each slot goes through ``jobforge_fire_cron_trigger``, which enqueues at
 most one job per trigger and slot. Any number of schedulers may therefore run at once, and
 a scheduler that was down catches up, firing at most ``max_catchup`` missed slots per
 trigger (by default only the latest one).
@@ -80,7 +80,7 @@ class Scheduler:
         results: list[CronFireResult] = []
         for trigger in self._cron_triggers():
             start = max(
-                trigger.last_fired_at or trigger.created_at,
+                trigger.last_scheduled_for or trigger.created_at,
                 self._fired.get(trigger.id, trigger.created_at),
                 now - self.lookback,
             )

@@ -3,7 +3,8 @@
 -- * jobforge_release_job: a worker shutting down hands a job it holds back to the queue
 --   without counting the attempt (it did not fail; it was interrupted).
 -- * jobforge_list_cron_triggers: the scheduler's view of every enabled cron trigger of
---   every tenant, so that any number of schedulers can compute the same due slots.
+--   every tenant, with the last slot fired, so that any number of schedulers compute the
+--   same due slots, and a restarted one knows where it left off.
 -- Conventions as in 001: SECURITY DEFINER, search_path '', service_role only.
 
 create function public.jobforge_release_job(p_job_id uuid, p_worker_id text)
@@ -66,9 +67,26 @@ set search_path = ''
 as $$
 begin
   perform jobforge_private.assert_service_role();
+  -- last_scheduled_for comes from the slot keys ('cron:' || UTC ISO timestamp) that
+  -- jobforge_fire_cron_trigger records; ISO timestamps sort as text, so the newest key is
+  -- one backward step on the primary key. last_fired_at would not do: it is the wall
+  -- time of the fire, not the slot.
   return coalesce(
     (
-      select pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t) order by t.created_at, t.id)
+      select pg_catalog.jsonb_agg(
+        pg_catalog.to_jsonb(t) || pg_catalog.jsonb_build_object(
+          'last_scheduled_for',
+          (
+            select pg_catalog.substr(f.fire_key, 6)::timestamptz
+            from jobforge_private.trigger_fires f
+            where f.trigger_id = t.id
+              and f.fire_key like 'cron:%'
+            order by f.fire_key desc
+            limit 1
+          )
+        )
+        order by t.created_at, t.id
+      )
       from public.jobforge_triggers t
       where t.trigger_type = 'cron'
         and t.enabled

@@ -53,6 +53,8 @@ class Trigger(Row):
     fire_count: int
     created_at: datetime
     updated_at: datetime
+    # Only in the scheduler's listing: the newest cron slot already fired.
+    last_scheduled_for: datetime | None = None
 
 
 class _CreateTrigger(Params):

@@ -18,10 +18,12 @@ from psycopg.types.json import Jsonb
 
 from ..errors import JobForgeError, TransportError, error_from_sqlstate
 
+# One row per argument; a function without arguments still gives one row (of nulls), so
+# "no rows" means "no such function".
 SIGNATURE_QUERY = (
     "select a.name, pg_catalog.format_type(a.type, null)"
-    " from pg_catalog.pg_proc p,"
-    " unnest(p.proargnames, p.proargtypes::oid[]) as a(name, type)"
+    " from pg_catalog.pg_proc p"
+    " left join lateral unnest(p.proargnames, p.proargtypes::oid[]) as a(name, type) on true"
     " where p.pronamespace = 'public'::regnamespace and p.proname = %s"
 )
 
@@ -44,7 +46,7 @@ class Signatures:
                 f"function public.{fn} does not exist: apply the migrations (jobforge migrate)",
                 code="42883",
             )
-        self._types[fn] = {str(name): str(typ) for name, typ in rows}
+        self._types[fn] = {str(name): str(typ) for name, typ in rows if name is not None}
 
     def prepare(self, fn: str, args: Mapping[str, Any]) -> tuple[sql.Composed, list[Any]]:
         types = self._types[fn]

@@ -1,0 +1,274 @@
+"""Every `jobforge` command through a subprocess: happy paths and error exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jobforge_sdk import FeatureFlags, JobForgeClient, generate_policy_token
+from tests.support.cli import run_cli
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "cli-tests-secret-0123456789-abcdefgh"
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/none"
+TENANT = str(uuid.uuid4())
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_token_mint_and_verify() -> None:
+    minted = run_cli(
+        "token",
+        "mint",
+        "--tenant-id",
+        TENANT,
+        "--actor",
+        "ops-bot",
+        "--action",
+        "autopilot.ops.apply",
+        "--scope",
+        "ops:read",
+        "--scope",
+        "ops:write",
+        "--secret",
+        SECRET,
+    )
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    assert token.count(".") == 2
+    ok = run_cli(
+        "token",
+        "verify",
+        token,
+        "--tenant-id",
+        TENANT,
+        "--action",
+        "autopilot.ops.apply",
+        "--scope",
+        "ops:write",
+        env={"JOBFORGE_POLICY_TOKEN_SECRET": SECRET},
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert '"sub":"ops-bot"' in ok.stdout
+    wrong = run_cli(
+        "token",
+        "verify",
+        token,
+        "--tenant-id",
+        str(uuid.uuid4()),
+        "--action",
+        "autopilot.ops.apply",
+        "--secret",
+        SECRET,
+    )
+    assert "wrong tenant" in _one_error_line(wrong)
+    garbage = run_cli(
+        "token", "verify", "not-a-token", "--tenant-id", TENANT, "--action", "a", "--secret", SECRET
+    )
+    assert "malformed" in _one_error_line(garbage)
+
+
+def test_token_errors() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "JOBFORGE_POLICY_TOKEN_SECRET"}
+    no_secret = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobforge_sdk.cli",
+            "token",
+            "mint",
+            "--tenant-id",
+            TENANT,
+            "--actor",
+            "a",
+            "--action",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert "JOBFORGE_POLICY_TOKEN_SECRET" in _one_error_line(no_secret)
+    short = run_cli(
+        "token", "mint", "--tenant-id", TENANT, "--actor", "a", "--action", "x", "--secret", "short"
+    )
+    assert "secret" in _one_error_line(short)
+    bad_uuid = run_cli("token", "mint", "--tenant-id", "nope", "--actor", "a", "--action", "x")
+    assert "not a UUID" in _one_error_line(bad_uuid)
+
+
+def test_doctor(migrated_db_url: str) -> None:
+    result = run_cli("doctor", "--database-url", migrated_db_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "database: reachable" in result.stdout
+    assert "pending none" in result.stdout
+    assert "doctor: ok" in result.stdout
+    unhappy = run_cli(
+        "doctor",
+        "--database-url",
+        migrated_db_url,
+        env={"JOBFORGE_ACTION_JOBS": "true", "JOBFORGE_POLICY_TOKEN_SECRET": SECRET},
+    )
+    assert unhappy.returncode == 1
+    assert "no active policy key" in unhappy.stdout
+
+
+def test_doctor_reports_pending_migrations(empty_db: str) -> None:
+    result = run_cli("doctor", "--database-url", empty_db)
+    assert result.returncode == 1
+    assert "migrations not current" in result.stdout
+
+
+def test_jobs_and_events_commands(migrated_db_url: str) -> None:
+    flags = FeatureFlags(events=True)
+    with JobForgeClient.from_postgres(migrated_db_url, flags=flags) as client:
+        job = client.enqueue_job(tenant_id=TENANT, type="cli.test", payload={"x": 1})
+        client.submit_event(tenant_id=TENANT, event_type="cli.happened", source_app="external")
+    db = ("--database-url", migrated_db_url)
+    listed = run_cli("jobs", "list", "--tenant-id", TENANT, *db)
+    assert listed.returncode == 0, listed.stderr
+    assert [j["id"] for j in json.loads(listed.stdout)] == [str(job.id)]
+    got = run_cli("jobs", "get", str(job.id), "--tenant-id", TENANT, *db)
+    assert json.loads(got.stdout)["payload"] == {"x": 1}
+    canceled = run_cli("jobs", "cancel", str(job.id), "--tenant-id", TENANT, *db)
+    assert json.loads(canceled.stdout)["status"] == "canceled"
+    again = run_cli("jobs", "cancel", str(job.id), "--tenant-id", TENANT, *db)
+    assert "canceled" in _one_error_line(again)
+    missing = run_cli("jobs", "get", str(uuid.uuid4()), "--tenant-id", TENANT, *db)
+    assert "not found" in _one_error_line(missing)
+    events = run_cli("events", "list", "--tenant-id", TENANT, *db)
+    assert events.returncode == 0, events.stderr
+    assert [e["event_type"] for e in json.loads(events.stdout)] == ["cli.happened"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("jobs", "list", "--tenant-id", TENANT, "--database-url", UNREACHABLE),
+        ("doctor", "--database-url", UNREACHABLE),
+        ("smoke", "--database-url", UNREACHABLE),
+        ("worker", "--app", "tests.support.worker_app:handlers", "--database-url", UNREACHABLE),
+        ("jobs", "list", "--tenant-id", TENANT, "--database-url", "not a url"),
+    ],
+)
+def test_unreachable_or_malformed_databases_exit_2(args: tuple[str, ...]) -> None:
+    line = _one_error_line(run_cli(*args))
+    assert "database" in line
+
+
+def test_missing_database_exits_2() -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("JOBFORGE_DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "jobforge_sdk.cli", "jobs", "list", "--tenant-id", TENANT],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert "JOBFORGE_DATABASE_URL" in _one_error_line(result)
+
+
+def test_a_bad_flag_value_exits_2(migrated_db_url: str) -> None:
+    result = run_cli("smoke", "--database-url", migrated_db_url, env={"JOBFORGE_EVENTS": "maybe"})
+    assert "JOBFORGE_EVENTS" in _one_error_line(result)
+
+
+def test_usage_errors_exit_2() -> None:
+    assert "invalid choice" in _one_error_line(run_cli("frobnicate"))
+    assert "--app" in _one_error_line(
+        run_cli("worker", "--app", "no_colon_here", "--database-url", UNREACHABLE)
+    )
+    missing_module = run_cli(
+        "worker", "--app", "no.such.module:handlers", "--database-url", UNREACHABLE
+    )
+    assert "cannot import" in _one_error_line(missing_module)
+
+
+def test_smoke_json_with_flags_off(fresh_db_url: str) -> None:
+    result = run_cli("smoke", "--database-url", fresh_db_url, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["passed"] is True
+    assert [c["name"] for c in document["checks"]] == [
+        "flags default to off",
+        "core queue: enqueue, get, cancel",
+        "gated features are no-ops while off",
+        "policy tokens: generate, validate, refuse forged",
+        "manifest report and env fingerprint",
+    ]
+    assert all(set(c) == {"name", "passed", "detail"} for c in document["checks"])
+
+
+def test_smoke_enable_all_runs_the_full_flow_and_cleans_up(fresh_db_url: str) -> None:
+    result = run_cli("smoke", "--database-url", fresh_db_url, "--json", "--enable-all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["passed"] is True
+    full = document["checks"][-1]
+    assert full["name"] == "full flow with every flag on"
+    assert "manifest complete" in full["detail"]
+    with JobForgeClient.from_postgres(fresh_db_url, flags=FeatureFlags(autopilot_jobs=True)) as c:
+        assert not any(t.enabled for t in c.list_templates())  # restored
+
+
+def test_smoke_human_report(fresh_db_url: str) -> None:
+    result = run_cli("smoke", "--database-url", fresh_db_url, "--enable-all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PASS full flow with every flag on" in result.stdout
+    assert "# Run report: autopilot.ops.scan" in result.stdout
+    assert result.stdout.rstrip().endswith("6 passed, 0 failed")
+
+
+def test_the_smoke_script_calls_the_package(fresh_db_url: str) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "smoke_test_execution_plane.py"),
+            "--database-url",
+            fresh_db_url,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["passed"] is True
+
+
+def test_the_database_refuses_a_token_signed_with_an_unknown_key(fresh_db_url: str) -> None:
+    """What the smoke test's forged-token check relies on, through the database."""
+    token = generate_policy_token(
+        secret="x" * 40,
+        tenant_id=TENANT,
+        actor_id="a",
+        action="autopilot.ops.apply",
+        scopes=["ops:write"],
+    )
+    flags = FeatureFlags.all_on(policy_token_secret=SECRET)
+    with JobForgeClient.from_postgres(fresh_db_url, flags=flags) as c:
+        c.set_template_enabled(template_key="autopilot.ops.apply", enabled=True)
+        verdict = c.verify_policy_token(
+            tenant_id=TENANT, template_key="autopilot.ops.apply", policy_token=token
+        )
+    assert verdict is not None
+    assert verdict.allowed is False
+    assert verdict.reason in ("unknown key", "bad signature")
