@@ -1,0 +1,461 @@
+"""What every benchmark module shares: a scratch database, timing statistics, machine facts
+and the result records that ``run_all`` turns into JSON and Markdown.
+
+Why a scratch database: a benchmark must start from an empty, freshly migrated queue on the
+server it is pointed at, and must never touch anybody else's data there. Each run creates a
+uniquely named database, migrates it with the project's own ``Migrator`` (so the numbers
+are for exactly the SQL in ``supabase/``), and drops it in a ``finally``, also on errors and
+Ctrl-C.
+
+Why medians of several runs: the machines this runs on are small and shared, so a single
+run says little. Every measurement is repeated (3 times by default) and reported as
+median with min and max, so the noise is visible next to the number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+import jobforge_sdk
+from jobforge_sdk.migrate import Migrator
+
+__all__ = [
+    "DEFAULT_SERVER_URL",
+    "SERVER_URL_ENV",
+    "BenchConfig",
+    "BenchDatabase",
+    "BenchError",
+    "Latency",
+    "Measurement",
+    "ModuleResult",
+    "Series",
+    "check_durable",
+    "log",
+    "machine_info",
+    "percentile",
+    "redact",
+    "scratch_database",
+    "server_settings",
+]
+
+SERVER_URL_ENV = "JOBFORGE_BENCH_DATABASE_URL"
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+DATABASE_PREFIX = "jobforge_bench_"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The tables a measurement may fill; emptied between measurements so that queue depth,
+# dead tuples and index size left by one run do not slow down the next.
+QUEUE_TABLES = ("jobforge_job_results", "jobforge_job_attempts", "jobforge_jobs")
+
+# Server settings reported with every result: what decides whether two runs are comparable.
+REPORTED_SETTINGS = (
+    "server_version",
+    "synchronous_commit",
+    "fsync",
+    "full_page_writes",
+    "wal_sync_method",
+    "commit_delay",
+    "shared_buffers",
+    "max_connections",
+    "jit",
+)
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run or its result is not valid (not: it was slow)."""
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr, so stdout carries only the Markdown report."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What ``run_all`` passes to each module.
+
+    ``only`` holds measurement names of this module to run (empty: all of them).
+    """
+
+    server_url: str
+    quick: bool = False
+    repeats: int = 3
+    only: frozenset[str] = frozenset()
+
+    def wants(self, measurement: str) -> bool:
+        return not self.only or measurement in self.only
+
+
+# -- the scratch database ---------------------------------------------------------------
+
+
+def _url_for(server_url: str, dbname: str) -> str:
+    params = conninfo_to_dict(server_url)
+    params["dbname"] = dbname
+    return make_conninfo("", **params)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for reports."""
+    params = conninfo_to_dict(url)
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **params)
+
+
+@dataclass
+class BenchDatabase:
+    """A migrated database that belongs to one benchmark run and nobody else."""
+
+    name: str
+    url: str
+    can_checkpoint: bool = True
+
+    def reset(self) -> None:
+        """Empty the queue tables and flush dirty pages, so the next measurement starts
+        from the same state: no backlog, no dead tuples, no checkpoint half-way through.
+
+        TRUNCATE gives the tables new files (no bloat carried over); CASCADE also empties
+        tables of later migrations that reference jobs (safe: the database is ours alone).
+        CHECKPOINT needs
+        superuser or ``pg_checkpoint``; without it the step is skipped and reported.
+        """
+        tables = sql.SQL(", ").join(sql.Identifier("public", t) for t in QUEUE_TABLES)
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql.SQL("truncate {} cascade").format(tables))
+            if self.can_checkpoint:
+                try:
+                    conn.execute("checkpoint")
+                except psycopg.errors.InsufficientPrivilege:
+                    self.can_checkpoint = False
+                    log("no privilege to CHECKPOINT between measurements; skipping it")
+
+    def analyze(self) -> None:
+        """Fresh planner statistics after a bulk load, as autovacuum would give a queue that
+        has been running for a while; without it the plan depends on when autovacuum ran."""
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute("analyze public.jobforge_jobs")
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[BenchDatabase]:
+    """Create a uniquely named database on the server, migrate it, yield it, drop it.
+
+    The drop uses ``WITH (FORCE)`` so that connections left behind by a crashed worker
+    process cannot keep the database alive.
+    """
+    name = f"{DATABASE_PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    log(f"created database {name}")
+    try:
+        url = _url_for(server_url, name)
+        Migrator(url, echo=lambda _line: None).apply()
+        yield BenchDatabase(name=name, url=url)
+    finally:
+        try:
+            with psycopg.connect(server_url, autocommit=True) as conn:
+                conn.execute(
+                    sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name))
+                )
+            log(f"dropped database {name}")
+        except psycopg.Error as exc:  # Never hide the original error behind this one.
+            log(f"could not drop database {name}: {exc}; drop it by hand")
+
+
+# -- timing statistics ------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100) with linear interpolation; ``nan`` for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+@dataclass
+class Series:
+    """Repeated runs of one variant (SDK or raw) of one measurement.
+
+    Each run records how many jobs it handled and the wall time they took; the rate of a
+    run is jobs / seconds, and the reported figure is the median rate. ``cpu_s`` is the CPU
+    time the client process(es) spent (``time.process_time``): unlike wall time it hardly
+    depends on what else the machine runs, so SDK minus raw CPU per job is the steadiest
+    measure of what the SDK itself costs.
+    """
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, jobs: int, seconds: float, cpu_s: float, **extra: Any) -> float:
+        rate = jobs / seconds if seconds > 0 else math.inf
+        run = {"jobs": jobs, "seconds": seconds, "rate": rate, "cpu_s": cpu_s, **extra}
+        self.runs.append(run)
+        return rate
+
+    @property
+    def cpu_us_per_job(self) -> float:
+        """Median over runs of client CPU microseconds per job."""
+        if not self.runs:
+            return math.nan
+        return float(statistics.median(run["cpu_s"] / run["jobs"] * 1e6 for run in self.runs))
+
+    @property
+    def rates(self) -> list[float]:
+        return [float(run["rate"]) for run in self.runs]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates) if self.runs else math.nan
+
+    @property
+    def min(self) -> float:
+        return min(self.rates) if self.runs else math.nan
+
+    @property
+    def max(self) -> float:
+        return max(self.rates) if self.runs else math.nan
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "median": self.median,
+            "min": self.min,
+            "max": self.max,
+            "client_cpu_us_per_job": self.cpu_us_per_job,
+            "runs": self.runs,
+        }
+
+
+@dataclass
+class Measurement:
+    """One row of the report: the same operation through the SDK and through raw SQL.
+
+    ``target`` is the §7 figure for the SDK (jobs/s), ``None`` where DESIGN.md sets none.
+    ``ratio`` is median SDK rate / median raw rate; ``paired_ratios`` divides runs that ran
+    next to each other, which is less sensitive to load that changes during the run.
+    """
+
+    name: str
+    operation: str
+    unit: str
+    target: float | None
+    params: dict[str, Any]
+    sdk: Series = field(default_factory=Series)
+    raw: Series = field(default_factory=Series)
+    extra: dict[str, Any] = field(default_factory=dict)
+    valid: bool = True
+
+    def series(self, variant: str) -> Series:
+        """``sdk`` or ``raw``."""
+        return {"sdk": self.sdk, "raw": self.raw}[variant]
+
+    @property
+    def ratio(self) -> float:
+        if not self.sdk.runs or not self.raw.runs:
+            return math.nan
+        return self.sdk.median / self.raw.median
+
+    @property
+    def paired_ratios(self) -> list[float]:
+        return [s / r for s, r in zip(self.sdk.rates, self.raw.rates, strict=False) if r > 0]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "operation": self.operation,
+            "unit": self.unit,
+            "target": self.target,
+            "params": self.params,
+            "sdk": self.sdk.as_dict(),
+            "raw": self.raw.as_dict(),
+            "sdk_raw_ratio": self.ratio,
+            "paired_ratios": self.paired_ratios,
+            "meets_target": None if self.target is None else self.sdk.median >= self.target,
+            "valid": self.valid,
+            **({"extra": self.extra} if self.extra else {}),
+        }
+
+
+@dataclass
+class Latency:
+    """Per-call latency of one operation, SDK and raw, in seconds (reported in ms)."""
+
+    name: str
+    operation: str
+    sdk: list[float] = field(default_factory=list)
+    raw: list[float] = field(default_factory=list)
+
+    QUANTILES = (50.0, 90.0, 99.0, 99.9)
+
+    def samples(self, variant: str) -> list[float]:
+        """``sdk`` or ``raw``."""
+        return {"sdk": self.sdk, "raw": self.raw}[variant]
+
+    def summary(self, samples: Sequence[float]) -> dict[str, float]:
+        out = {f"p{q:g}_ms": percentile(samples, q) * 1e3 for q in self.QUANTILES}
+        out["mean_ms"] = statistics.fmean(samples) * 1e3 if samples else math.nan
+        out["max_ms"] = max(samples) * 1e3 if samples else math.nan
+        out["samples"] = float(len(samples))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "operation": self.operation,
+            "sdk": self.summary(self.sdk),
+            "raw": self.summary(self.raw),
+        }
+
+
+@dataclass
+class ModuleResult:
+    """What a benchmark module returns; an error in one measurement does not hide the others."""
+
+    name: str
+    measurements: list[Measurement] = field(default_factory=list)
+    latencies: list[Latency] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "seconds": self.seconds,
+            "measurements": [m.as_dict() for m in self.measurements],
+            "latencies": [lat.as_dict() for lat in self.latencies],
+            "errors": self.errors,
+        }
+
+
+def measure(fn: Callable[[], object]) -> float:
+    """Wall time of one call, with ``perf_counter`` (monotonic, highest resolution)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+# -- machine facts ----------------------------------------------------------------------
+
+
+def server_settings(url: str) -> dict[str, str]:
+    """The settings of ``REPORTED_SETTINGS`` as this connection sees them (a DSN option can
+    change ``synchronous_commit`` per connection, so it is read on the bench's own DSN)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "select name, current_setting(name) from unnest(%s::text[]) as s(name)",
+            (list(REPORTED_SETTINGS),),
+        ).fetchall()
+    return {str(name): str(value) for name, value in rows}
+
+
+def check_durable(settings: dict[str, str]) -> None:
+    """Refuse to measure with non-durable commits: §7 targets are for durable commits, and a
+    result without them would look several times better than what production gets."""
+    problems = [
+        f"{name} = {settings.get(name)!r}"
+        for name in ("synchronous_commit", "fsync")
+        if settings.get(name) != "on"
+    ]
+    if problems:
+        raise BenchError(
+            "commits are not durable on this server/connection ("
+            + ", ".join(problems)
+            + "); the targets assume synchronous_commit = on and fsync = on. "
+            "Pass --allow-non-durable to measure anyway (the report says so)."
+        )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024 / 1024, 1)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _git_revision() -> str | None:
+    """Commit of the measured tree, with ``+dirty`` for uncommitted changes (read only)."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "supabase"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}+dirty" if dirty else rev
+
+
+def machine_info(server_url: str, settings: dict[str, str]) -> dict[str, Any]:
+    """Facts that decide whether two results can be compared."""
+    host = conninfo_to_dict(server_url).get("host") or "local socket"
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "os": platform.platform(),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "psycopg": psycopg.__version__,
+        "jobforge_sdk": jobforge_sdk.__version__,
+        "git_revision": _git_revision(),
+        "postgres": settings,
+        "postgres_host": host,
+        "server_url": redact(server_url),
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write through a ``.tmp`` file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=True) + "\n")
+    tmp.replace(path)

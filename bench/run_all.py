@@ -1,0 +1,284 @@
+"""Run the benchmark modules, write ``bench/results/latest.json`` and print a Markdown report.
+
+    python -m bench.run_all                    # everything (``make bench``), ~3-5 minutes
+    python -m bench.run_all --quick            # small sizes, ~1 minute: does it all work?
+    python -m bench.run_all --only core_queue.enqueue_single
+    python -m bench.run_all --database-url postgresql://postgres@127.0.0.1:5432/postgres
+
+The server comes from ``--database-url``, else ``JOBFORGE_BENCH_DATABASE_URL``, else the
+local default; its user must be allowed to CREATE DATABASE (each module measures in a
+scratch database that it drops afterwards).
+
+Progress goes to stderr and the report to stdout, so ``make bench > report.md`` keeps only
+the Markdown. The exit status is 1 when any measurement failed or could not be verified;
+never because a number missed its target (that is for people to judge).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import core_queue
+from .harness import (
+    DEFAULT_SERVER_URL,
+    SERVER_URL_ENV,
+    BenchConfig,
+    BenchError,
+    ModuleResult,
+    check_durable,
+    log,
+    machine_info,
+    redact,
+    server_settings,
+    write_json,
+)
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
+MAX_OVERHEAD = 0.10  # DESIGN.md §7: the SDK may cost at most 10 % over the raw call
+
+
+@dataclass(frozen=True)
+class Module:
+    """A benchmark module: its measurement names and how to run it."""
+
+    name: str
+    measurements: tuple[str, ...]
+    run: Callable[[BenchConfig], ModuleResult]
+
+
+MODULES: dict[str, Module] = {
+    core_queue.NAME: Module(core_queue.NAME, core_queue.MEASUREMENTS, core_queue.run),
+}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run_all", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(SERVER_URL_ENV, "").strip() or DEFAULT_SERVER_URL,
+        help=f"server to measure on (default: ${SERVER_URL_ENV}, else {DEFAULT_SERVER_URL})",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a ~1 minute run")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a module (core_queue) or one measurement (core_queue.claim_complete); repeatable",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per measurement, at least 3 (default 3)"
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON result file")
+    parser.add_argument(
+        "--allow-non-durable",
+        action="store_true",
+        help="measure even if synchronous_commit or fsync is off (reported as such)",
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 3:
+        parser.error("--repeats must be at least 3: one or two runs cannot show the noise")
+    return args
+
+
+def select(only: Sequence[str]) -> dict[str, frozenset[str]]:
+    """Module name -> measurement names to run (empty set: all), from ``--only``."""
+    if not only:
+        return {name: frozenset() for name in MODULES}
+    whole: set[str] = set()
+    parts: dict[str, set[str]] = {}
+    for item in only:
+        module, _, measurement = item.partition(".")
+        if module not in MODULES:
+            raise BenchError(f"--only {item}: no module {module!r} (have: {', '.join(MODULES)})")
+        if not measurement:
+            whole.add(module)
+        elif measurement in MODULES[module].measurements:
+            parts.setdefault(module, set()).add(measurement)
+        else:
+            have = ", ".join(MODULES[module].measurements)
+            raise BenchError(f"--only {item}: {module} has no {measurement!r} (have: {have})")
+    return {
+        name: frozenset() if name in whole else frozenset(parts[name])
+        for name in MODULES
+        if name in whole or name in parts
+    }
+
+
+# -- Markdown ---------------------------------------------------------------------------
+
+
+def _rate(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:,.0f}"
+
+
+def _cell(series: dict[str, Any], unit: str) -> str:
+    if not series["runs"]:
+        return "—"
+    return f"{_rate(series['median'])} {unit} ({_rate(series['min'])}-{_rate(series['max'])})"
+
+
+def _ratio_cell(ratio: float) -> str:
+    if math.isnan(ratio):
+        return "—"
+    mark = "✓" if ratio >= 1 - MAX_OVERHEAD else "✗"
+    return f"{ratio:.2f} {mark}"
+
+
+def _target_cell(m: dict[str, Any]) -> str:
+    if m["target"] is None:
+        return "—"
+    mark = "" if m["meets_target"] is None else (" ✓" if m["meets_target"] else " ✗")
+    return f"≥ {m['target']:,.0f} {m['unit']}{mark}"
+
+
+def _us(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:,.0f} µs"
+
+
+def _ms(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.2f} ms"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The table for docs/benchmarks.md, then latency, machine facts and any errors."""
+    machine = report["machine"]
+    pg = machine["postgres"]
+    mode = "quick run (--quick)" if report["quick"] else "full run"
+    lines = [
+        f"Benchmark of {report['finished_at'][:10]}, {mode}: median of {report['repeats']} runs"
+        " (min-max), SDK and raw SQL alternating.",
+        "",
+        "| operation | SDK | raw SQL | SDK/raw | target |",
+        "|---|---:|---:|---:|---|",
+    ]
+    latencies: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for module in report["modules"].values():
+        for m in module["measurements"]:
+            operation = m["operation"] if m["valid"] else f"{m['operation']} (NOT VERIFIED)"
+            lines.append(
+                f"| {operation} | {_cell(m['sdk'], m['unit'])} | {_cell(m['raw'], m['unit'])}"
+                f" | {_ratio_cell(m['sdk_raw_ratio'])} | {_target_cell(m)} |"
+            )
+        latencies.extend(module["latencies"])
+        errors.extend(f"{module['name']}: {e}" for e in module["errors"])
+    lines.append("")
+    lines.append(
+        f"SDK/raw is SDK throughput over raw throughput; ✓ when ≥ {1 - MAX_OVERHEAD:.2f}"
+        f" (SDK overhead ≤ {MAX_OVERHEAD:.0%}). Claim + complete: every job verified to end"
+        " `succeeded` exactly once. Client CPU is the CPU time of the calling process(es)"
+        " per job: the difference is what the SDK itself costs, and unlike throughput it"
+        " hardly depends on what else runs on the machine."
+    )
+    lines += [
+        "",
+        "| client CPU per job | SDK | raw SQL | difference |",
+        "|---|---:|---:|---:|",
+    ]
+    for module in report["modules"].values():
+        for m in module["measurements"]:
+            sdk, raw = m["sdk"]["client_cpu_us_per_job"], m["raw"]["client_cpu_us_per_job"]
+            lines.append(f"| {m['operation']} | {_us(sdk)} | {_us(raw)} | {sdk - raw:+,.0f} µs |")
+    for lat in latencies:
+        lines += [
+            "",
+            f"| {lat['operation']}: latency | SDK | raw SQL | difference |",
+            "|---|---:|---:|---:|",
+        ]
+        for q in ("p50", "p99"):
+            sdk, raw = lat["sdk"][f"{q}_ms"], lat["raw"][f"{q}_ms"]
+            lines.append(f"| {q} | {_ms(sdk)} | {_ms(raw)} | {sdk - raw:+.2f} ms |")
+    load_start = "/".join(f"{x:.1f}" for x in machine["load_average_at_start"])
+    load_end = "/".join(f"{x:.1f}" for x in report["load_average_at_end"])
+    durable = pg.get("synchronous_commit") == "on" and pg.get("fsync") == "on"
+    lines += [
+        "",
+        f"- Machine: {machine['cpu_model']}, {machine['cpu_cores']} cores,"
+        f" {machine['memory_gib']} GiB; {machine['os']}",
+        f"- PostgreSQL {pg.get('server_version')} at {machine['postgres_host']}:"
+        f" synchronous_commit = {pg.get('synchronous_commit')}, fsync = {pg.get('fsync')}"
+        f", wal_sync_method = {pg.get('wal_sync_method')}"
+        f", shared_buffers = {pg.get('shared_buffers')}"
+        + ("" if durable else " — **commits NOT durable: not comparable to the targets**"),
+        f"- {machine['python']}, psycopg {machine['psycopg']}, jobforge-sdk"
+        f" {machine['jobforge_sdk']} ({machine['git_revision'] or 'unknown revision'})",
+        f"- Load average (1/5/15 min) at start {load_start}, at end {load_end};"
+        f" run took {report['duration_s']:.0f} s",
+    ]
+    if errors:
+        lines += ["", "**Errors:**", *(f"- {e}" for e in errors)]
+    return "\n".join(lines)
+
+
+# -- main -------------------------------------------------------------------------------
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    """SIGTERM unwinds like Ctrl-C, so every ``finally`` (dropping databases) still runs."""
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        selection = select(args.only)
+        settings = server_settings(args.database_url)
+        if not args.allow_non_durable:
+            check_durable(settings)
+    except BenchError as exc:
+        log(str(exc))
+        return 2
+    except Exception as exc:  # Unreachable server, bad URL: say which, do not dump a trace.
+        log(f"cannot use {redact(args.database_url)}: {type(exc).__name__}: {exc}")
+        return 2
+
+    started = time.time()
+    began = time.perf_counter()
+    report: dict[str, Any] = {
+        "schema": 1,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "argv": sys.argv[1:] if argv is None else list(argv),
+        "machine": machine_info(args.database_url, settings),
+        "modules": {},
+    }
+    failed = False
+    for name, only in selection.items():
+        log(f"module {name}" + (f" ({', '.join(sorted(only))})" if only else ""))
+        config = BenchConfig(
+            server_url=args.database_url, quick=args.quick, repeats=args.repeats, only=only
+        )
+        try:
+            result = MODULES[name].run(config)
+        except Exception as exc:  # One broken module must not lose the others' results.
+            log(f"module {name} failed: {type(exc).__name__}: {exc}")
+            result = ModuleResult(name=name, errors=[f"{type(exc).__name__}: {exc}"])
+        failed = failed or bool(result.errors)
+        report["modules"][name] = result.as_dict()
+
+    report["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    report["duration_s"] = time.perf_counter() - began
+    report["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(args.output, report)
+    log(f"wrote {args.output} ({report['duration_s']:.0f} s)")
+    print(render_markdown(report))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
