@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, TypeVar
-
-import httpx
-from supabase import AsyncClient
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import ops, plane
 from ._clientbase import AsyncMethod, ClientBase
@@ -18,7 +15,10 @@ from .errors import ConfigurationError
 from .flags import FeatureFlags
 from .transports.base import AsyncTransport
 from .transports.postgres import AsyncPostgresTransport
-from .transports.supabase import DEFAULT_TIMEOUT, AsyncSupabaseTransport
+
+if TYPE_CHECKING:  # imported lazily: see client.py
+    import httpx
+    from supabase import AsyncClient
 
 __all__ = ["AsyncJobForgeClient"]
 
@@ -56,10 +56,12 @@ class AsyncJobForgeClient(ClientBase):
         url: str,
         key: str,
         *,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float | None = None,
         flags: FeatureFlags | None = None,
         strict: bool = False,
     ) -> AsyncJobForgeClient:
+        from .transports.supabase import AsyncSupabaseTransport
+
         return cls(
             AsyncSupabaseTransport.connect(url, key, timeout=timeout), flags=flags, strict=strict
         )
@@ -68,6 +70,8 @@ class AsyncJobForgeClient(ClientBase):
     def from_supabase_client(
         cls, client: AsyncClient, *, flags: FeatureFlags | None = None, strict: bool = False
     ) -> AsyncJobForgeClient:
+        from .transports.supabase import AsyncSupabaseTransport
+
         return cls(AsyncSupabaseTransport(client), flags=flags, strict=strict)
 
     @classmethod

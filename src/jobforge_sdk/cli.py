@@ -404,6 +404,20 @@ def _cmd_jobs_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- mcp --------------------------------------------------------------------------------
+
+
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    # Imported here: the MCP server needs the optional ``mcp`` extra, the rest of the CLI not.
+    from .mcp_server import McpScope, require_mcp, serve_stdio
+
+    require_mcp()
+    scope = McpScope.from_options(tenant_id=args.tenant_id, claims_json=args.user_jwt_claims)
+    with _client(args, _flags()) as client:
+        serve_stdio(client, scope)
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------
 
 
@@ -510,6 +524,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("job_id", type=_uuid)
         sub.add_argument("--tenant-id", type=_uuid, required=True)
         sub.set_defaults(handler=fn)
+
+    mcp = commands.add_parser("mcp", help="serve the JobForge tools to AI agents over MCP (stdio)")
+    _db(mcp)
+    mcp.add_argument("--tenant-id", type=_uuid, help="the one tenant every tool acts for")
+    mcp.add_argument(
+        "--user-jwt-claims",
+        metavar="JSON",
+        help="act as this user (JWT claims as JSON; default: $JOBFORGE_MCP_CLAIMS)",
+    )
+    mcp.set_defaults(handler=_cmd_mcp)
     return parser
 
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, TypeVar
-
-import httpx
-from supabase import Client
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import ops, plane
 from ._clientbase import ClientBase, SyncMethod
@@ -17,7 +14,10 @@ from .errors import ConfigurationError
 from .flags import FeatureFlags
 from .transports.base import Transport
 from .transports.postgres import PostgresTransport
-from .transports.supabase import DEFAULT_TIMEOUT, SupabaseTransport
+
+if TYPE_CHECKING:  # supabase-py costs ~0.6 s to import: only Supabase users pay for it
+    import httpx
+    from supabase import Client
 
 __all__ = ["JobForgeClient"]
 
@@ -76,11 +76,15 @@ class JobForgeClient(ClientBase):
         url: str,
         key: str,
         *,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        timeout: httpx.Timeout | float | None = None,
         flags: FeatureFlags | None = None,
         strict: bool = False,
     ) -> JobForgeClient:
-        """A client that calls PostgREST's ``/rpc`` with ``key`` (service role or user JWT)."""
+        """A client that calls PostgREST's ``/rpc`` with ``key`` (service role or user JWT).
+
+        ``timeout`` defaults to 30 s (10 s to connect)."""
+        from .transports.supabase import SupabaseTransport
+
         return cls(SupabaseTransport.connect(url, key, timeout=timeout), flags=flags, strict=strict)
 
     @classmethod
@@ -88,6 +92,8 @@ class JobForgeClient(ClientBase):
         cls, client: Client, *, flags: FeatureFlags | None = None, strict: bool = False
     ) -> JobForgeClient:
         """Reuse an existing supabase-py client (its HTTP client stays the caller's)."""
+        from .transports.supabase import SupabaseTransport
+
         return cls(SupabaseTransport(client), flags=flags, strict=strict)
 
     @classmethod

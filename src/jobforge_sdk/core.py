@@ -9,11 +9,13 @@ async clients cannot drift apart: they are built from the same list (see ``ops``
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .errors import InvalidInputError
 from .flags import Feature
@@ -104,15 +106,49 @@ def validate(model: type[M], values: dict[str, Any]) -> M:
         raise InvalidInputError(message, field=field, code=None, details=exc.errors()) from None
 
 
+class JsonText(str):
+    """An RPC answer still in JSON text form (the direct Postgres transport leaves jsonb
+    undecoded), so pydantic-core can validate it straight from text in one pass."""
+
+    __slots__ = ()
+
+
+def parse_one(model: type[M]) -> Callable[[Any], M]:
+    def parse(data: Any) -> M:
+        if isinstance(data, JsonText):
+            return model.model_validate_json(data)
+        return model.model_validate(data)
+
+    return parse
+
+
 def parse_optional(model: type[M]) -> Callable[[Any], M | None]:
+    one = parse_one(model)
+
     def parse(data: Any) -> M | None:
-        return None if data is None else model.model_validate(data)
+        return None if data is None else one(data)
 
     return parse
 
 
 def parse_list(model: type[M]) -> Callable[[Any], list[M]]:
+    adapter = _list_adapter(model)
+
     def parse(data: Any) -> list[M]:
-        return [model.model_validate(item) for item in data or []]
+        if data is None:
+            return []
+        if isinstance(data, JsonText):
+            return adapter.validate_json(data)
+        return adapter.validate_python(data)
 
     return parse
+
+
+@functools.cache
+def _list_adapter(model: type[M]) -> TypeAdapter[list[M]]:
+    return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def parse_json(data: Any) -> Any:
+    """Plain JSON (no model): decode text answers, pass decoded ones through."""
+    return json.loads(data) if isinstance(data, JsonText) else data

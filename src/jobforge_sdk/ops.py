@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import JsonValue
 
-from .core import RpcCall, operation, parse_list, parse_optional, validate
+from .core import RpcCall, operation, parse_list, parse_one, parse_optional, validate
 from .models.jobs import (
     CancelJobParams,
     ClaimJobsParams,
@@ -73,7 +73,7 @@ def enqueue_job(
             "max_attempts": max_attempts,
         },
     )
-    return RpcCall("jobforge_enqueue_job", params.rpc_args(), JobRow.model_validate)
+    return RpcCall("jobforge_enqueue_job", params.rpc_args(), parse_one(JobRow))
 
 
 @operation()
@@ -98,7 +98,7 @@ def claim_jobs(
 def heartbeat_job(*, job_id: UUID | str, worker_id: str) -> RpcCall[JobRow]:
     """Tell the queue the worker holding ``job_id`` is still alive."""
     params = validate(HeartbeatJobParams, {"job_id": job_id, "worker_id": worker_id})
-    return RpcCall("jobforge_heartbeat_job", params.rpc_args(), JobRow.model_validate)
+    return RpcCall("jobforge_heartbeat_job", params.rpc_args(), parse_one(JobRow))
 
 
 @operation()
@@ -123,7 +123,7 @@ def complete_job(
             "artifact_ref": artifact_ref,
         },
     )
-    return RpcCall("jobforge_complete_job", params.rpc_args(), JobRow.model_validate)
+    return RpcCall("jobforge_complete_job", params.rpc_args(), parse_one(JobRow))
 
 
 @operation()
@@ -131,7 +131,7 @@ def release_job(*, job_id: UUID | str, worker_id: str) -> RpcCall[JobRow]:
     """Hand a held job back to the queue unfinished (a worker shutting down); the attempt
     is not counted against the job."""
     params = validate(HeartbeatJobParams, {"job_id": job_id, "worker_id": worker_id})
-    return RpcCall("jobforge_release_job", params.rpc_args(), JobRow.model_validate)
+    return RpcCall("jobforge_release_job", params.rpc_args(), parse_one(JobRow))
 
 
 @operation()
@@ -145,7 +145,7 @@ def reap_stale_jobs(*, timeout: timedelta = timedelta(minutes=5)) -> RpcCall[int
 def cancel_job(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobRow]:
     """Cancel a queued or running job of the tenant."""
     params = validate(CancelJobParams, {"job_id": job_id, "tenant_id": tenant_id})
-    return RpcCall("jobforge_cancel_job", params.rpc_args(), JobRow.model_validate)
+    return RpcCall("jobforge_cancel_job", params.rpc_args(), parse_one(JobRow))
 
 
 @operation()
@@ -156,7 +156,7 @@ def reschedule_job(
     params = validate(
         RescheduleJobParams, {"job_id": job_id, "tenant_id": tenant_id, "run_at": run_at}
     )
-    return RpcCall("jobforge_reschedule_job", params.rpc_args(), JobRow.model_validate)
+    return RpcCall("jobforge_reschedule_job", params.rpc_args(), parse_one(JobRow))
 
 
 @operation()

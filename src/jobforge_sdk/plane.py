@@ -13,7 +13,17 @@ from uuid import UUID
 
 from pydantic import JsonValue
 
-from .core import FLAGS, Gate, RpcCall, Steps, operation, parse_list, parse_optional, validate
+from .core import (
+    FLAGS,
+    Gate,
+    RpcCall,
+    Steps,
+    operation,
+    parse_list,
+    parse_one,
+    parse_optional,
+    validate,
+)
 from .errors import InvalidInputError, PolicyDeniedError
 from .flags import Feature, FeatureFlags
 from .models.audit import AuditAction, AuditLogEntry, AuditOutcome, ListAuditLogsParams
@@ -232,7 +242,7 @@ def list_templates(
 def get_template(*, template_key: str) -> RpcCall[TemplateRow | None]:
     """One template; ``NotFoundError`` for an unknown key."""
     params = validate(GetTemplateParams, {"template_key": template_key})
-    return RpcCall("jobforge_get_template", params.rpc_args(), TemplateRow.model_validate)
+    return RpcCall("jobforge_get_template", params.rpc_args(), parse_one(TemplateRow))
 
 
 @operation(Feature.AUTOPILOT_JOBS)
@@ -244,7 +254,7 @@ def set_template_enabled(
         SetTemplateEnabledParams,
         {"template_key": template_key, "enabled": enabled, "actor_id": actor_id},
     )
-    return RpcCall("jobforge_set_template_enabled", params.rpc_args(), TemplateRow.model_validate)
+    return RpcCall("jobforge_set_template_enabled", params.rpc_args(), parse_one(TemplateRow))
 
 
 @operation(Feature.AUTOPILOT_JOBS)
@@ -296,7 +306,7 @@ def request_job(
             )
         params = params.model_copy(update={"policy_token": token})
     result: RequestJobResult = yield RpcCall(
-        "jobforge_request_job", params.rpc_args(), RequestJobResult.model_validate
+        "jobforge_request_job", params.rpc_args(), parse_one(RequestJobResult)
     )
     return result
 
@@ -311,7 +321,7 @@ def _self_issued_token(params: RequestJobParams, flags: FeatureFlags) -> Steps[s
             code=None,
         )
     template: TemplateRow = yield RpcCall(
-        "jobforge_get_template", {"p_template_key": params.template_key}, TemplateRow.model_validate
+        "jobforge_get_template", {"p_template_key": params.template_key}, parse_one(TemplateRow)
     )
     return generate_policy_token(
         secret=flags.policy_token_secret.get_secret_value(),
@@ -330,9 +340,7 @@ def _verify_call(
     params = VerifyPolicyTokenParams(
         tenant_id=tenant_id, template_key=template_key, policy_token=token, actor_id=actor_id
     )
-    return RpcCall(
-        "jobforge_verify_policy_token", params.rpc_args(), PolicyCheckResult.model_validate
-    )
+    return RpcCall("jobforge_verify_policy_token", params.rpc_args(), parse_one(PolicyCheckResult))
 
 
 @operation(Feature.ACTION_JOBS)
@@ -349,23 +357,21 @@ def verify_policy_token(
             "actor_id": actor_id,
         },
     )
-    return RpcCall(
-        "jobforge_verify_policy_token", params.rpc_args(), PolicyCheckResult.model_validate
-    )
+    return RpcCall("jobforge_verify_policy_token", params.rpc_args(), parse_one(PolicyCheckResult))
 
 
 @operation(Feature.ACTION_JOBS)
 def add_policy_key(*, kid: str, secret: str) -> RpcCall[PolicyKeyRow | None]:
     """Register a signing key in the database's private key table (service role)."""
     params = validate(AddPolicyKeyParams, {"kid": kid, "secret": secret})
-    return RpcCall("jobforge_add_policy_key", params.rpc_args(), PolicyKeyRow.model_validate)
+    return RpcCall("jobforge_add_policy_key", params.rpc_args(), parse_one(PolicyKeyRow))
 
 
 @operation(Feature.ACTION_JOBS)
 def retire_policy_key(*, kid: str) -> RpcCall[PolicyKeyRow | None]:
     """Stop accepting tokens signed with ``kid`` (service role)."""
     params = validate(RetirePolicyKeyParams, {"kid": kid})
-    return RpcCall("jobforge_retire_policy_key", params.rpc_args(), PolicyKeyRow.model_validate)
+    return RpcCall("jobforge_retire_policy_key", params.rpc_args(), parse_one(PolicyKeyRow))
 
 
 # -- manifests ------------------------------------------------------------------------
@@ -379,7 +385,7 @@ def create_manifest(
     params = validate(
         CreateManifestParams, {"run_id": run_id, "tenant_id": tenant_id, "manifest": manifest}
     )
-    return RpcCall("jobforge_create_manifest", params.rpc_args(), ManifestRow.model_validate)
+    return RpcCall("jobforge_create_manifest", params.rpc_args(), parse_one(ManifestRow))
 
 
 @operation(Feature.MANIFESTS)
@@ -424,7 +430,7 @@ def create_cron_trigger(
             "actor_id": actor_id,
         },
     )
-    return RpcCall("jobforge_create_trigger", params.rpc_args(), Trigger.model_validate)
+    return RpcCall("jobforge_create_trigger", params.rpc_args(), parse_one(Trigger))
 
 
 @operation(Feature.TRIGGERS)
@@ -462,7 +468,7 @@ def create_event_trigger(
             "actor_id": actor_id,
         },
     )
-    return RpcCall("jobforge_create_trigger", params.rpc_args(), Trigger.model_validate)
+    return RpcCall("jobforge_create_trigger", params.rpc_args(), parse_one(Trigger))
 
 
 @operation(Feature.TRIGGERS, empty=list)
@@ -502,7 +508,7 @@ def set_trigger_enabled(
             "actor_id": actor_id,
         },
     )
-    return RpcCall("jobforge_set_trigger_enabled", params.rpc_args(), Trigger.model_validate)
+    return RpcCall("jobforge_set_trigger_enabled", params.rpc_args(), parse_one(Trigger))
 
 
 @operation(Feature.TRIGGERS)
@@ -513,7 +519,7 @@ def delete_trigger(
     params = validate(
         TriggerRef, {"trigger_id": trigger_id, "tenant_id": tenant_id, "actor_id": actor_id}
     )
-    return RpcCall("jobforge_delete_trigger", params.rpc_args(), Trigger.model_validate)
+    return RpcCall("jobforge_delete_trigger", params.rpc_args(), parse_one(Trigger))
 
 
 @operation(Feature.TRIGGERS)
@@ -523,7 +529,7 @@ def fire_cron_trigger(*, trigger_id: Id, scheduled_for: datetime) -> RpcCall[Cro
     params = validate(
         FireCronTriggerParams, {"trigger_id": trigger_id, "scheduled_for": scheduled_for}
     )
-    return RpcCall("jobforge_fire_cron_trigger", params.rpc_args(), CronFireResult.model_validate)
+    return RpcCall("jobforge_fire_cron_trigger", params.rpc_args(), parse_one(CronFireResult))
 
 
 # -- audit ----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ class JobContext:
     tool_versions: dict[str, str] = field(default_factory=dict)
 
     @property
-    def payload(self) -> JsonValue:
+    def payload(self) -> Any:
         return self.job.payload
 
     @property

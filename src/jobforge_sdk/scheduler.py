@@ -1,10 +1,10 @@
 """The cron scheduler: fires each enabled cron trigger once per due slot.
 
 Slots are computed from the trigger's cron expression (UTC) and the last slot the
-database recorded as fired, and each slot goes through ``jobforge_fire_cron_trigger``, which enqueues at
-most one job per trigger and slot. Any number of schedulers may therefore run at once, and
-a scheduler that was down catches up, firing at most ``max_catchup`` missed slots per
-trigger (by default only the latest one).
+database recorded as fired, and each slot goes through ``jobforge_fire_cron_trigger``,
+which enqueues at most one job per trigger and slot. Any number of schedulers may
+therefore run at once, and a scheduler that was down catches up, firing at most
+``max_catchup`` missed slots per trigger (by default only the latest one).
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
-import jsonschema
 import psycopg
 
 from .client import JobForgeClient
@@ -432,10 +431,10 @@ class Worker:
                 logger.error("could not release job %s: %s", job.id, exc)
 
 
-def _check_schema(
-    schema: dict[str, Any], value: Any, name: str, error: type[Exception]
-) -> None:
+def _check_schema(schema: dict[str, Any], value: Any, name: str, error: type[Exception]) -> None:
     """Validate against a template's JSON Schema; the message names the first bad field."""
+    import jsonschema  # only template jobs need it; keeps worker import light
+
     validator = jsonschema.Draft202012Validator(schema)
     problems = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.path])
     if problems:

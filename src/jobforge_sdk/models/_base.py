@@ -3,12 +3,13 @@ params (strict: unknown keyword arguments are a caller's typo, refused before an
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-__all__ = ["NonEmptyStr", "Params", "Row", "TenantId"]
+__all__ = ["NonEmptyStr", "Params", "Row", "TenantId", "check_json"]
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 TenantId = UUID
@@ -29,3 +30,22 @@ class Params(BaseModel):
     def rpc_args(self) -> dict[str, Any]:
         """JSON-ready named arguments; unset optional values are left to the SQL default."""
         return {f"p_{k}": v for k, v in self.model_dump(mode="json", exclude_none=True).items()}
+
+
+def check_json(value: Any, *, max_bytes: int | None = None) -> Any:
+    """Refuse what cannot travel as JSON, or is too big, with one C-speed ``json.dumps``.
+
+    JSON fields are typed ``Any`` rather than ``JsonValue``: pydantic's recursive
+    ``JsonValue`` check costs tens of microseconds per call on the enqueue hot path.
+    """
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"must be JSON ({exc})") from None
+    if max_bytes is not None:
+        size = len(text.encode())
+        if size > max_bytes:
+            unit = "MiB" if max_bytes >= 1024 * 1024 else "KiB"
+            limit = max_bytes // (1024 * 1024 if unit == "MiB" else 1024)
+            raise ValueError(f"must be at most {limit} {unit} of JSON (got {size} bytes)")
+    return value

@@ -6,15 +6,14 @@ I/O; the database checks again for callers who skip the SDK.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, JsonValue, field_validator
+from pydantic import Field, field_validator
 
-from ._base import NonEmptyStr, Params, Row, TenantId
+from ._base import NonEmptyStr, Params, Row, TenantId, check_json
 
 __all__ = [
     "MAX_BATCH",
@@ -54,7 +53,7 @@ class JobRow(Row):
     id: UUID
     tenant_id: UUID
     type: str
-    payload: JsonValue
+    payload: Any
     status: JobStatus
     attempts: int
     max_attempts: int
@@ -65,7 +64,7 @@ class JobRow(Row):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     idempotency_key: str | None = None
-    error: JsonValue = None
+    error: Any = None
     result_id: UUID | None = None
     created_at: datetime
     updated_at: datetime
@@ -75,7 +74,7 @@ class JobResultRow(Row):
     id: UUID
     job_id: UUID
     tenant_id: UUID
-    result: JsonValue = None
+    result: Any = None
     artifact_ref: str | None = None
     created_at: datetime
 
@@ -87,30 +86,27 @@ class JobAttemptRow(Row):
     attempt: int
     worker_id: str | None = None
     status: str
-    error: JsonValue = None
+    error: Any = None
     started_at: datetime | None = None
     finished_at: datetime
 
 
-def _check_payload(value: JsonValue) -> JsonValue:
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_PAYLOAD_BYTES:
-        raise ValueError(f"must be at most 1 MiB of JSON (got {size} bytes)")
-    return value
+def _check_payload(value: Any) -> Any:
+    return check_json(value, max_bytes=MAX_PAYLOAD_BYTES)
 
 
 class JobSpec(Params):
     """One job of a batch (``enqueue_jobs``)."""
 
     type: NonEmptyStr
-    payload: JsonValue = Field(default_factory=dict)
+    payload: Any = Field(default_factory=dict)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     run_at: datetime | None = None
     max_attempts: MaxAttempts = 5
 
     @field_validator("payload")
     @classmethod
-    def _payload_size(cls, value: JsonValue) -> JsonValue:
+    def _payload_size(cls, value: Any) -> Any:
         return _check_payload(value)
 
     def spec_json(self) -> dict[str, Any]:
@@ -147,9 +143,14 @@ class CompleteJobParams(Params):
     job_id: UUID
     worker_id: NonEmptyStr
     status: Annotated[JobStatus, Field()]
-    error: JsonValue = None
-    result: JsonValue = None
+    error: Any = None
+    result: Any = None
     artifact_ref: Annotated[str, Field(max_length=2048)] | None = None
+
+    @field_validator("error", "result")
+    @classmethod
+    def _json(cls, value: Any) -> Any:
+        return check_json(value)
 
     @field_validator("status")
     @classmethod

@@ -1,10 +1,18 @@
-"""Transports: how a named RPC call reaches the database."""
+"""Transports: how a named RPC call reaches the database.
+
+The Supabase transports are imported on first use: supabase-py is slow to import and a
+direct-Postgres user should not pay for it.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .base import AsyncTransport, Transport
 from .postgres import AsyncPostgresTransport, PostgresTransport
-from .supabase import AsyncSupabaseTransport, SupabaseTransport
+
+if TYPE_CHECKING:
+    from .supabase import AsyncSupabaseTransport, SupabaseTransport
 
 __all__ = [
     "AsyncPostgresTransport",
@@ -14,3 +22,11 @@ __all__ = [
     "SupabaseTransport",
     "Transport",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("SupabaseTransport", "AsyncSupabaseTransport"):
+        from . import supabase
+
+        return getattr(supabase, name)
+    raise AttributeError(name)

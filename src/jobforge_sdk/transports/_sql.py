@@ -14,8 +14,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.types.json import Jsonb
 
+from ..core import JsonText
 from ..errors import JobForgeError, TransportError, error_from_sqlstate
 
 # One row per argument; a function without arguments still gives one row (of nulls), so
@@ -30,12 +33,26 @@ SIGNATURE_QUERY = (
 SET_CLAIMS = "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)"
 
 
+class JsonTextLoader(Loader):
+    """Leave ``jsonb`` answers as text: pydantic-core validates JSON text in one pass,
+    faster than ``json.loads`` followed by model validation of the Python objects."""
+
+    def load(self, data: Buffer) -> JsonText:
+        return JsonText(bytes(data).decode())
+
+
+def configure_connection(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+    conn.adapters.register_loader("jsonb", JsonTextLoader)
+
+
 class Signatures:
     """Argument types of the public RPCs, looked up once per function and cached."""
 
     def __init__(self) -> None:
         self._types: dict[str, dict[str, str]] = {}
-        self._statements: dict[tuple[str, tuple[str, ...]], sql.Composed] = {}
+        # Rendered once to bytes: psycopg caches the conversion of a bytes query, while a
+        # ``sql.Composed`` would be rendered again on every call.
+        self._statements: dict[tuple[str, tuple[str, ...]], bytes] = {}
 
     def known(self, fn: str) -> bool:
         return fn in self._types
@@ -48,7 +65,7 @@ class Signatures:
             )
         self._types[fn] = {str(name): str(typ) for name, typ in rows if name is not None}
 
-    def prepare(self, fn: str, args: Mapping[str, Any]) -> tuple[sql.Composed, list[Any]]:
+    def prepare(self, fn: str, args: Mapping[str, Any]) -> tuple[bytes, list[Any]]:
         types = self._types[fn]
         names = tuple(args)
         key = (fn, names)
@@ -63,8 +80,10 @@ class Signatures:
                 )
                 for n in names
             ]
-            statement = sql.SQL("select public.{}({})").format(
-                sql.Identifier(fn), sql.SQL(", ").join(parts)
+            statement = (
+                sql.SQL("select public.{}({})")
+                .format(sql.Identifier(fn), sql.SQL(", ").join(parts))
+                .as_bytes(None)
             )
             self._statements[key] = statement
         values = [

@@ -17,17 +17,41 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from ..errors import TransportError
-from ._sql import SET_CLAIMS, SIGNATURE_QUERY, Signatures, claims_json, map_error
+from ._sql import (
+    SET_CLAIMS,
+    SIGNATURE_QUERY,
+    Signatures,
+    claims_json,
+    configure_connection,
+    map_error,
+)
 
 __all__ = ["AsyncPostgresTransport", "PostgresTransport"]
 
 _DEFAULT_POOL = {"min_size": 1, "max_size": 10, "timeout": 30.0}
 
 
-def _pool_args(dsn: str, pool_options: Mapping[str, Any]) -> dict[str, Any]:
+def _pool_args(dsn: str, pool_options: Mapping[str, Any], *, is_async: bool) -> dict[str, Any]:
     options = {**_DEFAULT_POOL, **pool_options}
     kwargs = {"autocommit": True, **options.pop("kwargs", {})}
-    return {"conninfo": dsn, "kwargs": kwargs, "open": False, **options}
+    user_configure = options.pop("configure", None)
+    if is_async:
+
+        async def configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
+            configure_connection(conn)
+            if user_configure is not None:
+                await user_configure(conn)
+
+        configure: Any = configure_async
+    else:
+
+        def configure_sync(conn: psycopg.Connection[Any]) -> None:
+            configure_connection(conn)
+            if user_configure is not None:
+                user_configure(conn)
+
+        configure = configure_sync
+    return {"conninfo": dsn, "kwargs": kwargs, "open": False, "configure": configure, **options}
 
 
 class PostgresTransport:
@@ -52,7 +76,7 @@ class PostgresTransport:
 
     @classmethod
     def connect(cls, dsn: str, **pool_options: Any) -> PostgresTransport:
-        return cls(ConnectionPool(**_pool_args(dsn, pool_options)))
+        return cls(ConnectionPool(**_pool_args(dsn, pool_options, is_async=False)))
 
     def with_claims(
         self, claims: Mapping[str, Any], *, role: str = "authenticated"
@@ -117,7 +141,7 @@ class AsyncPostgresTransport:
 
     @classmethod
     def connect(cls, dsn: str, **pool_options: Any) -> AsyncPostgresTransport:
-        return cls(AsyncConnectionPool(**_pool_args(dsn, pool_options)))
+        return cls(AsyncConnectionPool(**_pool_args(dsn, pool_options, is_async=True)))
 
     def with_claims(
         self, claims: Mapping[str, Any], *, role: str = "authenticated"

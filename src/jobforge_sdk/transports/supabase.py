@@ -41,9 +41,9 @@ class SupabaseTransport:
 
     @classmethod
     def connect(
-        cls, url: str, key: str, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT
+        cls, url: str, key: str, *, timeout: httpx.Timeout | float | None = None
     ) -> SupabaseTransport:
-        http = httpx.Client(timeout=timeout)
+        http = httpx.Client(timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
         options = ClientOptions(postgrest_client_timeout=http.timeout, httpx_client=http)
         return cls(Client(url, key, options), http=http)
 
@@ -67,9 +67,9 @@ class AsyncSupabaseTransport:
 
     @classmethod
     def connect(
-        cls, url: str, key: str, *, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT
+        cls, url: str, key: str, *, timeout: httpx.Timeout | float | None = None
     ) -> AsyncSupabaseTransport:
-        http = httpx.AsyncClient(timeout=timeout)
+        http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
         options = AsyncClientOptions(postgrest_client_timeout=http.timeout, httpx_client=http)
         return cls(AsyncClient(url, key, options), http=http)
 
