@@ -116,6 +116,7 @@ class AsyncJobForgeClient(ClientBase):
     claim_jobs = AsyncMethod(ops.claim_jobs)
     heartbeat_job = AsyncMethod(ops.heartbeat_job)
     complete_job = AsyncMethod(ops.complete_job)
+    complete_jobs = AsyncMethod(ops.complete_jobs)
     release_job = AsyncMethod(ops.release_job)
     reap_stale_jobs = AsyncMethod(ops.reap_stale_jobs)
     cancel_job = AsyncMethod(ops.cancel_job)

@@ -146,6 +146,7 @@ class JobForgeClient(ClientBase):
     claim_jobs = SyncMethod(ops.claim_jobs)
     heartbeat_job = SyncMethod(ops.heartbeat_job)
     complete_job = SyncMethod(ops.complete_job)
+    complete_jobs = SyncMethod(ops.complete_jobs)
     release_job = SyncMethod(ops.release_job)
     reap_stale_jobs = SyncMethod(ops.reap_stale_jobs)
     cancel_job = SyncMethod(ops.cancel_job)

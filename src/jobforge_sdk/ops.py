@@ -18,10 +18,12 @@ from .models.jobs import (
     CancelJobParams,
     ClaimJobsParams,
     CompleteJobParams,
+    CompleteJobsParams,
     EnqueueJobParams,
     EnqueueJobsParams,
     GetJobParams,
     HeartbeatJobParams,
+    JobCompletion,
     JobResultRow,
     JobRow,
     JobSpec,
@@ -35,6 +37,7 @@ __all__ = [
     "cancel_job",
     "claim_jobs",
     "complete_job",
+    "complete_jobs",
     "enqueue_job",
     "enqueue_jobs",
     "get_job",
@@ -124,6 +127,17 @@ def complete_job(
         },
     )
     return RpcCall("jobforge_complete_job", params.rpc_args(), parse_one(JobRow))
+
+
+@operation()
+def complete_jobs(
+    *, worker_id: str, results: list[JobCompletion] | list[dict[str, Any]]
+) -> RpcCall[list[JobRow]]:
+    """Finish up to 1,000 held jobs in one statement and one commit, all or nothing:
+    ``ConflictError`` names the first job the worker does not hold, and nothing changes.
+    Each item is ``{job_id, status, result?, error?, artifact_ref?}``."""
+    params = validate(CompleteJobsParams, {"worker_id": worker_id, "results": results})
+    return RpcCall("jobforge_complete_jobs", params.rpc_args(), parse_list(JobRow))
 
 
 @operation()

@@ -258,3 +258,56 @@ def test_user_clients_are_confined_to_their_tenants(
     with pytest.raises(PermissionDeniedError):
         user.reap_stale_jobs()
     assert client.get_job(job_id=their_job.id, tenant_id=theirs).status is JobStatus.QUEUED
+
+
+def test_complete_jobs_finishes_a_batch_all_or_nothing(client: Any) -> None:
+    tenant = uuid.uuid4()
+    job_type = _type()
+    client.enqueue_jobs(tenant_id=tenant, jobs=[{"type": job_type} for _ in range(3)])
+    first, second, third = client.claim_jobs(worker_id="w", limit=3, types=[job_type])
+    done = client.complete_jobs(
+        worker_id="w",
+        results=[
+            {"job_id": first.id, "status": "succeeded", "result": {"n": 1}},
+            {"job_id": second.id, "status": "failed", "error": {"type": "Boom"}},
+        ],
+    )
+    assert [(j.id, j.status) for j in done] == [
+        (first.id, JobStatus.SUCCEEDED),
+        (second.id, JobStatus.QUEUED),  # retried later
+    ]
+    result = client.get_result(job_id=first.id, tenant_id=tenant)
+    assert result is not None
+    assert result.result == {"n": 1}
+    # One job of the batch is no longer held: nothing of the batch is recorded.
+    with pytest.raises(ConflictError, match=str(first.id)):
+        client.complete_jobs(
+            worker_id="w",
+            results=[
+                {"job_id": third.id, "status": "succeeded"},
+                {"job_id": first.id, "status": "succeeded"},
+            ],
+        )
+    still = client.get_job(job_id=third.id, tenant_id=tenant)
+    assert still is not None
+    assert still.status is JobStatus.RUNNING
+    with pytest.raises(InvalidInputError) as info:
+        client.transport.call(
+            "jobforge_complete_jobs",
+            {"p_worker_id": "w", "p_results": [{"job_id": str(third.id), "status": "queued"}]},
+        )
+    assert info.value.field == "results[0]"
+
+
+def test_release_hands_a_job_back_without_counting_the_attempt(client: Any) -> None:
+    tenant = uuid.uuid4()
+    job_type = _type()
+    job = client.enqueue_job(tenant_id=tenant, type=job_type)
+    client.claim_jobs(worker_id="w", types=[job_type])
+    released = client.release_job(job_id=job.id, worker_id="w")
+    assert released.status is JobStatus.QUEUED
+    assert released.attempts == 0
+    assert released.locked_by is None
+    with pytest.raises(ConflictError):
+        client.release_job(job_id=job.id, worker_id="w")
+    assert [j.attempts for j in client.claim_jobs(worker_id="w2", types=[job_type])] == [1]

@@ -162,6 +162,7 @@ def test_the_core_queue_is_never_gated() -> None:
         "claim_jobs",
         "heartbeat_job",
         "complete_job",
+        "complete_jobs",
         "release_job",
         "reap_stale_jobs",
         "cancel_job",

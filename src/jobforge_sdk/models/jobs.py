@@ -21,11 +21,13 @@ __all__ = [
     "CancelJobParams",
     "ClaimJobsParams",
     "CompleteJobParams",
+    "CompleteJobsParams",
     "EnqueueJobParams",
     "EnqueueJobsParams",
     "GetJobParams",
     "HeartbeatJobParams",
     "JobAttemptRow",
+    "JobCompletion",
     "JobResultRow",
     "JobRow",
     "JobSpec",
@@ -139,10 +141,10 @@ class HeartbeatJobParams(Params):
     worker_id: NonEmptyStr
 
 
-class CompleteJobParams(Params):
-    job_id: UUID
-    worker_id: NonEmptyStr
-    status: Annotated[JobStatus, Field()]
+class _Outcome(Params):
+    """How a held job ended: shared by ``complete_job`` and each ``complete_jobs`` item."""
+
+    status: JobStatus
     error: Any = None
     result: Any = None
     artifact_ref: Annotated[str, Field(max_length=2048)] | None = None
@@ -158,6 +160,28 @@ class CompleteJobParams(Params):
         if value not in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             raise ValueError("must be 'succeeded' or 'failed'")
         return value
+
+
+class CompleteJobParams(_Outcome):
+    job_id: UUID
+    worker_id: NonEmptyStr
+
+
+class JobCompletion(_Outcome):
+    """One element of ``complete_jobs``."""
+
+    job_id: UUID
+
+
+class CompleteJobsParams(Params):
+    worker_id: NonEmptyStr
+    results: Annotated[list[JobCompletion], Field(min_length=1, max_length=MAX_BATCH)]
+
+    def rpc_args(self) -> dict[str, Any]:
+        return {
+            "p_worker_id": self.worker_id,
+            "p_results": [r.model_dump(mode="json", exclude_none=True) for r in self.results],
+        }
 
 
 class ReapStaleJobsParams(Params):
