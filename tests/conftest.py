@@ -1,7 +1,8 @@
 """Test harness: every database test runs against a real PostgreSQL.
 
 One server per run (see tests/support/database.py for how it is found), one template
-database migrated with the project's own runner, and copies of it: ``migrated_db_url``
+database migrated with the project's own runner (after Supabase's default grants, so the
+migrations' revokes are tested as on Supabase), and copies of it: ``migrated_db_url``
 is shared by the run (tests isolate themselves with fresh tenant ids and job types), and
 ``fresh_db_url`` is a brand-new copy for tests that need an empty queue.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from pathlib import Path
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +23,10 @@ from tests.support.database import NoDatabaseError, Server, find_server
 from tests.support.roles import RoleSession
 
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
+SUPPORT = Path(__file__).parent / "support"
+BOOTSTRAP = Path(__file__).parents[1] / "supabase" / "bootstrap" / "000_supabase_compat.sql"
+# Supabase's default grants to the API roles: see tests/support/supabase_defaults.sql.
+SUPABASE_DEFAULTS = SUPPORT / "supabase_defaults.sql"
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +47,9 @@ def template_db(pg_server: Server) -> Iterator[str]:
     name = f"jobforge_test_{RUN_ID}_tmpl"
     url = pg_server.create_database(name)
     try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(BOOTSTRAP.read_bytes())
+            conn.execute(SUPABASE_DEFAULTS.read_bytes())
         Migrator(url, echo=lambda _line: None).apply()
         yield name
     finally:

@@ -47,8 +47,9 @@ $drop$;
 drop table if exists public.pgrst_test_log;
 """
 
-# Throwaway functions, one per behaviour under test. Every one is revoked from PUBLIC first,
-# so the grants below are the whole truth about who may call it.
+# Throwaway functions, one per behaviour under test. Every one is revoked from PUBLIC and
+# from the API roles first (the test template carries Supabase's default grants), so the
+# grants below are the whole truth about who may call it.
 CREATE_SQL = """
 create table public.pgrst_test_log (label text primary key);
 
@@ -117,7 +118,7 @@ revoke all on function
   public.pgrst_test_record_then_fail(text), public.pgrst_test_series(integer),
   public.pgrst_test_overloaded(integer), public.pgrst_test_overloaded(text),
   public.pgrst_test_body(jsonb), public.pgrst_test_full_control()
-from public, anon;
+from public, anon, authenticated, service_role;
 
 grant execute on function
   public.pgrst_test_echo(uuid, jsonb, text[], timestamptz, integer, text),

@@ -4,6 +4,7 @@ params (strict: unknown keyword arguments are a caller's typo, refused before an
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -32,6 +33,11 @@ class Params(BaseModel):
         return {f"p_{k}": v for k, v in self.model_dump(mode="json", exclude_none=True).items()}
 
 
+# A \u0000 escape preceded by an even number of backslashes is a real NUL character (an
+# odd number means the backslash itself was escaped: the text "\\u0000" is harmless).
+_NUL_ESCAPE = re.compile(r"(?:^|[^\\])(?:\\\\)*\\u0000")
+
+
 def check_json(value: Any, *, max_bytes: int | None = None) -> Any:
     """Refuse what cannot travel as JSON, or is too big, with one C-speed ``json.dumps``.
 
@@ -39,9 +45,13 @@ def check_json(value: Any, *, max_bytes: int | None = None) -> Any:
     ``JsonValue`` check costs tens of microseconds per call on the enqueue hot path.
     """
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        # Default separators: the size then matches PostgreSQL's jsonb text, which is what
+        # the database measures against the same limit.
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"must be JSON ({exc})") from None
+    if "\\u0000" in text and _NUL_ESCAPE.search(text):
+        raise ValueError("must not contain NUL characters (\\u0000): PostgreSQL cannot store them")
     if max_bytes is not None:
         size = len(text.encode())
         if size > max_bytes:
