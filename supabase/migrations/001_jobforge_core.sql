@@ -64,8 +64,19 @@ language plpgsql
 stable
 as $$
 declare
-  v_role text := coalesce(nullif(pg_catalog.current_setting('role', true), 'none'), session_user);
+  v_role text := pg_catalog.current_setting('role', true);
 begin
+  -- Every RPC asks this first, so the common callers are answered without a catalog
+  -- lookup: the roles PostgREST switches to, and a superuser session (is_superuser, like
+  -- "role", describes the session's role, not the definer's).
+  if v_role = 'service_role' then
+    return true;
+  elsif v_role in ('authenticated', 'anon') then
+    return false;
+  elsif coalesce(v_role, 'none') = 'none' and pg_catalog.current_setting('is_superuser') = 'on' then
+    return true;
+  end if;
+  v_role := coalesce(nullif(v_role, 'none'), session_user);
   return coalesce(
     (select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r where r.rolname = v_role),
     false
