@@ -213,10 +213,13 @@ class Worker:
                 busy = len(self._running)
             if until_idle and busy == 0 and self._jobs.empty():
                 return
-            self._wake.wait(self._wait_time(until_idle))
-
-    def _wait_time(self, until_idle: bool) -> float:
-        return min(self.poll_interval, 0.05) if until_idle else self.poll_interval
+            # Sleep until woken (NOTIFY, a finished job, stop), the next poll, or the next
+            # housekeeping task, whichever comes first.
+            due = [next_beat] if until_idle else [next_beat, next_reap]
+            if self.scheduler is not None:
+                due.append(next_tick)
+            poll = min(self.poll_interval, 0.05) if until_idle else self.poll_interval
+            self._wake.wait(max(0.0, min(poll, min(due) - time.monotonic())))
 
     def _claim(self) -> int:
         with self._lock:

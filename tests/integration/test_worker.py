@@ -270,3 +270,24 @@ def test_describe_error_scrubs_tokens() -> None:
         described = describe_error(exc)
     assert described["message"] == "token [REDACTED] leaked"
     assert described["type"] == "ValueError"
+
+
+def test_running_jobs_are_heartbeated_even_when_polling_is_slow(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    job = client.enqueue_job(tenant_id=TENANT, type="test.sleep", payload={"seconds": 1.5})
+    worker = Worker(client, handlers, poll_interval=60, heartbeat_interval=0.2)
+    thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
+    thread.start()
+    try:
+        wait_for(lambda: _job(fresh_db_url, job.id)["status"] == "running", what="the claim")
+        first = _job(fresh_db_url, job.id)["heartbeat_at"]
+        wait_for(
+            lambda: _job(fresh_db_url, job.id)["heartbeat_at"] not in (None, first),
+            timeout=5,
+            what="a heartbeat while the job runs",
+        )
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+    assert _job(fresh_db_url, job.id)["status"] == "succeeded"
