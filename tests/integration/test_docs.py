@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from jobforge_sdk.flags import Feature
 from tests.support.clients import JWT_SECRET
 from tests.support.postgrest import make_jwt
 
@@ -45,8 +46,8 @@ def test_examples_run(
     monkeypatch.setenv("SUPABASE_URL", stub.url)
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", make_jwt(JWT_SECRET, "service_role"))
     monkeypatch.setenv("JOBFORGE_POLICY_TOKEN_SECRET", "docs-example-secret-of-32-characters!")
-    for name in ("EVENTS", "TRIGGERS", "AUTOPILOT_JOBS", "ACTION_JOBS", "AUDIT_LOGGING", "MANIFESTS"):
-        monkeypatch.delenv(f"JOBFORGE_{name}", raising=False)
+    for feature in Feature:
+        monkeypatch.delenv(f"JOBFORGE_{feature.value.upper()}", raising=False)
     namespace: dict[str, Any] = {"__name__": f"docs_{path.stem}"}
     for line, code in blocks:
         compiled = compile(code, f"{path.relative_to(REPO)}:{line}", "exec")

@@ -1,4 +1,4 @@
-"""Handlers that the worker tests run in `jobforge worker --app tests.support.worker_app:handlers`."""
+"""Handlers the worker tests run: `jobforge worker --app tests.support.worker_app:handlers`."""
 
 from __future__ import annotations
 
