@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -71,10 +73,13 @@ __all__ = [
 CLAIMS_ENV = "JOBFORGE_MCP_CLAIMS"
 SERVER_NAME = "jobforge"
 MISSING_MCP = "the MCP server needs the 'mcp' package: pip install 'jobforge-sdk[mcp]'"
+# The handler-per-constructor-argument API of the low-level server arrived with mcp 2.
+MIN_MCP_VERSION = (2, 3)
 
 
 def require_mcp() -> None:
-    """Fail with one actionable line (the CLI exits 2) when the ``mcp`` extra is absent.
+    """Fail with one actionable line (the CLI exits 2) when the ``mcp`` extra is absent
+    or too old for the API used here.
 
     Checked before anything else so a user does not first debug their database URL.
     """
@@ -82,6 +87,17 @@ def require_mcp() -> None:
         import mcp.server.lowlevel  # noqa: F401
     except ImportError:
         raise ConfigurationError(MISSING_MCP) from None
+    try:
+        installed = metadata.version("mcp")
+    except metadata.PackageNotFoundError:
+        return  # a vendored copy without metadata: trust it
+    numbers = tuple(int(part) for part in re.findall(r"\d+", installed)[:2])
+    if numbers < MIN_MCP_VERSION:
+        wanted = ".".join(map(str, MIN_MCP_VERSION))
+        raise ConfigurationError(
+            f"the MCP server needs mcp>={wanted} (installed: {installed}): "
+            "pip install -U 'jobforge-sdk[mcp]'"
+        )
 
 
 # -- who the server acts for ------------------------------------------------------------
@@ -137,7 +153,10 @@ class McpScope:
                 raise ConfigurationError("--user-jwt-claims: must be a JSON object of JWT claims")
             claims = parsed
         if tenant_id is not None:
-            return cls(UUID(str(tenant_id)), fixed=True, claims=claims)
+            try:
+                return cls(UUID(str(tenant_id)), fixed=True, claims=claims)
+            except ValueError:
+                raise ConfigurationError(f"--tenant-id: not a UUID: {tenant_id!r}") from None
         if claims is None:
             raise ConfigurationError(
                 f"no tenant: pass --tenant-id, or --user-jwt-claims (or ${CLAIMS_ENV}) "
@@ -217,7 +236,10 @@ class ToolSpec:
     params: type[BaseModel]
     run: Runner
     read_only: bool
-    idempotent: bool = False
+    # Hints for clients deciding whether to ask a human first: requesting a job may run an
+    # action template that changes systems outside the database.
+    destructive: bool = False
+    open_world: bool = False
     hidden: tuple[str, ...] = field(default=())
 
     def input_schema(self, scope: McpScope) -> dict[str, Any]:
@@ -337,14 +359,13 @@ TOOLS: tuple[ToolSpec, ...] = (
         name="jobforge.events.ingest",
         description=(
             "Store one event for the tenant and fire its matching event triggers. "
-            "event_type is dotted lowercase (e.g. 'ops.alert'); submitting the same event "
-            "again returns the stored row instead of a duplicate."
+            "event_type is dotted lowercase (e.g. 'ops.alert'). Submitting it again with the "
+            "same trace_id, event_type and occurred_at returns the stored row, not a duplicate."
         ),
         feature=Feature.EVENTS,
         params=SubmitEventParams,
         run=_ingest_event,
         read_only=False,
-        idempotent=True,
     ),
     ToolSpec(
         name="jobforge.events.list",
@@ -369,6 +390,8 @@ TOOLS: tuple[ToolSpec, ...] = (
         params=RequestJobParams,
         run=_request_job,
         read_only=False,
+        destructive=True,
+        open_world=True,
     ),
     ToolSpec(
         name="jobforge.jobs.status",
@@ -488,9 +511,8 @@ def _tool(spec: ToolSpec, scope: McpScope) -> mcp_types.Tool:
         input_schema=spec.input_schema(scope),
         annotations=types.ToolAnnotations(
             read_only_hint=spec.read_only,
-            destructive_hint=False,
-            idempotent_hint=spec.read_only or spec.idempotent,
-            open_world_hint=False,
+            destructive_hint=None if spec.read_only else spec.destructive,
+            open_world_hint=spec.open_world,
         ),
     )
 
