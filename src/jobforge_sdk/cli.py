@@ -292,7 +292,9 @@ def _cmd_token_mint(args: argparse.Namespace) -> int:
             action=args.action,
             scopes=args.scope or [],
             project_id=args.project_id,
-            expires_in=timedelta(hours=args.hours),
+            expires_in=timedelta(
+                hours=args.hours if args.hours is not None else _flags().policy_token_expiry_hours
+            ),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -483,7 +485,9 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--scope", action="append", help="a granted scope (repeatable)")
     mint.add_argument("--project-id")
     mint.add_argument("--kid", default=os.environ.get("JOBFORGE_POLICY_TOKEN_KID", "default"))
-    mint.add_argument("--hours", type=float, default=1.0)
+    mint.add_argument(
+        "--hours", type=float, help="lifetime (default: $JOBFORGE_POLICY_TOKEN_EXPIRY_HOURS, 1)"
+    )
     mint.add_argument("--secret", help="default: $JOBFORGE_POLICY_TOKEN_SECRET")
     mint.set_defaults(handler=_cmd_token_mint)
     verify = token_commands.add_parser("verify", help="check a token (exit 0 when valid)")

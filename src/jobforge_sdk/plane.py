@@ -7,7 +7,7 @@ A gated operation whose flag is off never builds its call: the client returns ``
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -331,6 +331,7 @@ def _self_issued_token(params: RequestJobParams, flags: FeatureFlags) -> Steps[s
         action=params.template_key,
         scopes=template.required_scopes,
         project_id=params.project_id,
+        expires_in=timedelta(hours=flags.policy_token_expiry_hours),
     )
 
 
