@@ -291,3 +291,62 @@ def test_running_jobs_are_heartbeated_even_when_polling_is_slow(
         worker.stop()
         thread.join(timeout=30)
     assert _job(fresh_db_url, job.id)["status"] == "succeeded"
+
+
+def test_template_jobs_are_validated_and_leave_a_manifest(fresh_db_url: str) -> None:
+    from jobforge_sdk import FeatureFlags, ManifestStatus, demo_handlers
+
+    flags = FeatureFlags(autopilot_jobs=True, manifests=True)
+    with JobForgeClient.from_postgres(fresh_db_url, flags=flags) as client:
+        client.set_template_enabled(template_key="autopilot.ops.scan", enabled=True)
+        good = client.request_job(
+            tenant_id=TENANT, template_key="autopilot.ops.scan", inputs={"target": "db-1"}
+        )
+        # Passes the database's basic type checks, breaks the schema's "maximum": 5.
+        bad = client.request_job(
+            tenant_id=TENANT, template_key="autopilot.ops.scan", inputs={"target": "x", "depth": 9}
+        )
+        assert good is not None
+        assert good.job is not None
+        assert bad is not None
+        assert bad.job is not None
+        Worker(client, demo_handlers()).run_until_idle(timeout=30)
+
+        done = client.get_run_manifest(run_id=good.job.id, tenant_id=TENANT)
+        assert done is not None
+        assert done.status is ManifestStatus.COMPLETE
+        assert [o.name for o in done.outputs] == ["scan-report"]
+        assert done.metrics.duration_ms is not None
+        assert done.metrics.duration_ms > 0
+        assert done.env_fingerprint["python"]
+        assert done.tool_versions["jobforge-sdk"] == "0.1.0"
+
+        failed_job = client.get_job(job_id=bad.job.id, tenant_id=TENANT)
+        assert failed_job is not None
+        assert failed_job.status is JobStatus.QUEUED  # retried later: attempts remain
+        assert failed_job.error["type"] == "InvalidJobInputs"
+        assert failed_job.error["message"].startswith("inputs.depth:")
+        failed = client.get_run_manifest(run_id=bad.job.id, tenant_id=TENANT)
+        assert failed is not None
+        assert failed.status is ManifestStatus.FAILED
+        assert failed.error["type"] == "InvalidJobInputs"
+
+
+def test_a_result_that_breaks_the_output_schema_fails_the_job(fresh_db_url: str) -> None:
+    from jobforge_sdk import FeatureFlags, JobRegistry
+
+    registry = JobRegistry()
+    registry.register("autopilot.ops.scan", lambda ctx: {"findings": "not a list"})
+    flags = FeatureFlags(autopilot_jobs=True)
+    with JobForgeClient.from_postgres(fresh_db_url, flags=flags) as client:
+        client.set_template_enabled(template_key="autopilot.ops.scan", enabled=True)
+        req = client.request_job(
+            tenant_id=TENANT, template_key="autopilot.ops.scan", inputs={"target": "x"}
+        )
+        assert req is not None
+        assert req.job is not None
+        Worker(client, registry).run_until_idle(timeout=30)
+        job = client.get_job(job_id=req.job.id, tenant_id=TENANT)
+    assert job is not None
+    assert job.error["type"] == "InvalidJobOutput"
+    assert job.error["message"].startswith("result")
