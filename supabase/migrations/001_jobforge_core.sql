@@ -192,6 +192,22 @@ end;
 revoke all on function jobforge_private.type_error(text)
   from public, anon, authenticated, service_role;
 
+-- autopilot.* is the namespace of template jobs. They may only enter the queue through
+-- jobforge_request_job (002), which checks that the template is enabled, validates the
+-- inputs, verifies the policy token of action jobs and writes the audit row; a direct
+-- enqueue of such a type would skip all of that, so the public enqueue RPCs refuse it.
+create function jobforge_private.reserved_type_error(p_type text)
+returns text
+language sql
+immutable
+return case
+  when p_type like 'autopilot.%' then
+    'autopilot.* jobs are requested from their template (jobforge_request_job)'
+end;
+
+revoke all on function jobforge_private.reserved_type_error(text)
+  from public, anon, authenticated, service_role;
+
 -- The size of a payload is the size of its text form, as jsonb prints it.
 create function jobforge_private.payload_error(p_payload jsonb)
 returns text
@@ -269,6 +285,8 @@ return case
     array['.type', 'must be a string']
   when jobforge_private.type_error(p_job ->> 'type') is not null then
     array['.type', jobforge_private.type_error(p_job ->> 'type')]
+  when jobforge_private.reserved_type_error(p_job ->> 'type') is not null then
+    array['.type', jobforge_private.reserved_type_error(p_job ->> 'type')]
   when jobforge_private.payload_error(p_job -> 'payload') is not null then
     array['.payload', jobforge_private.payload_error(p_job -> 'payload')]
   when pg_catalog.jsonb_typeof(p_job -> 'idempotency_key') not in ('string', 'null') then
@@ -473,7 +491,10 @@ revoke all on function jobforge_private.raise_not_held(uuid, text)
 -- Tenant-facing RPCs
 -- ---------------------------------------------------------------------------------------
 
-create function public.jobforge_enqueue_job(
+-- The insert behind jobforge_enqueue_job, without the caller checks: for RPCs of this
+-- schema that have already checked the caller (jobforge_request_job and the triggers
+-- enqueue template jobs through it). Runs with the privileges of its definer caller.
+create function jobforge_private.enqueue_job(
   p_tenant_id uuid,
   p_type text,
   p_payload jsonb default '{}',
@@ -483,15 +504,11 @@ create function public.jobforge_enqueue_job(
 )
 returns jsonb
 language plpgsql
-security definer
-set search_path = ''
 as $$
 declare
   v_job public.jobforge_jobs;
   v_reason text;
 begin
-  perform jobforge_private.assert_tenant(p_tenant_id);
-
   v_reason := jobforge_private.type_error(p_type);
   if v_reason is not null then
     perform jobforge_private.invalid('type', v_reason);
@@ -551,6 +568,37 @@ begin
     end if;
     -- The row was deleted between the two statements: insert again.
   end loop;
+end
+$$;
+
+revoke all on function
+  jobforge_private.enqueue_job(uuid, text, jsonb, text, timestamptz, integer)
+  from public, anon, authenticated, service_role;
+
+create function public.jobforge_enqueue_job(
+  p_tenant_id uuid,
+  p_type text,
+  p_payload jsonb default '{}',
+  p_idempotency_key text default null,
+  p_run_at timestamptz default null,
+  p_max_attempts integer default 5
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_reason text;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  v_reason := jobforge_private.reserved_type_error(p_type);
+  if v_reason is not null then
+    perform jobforge_private.invalid('type', v_reason);
+  end if;
+  return jobforge_private.enqueue_job(
+    p_tenant_id, p_type, p_payload, p_idempotency_key, p_run_at, p_max_attempts
+  );
 end
 $$;
 

@@ -863,12 +863,22 @@ revoke all on table
   from public, anon, authenticated, service_role;
 
 grant select on table
-  public.jobforge_events,
   public.jobforge_job_templates,
   public.jobforge_artifact_manifests,
   public.jobforge_audit_logs,
   public.jobforge_triggers
   to authenticated, service_role;
+
+-- Event payloads may hold fields the producer marked for redaction. A tenant's users read
+-- events through jobforge_list_events, which redacts; reading the table directly (RLS
+-- lets them see their tenant's rows) must not hand them the raw payload, so authenticated
+-- gets every column but payload. service_role, trusted with raw payloads, reads them all.
+grant select on table public.jobforge_events to service_role;
+grant select (
+  id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id, actor_id,
+  source_app, source_module, subject_type, subject_id, contains_pii, redaction_hints,
+  processed, processed_at, processing_job_id, created_at
+) on table public.jobforge_events to authenticated;
 
 -- The audit trail is append-only for every role, superusers included: UPDATE, DELETE
 -- and TRUNCATE raise. The one exception is a DELETE run by jobforge_purge_audit_logs,
@@ -1637,7 +1647,7 @@ begin
     );
   end if;
 
-  v_job := public.jobforge_enqueue_job(
+  v_job := jobforge_private.enqueue_job(
     p_trigger.tenant_id,
     p_trigger.target_template_key,
     v_payload,
@@ -2622,7 +2632,7 @@ begin
     );
   end if;
 
-  v_job := public.jobforge_enqueue_job(
+  v_job := jobforge_private.enqueue_job(
     p_tenant_id, p_template_key, v_payload, p_idempotency_key, null, v_template.default_max_attempts
   );
 
