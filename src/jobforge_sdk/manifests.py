@@ -179,7 +179,7 @@ def generate_manifest_report(
             checksum = f"`{out.checksum[:19]}…`" if out.checksum else "-"
             lines.append(
                 f"| {_cell(out.name)} | {_cell(out.type)} | {human_bytes(out.size)} | "
-                f"{checksum} | {_cell(out.ref)} |"
+                f"{checksum} | {_cell(out.ref or '-')} |"
             )
     else:
         lines.append("_No outputs._")

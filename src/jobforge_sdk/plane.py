@@ -162,18 +162,27 @@ def submit_event(
 def submit_events(
     *, tenant_id: Id, events: Sequence[EventEnvelope | Mapping[str, Any]]
 ) -> RpcCall[list[EventRow]]:
-    """Store up to 1,000 events in one statement; rows come back in input order."""
-    items = [
-        e.submit_fields() if isinstance(e, EventEnvelope) else _strip_tenant(e) for e in events
-    ]
+    """Store up to 1,000 events in one statement; rows come back in input order.
+
+    Items may be ``EventEnvelope`` objects or their JSON (which carry a ``tenant_id``: it
+    must then be this batch's tenant), or plain dicts of ``submit_event`` fields.
+    """
+    items = [_batch_item(index, event, tenant_id) for index, event in enumerate(events)]
     params = validate(SubmitEventsParams, {"tenant_id": tenant_id, "events": items})
     return RpcCall("jobforge_submit_events", params.rpc_args(), parse_list(EventRow))
 
 
-def _strip_tenant(event: Mapping[str, Any]) -> dict[str, Any]:
-    if "subject" in event or "schema_version" in event:
-        return validate(EventEnvelope, dict(event)).submit_fields()
-    return dict(event)
+def _batch_item(index: int, event: EventEnvelope | Mapping[str, Any], tenant_id: Id) -> Any:
+    if isinstance(event, EventEnvelope):
+        fields = event.submit_fields()
+    elif "subject" in event or "schema_version" in event:
+        fields = validate(EventEnvelope, dict(event)).submit_fields()
+    else:
+        fields = dict(event)
+    given = fields.pop("tenant_id", None)
+    if given is not None and str(given) != str(tenant_id):
+        raise InvalidInputError(f"events.{index}.tenant_id: differs from the batch's tenant_id")
+    return fields
 
 
 @operation(Feature.EVENTS, empty=list)
@@ -290,7 +299,10 @@ def request_job(
             "policy_token": policy_token,
         },
     )
-    if params.template_key in ACTION_TEMPLATE_KEYS:
+    # Known action templates, and any request that brings a token (a template the SDK
+    # does not know may still be an action job: the database decides), go through the
+    # ACTION_JOBS gate and the audited verification first.
+    if params.template_key in ACTION_TEMPLATE_KEYS or params.policy_token is not None:
         if not (yield Gate(Feature.ACTION_JOBS, "request_job")):
             return None
         flags: FeatureFlags = yield FLAGS

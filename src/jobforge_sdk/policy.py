@@ -96,9 +96,10 @@ def validate_policy_token(
     alg = header.get("alg")
     if alg != ALGORITHM:
         return _refused(f"unsupported algorithm {alg}")
-    kid = header.get("kid", DEFAULT_KID)
-    if not isinstance(kid, str):
-        return _refused("malformed")
+    # The database looks the key up by kid, so a token without one is refused there too.
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        return _refused("unknown key")
     # One secret serves whatever kid the token names; a mapping must know the kid.
     key = secret if isinstance(secret, str) else secret.get(kid)
     if key is None:
@@ -114,7 +115,7 @@ def validate_policy_token(
                 "verify_exp": False,
                 "verify_iat": False,
                 "verify_nbf": False,
-                "require": ["jti", "exp", "iat"],
+                "require": ["jti", "exp"],
             },
         )
         claims = PolicyToken.model_validate(raw)
@@ -145,7 +146,7 @@ def _claims_problem(
     checks: list[tuple[bool, str]] = [
         (claims.iss != ISSUER, "wrong issuer"),
         (claims.exp <= moment, "expired"),
-        (claims.iat > moment + LEEWAY_SECONDS, "not yet valid"),
+        (claims.iat is not None and claims.iat > moment + LEEWAY_SECONDS, "not yet valid"),
         (isinstance(nbf, int | float) and nbf > moment + LEEWAY_SECONDS, "not yet valid"),
         (claims.tid != str(tenant_id), "wrong tenant"),
         (action not in audiences, "wrong action"),

@@ -360,7 +360,7 @@ class Worker:
             metrics=metrics,
             env_fingerprint=self._fingerprint,
             tool_versions={"jobforge-sdk": _sdk_version(), **ctx.tool_versions},
-            status=ManifestStatus.COMPLETE if error is None else ManifestStatus.FAILED,
+            status=_manifest_status(ctx.job, error),
             error=error,
         )
         try:
@@ -432,6 +432,14 @@ class Worker:
                 logger.warning("released job back to the queue", extra={"job_id": str(job.id)})
             except JobForgeError as exc:
                 logger.error("could not release job %s: %s", job.id, exc)
+
+
+def _manifest_status(job: JobRow, error: dict[str, Any] | None) -> ManifestStatus:
+    """A failed attempt that will be retried leaves the manifest pending (with the error):
+    a complete or failed manifest is final, and the retry must still be able to write."""
+    if error is None:
+        return ManifestStatus.COMPLETE
+    return ManifestStatus.PENDING if job.attempts < job.max_attempts else ManifestStatus.FAILED
 
 
 def _check_schema(schema: dict[str, Any], value: Any, name: str, error: type[Exception]) -> None:

@@ -439,3 +439,26 @@ def test_flags_off_write_nothing(
         assert _count(migrated_db_url, table, tenant) == 0, table
     # The core queue is not gated.
     assert off.enqueue_job(tenant_id=tenant, type="legacy.job").tenant_id == tenant
+
+
+def test_submit_events_takes_typescript_envelopes_of_its_tenant(plane: Any) -> None:
+    tenant = uuid.uuid4()
+    envelope = {
+        "schema_version": "1.0",
+        "event_type": "billing.invoice_paid",
+        "tenant_id": str(tenant),
+        "source_app": "settler",
+        "subject": {"type": "invoice", "id": "inv_1"},
+        "trace_id": "batch-1",
+    }
+    rows = plane.submit_events(
+        tenant_id=tenant,
+        events=[envelope, EventEnvelope.model_validate({**envelope, "trace_id": "batch-2"})],
+    )
+    assert [(r.trace_id, r.subject_id) for r in rows] == [
+        ("batch-1", "inv_1"),
+        ("batch-2", "inv_1"),
+    ]
+    with pytest.raises(InvalidInputError) as info:
+        plane.submit_events(tenant_id=tenant, events=[{**envelope, "tenant_id": str(uuid.uuid4())}])
+    assert info.value.field == "events.0.tenant_id"

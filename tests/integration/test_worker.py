@@ -350,3 +350,40 @@ def test_a_result_that_breaks_the_output_schema_fails_the_job(fresh_db_url: str)
     assert job is not None
     assert job.error["type"] == "InvalidJobOutput"
     assert job.error["message"].startswith("result")
+
+
+def test_a_retried_template_job_ends_with_a_complete_manifest(fresh_db_url: str) -> None:
+    from jobforge_sdk import FeatureFlags, JobRegistry, ManifestStatus
+
+    calls: list[int] = []
+    registry = JobRegistry()
+
+    @registry.handler("autopilot.ops.scan")
+    def flaky(ctx: Any) -> Any:
+        calls.append(ctx.job.attempts)
+        if ctx.job.attempts == 1:
+            raise RuntimeError("first attempt fails")
+        return {"findings": [], "summary": {"total": 0}}
+
+    flags = FeatureFlags(autopilot_jobs=True, manifests=True)
+    with JobForgeClient.from_postgres(fresh_db_url, flags=flags) as client:
+        client.set_template_enabled(template_key="autopilot.ops.scan", enabled=True)
+        req = client.request_job(
+            tenant_id=TENANT, template_key="autopilot.ops.scan", inputs={"target": "x"}
+        )
+        assert req is not None
+        assert req.job is not None
+        worker = Worker(client, registry)
+        worker.run_until_idle(timeout=30)
+        pending = client.get_run_manifest(run_id=req.job.id, tenant_id=TENANT)
+        assert pending is not None
+        assert pending.status is ManifestStatus.PENDING
+        assert pending.error["message"] == "first attempt fails"
+        with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+            conn.execute("update jobforge_jobs set run_at = now() where id = %s", (req.job.id,))
+        worker.run_until_idle(timeout=30)
+        final = client.get_run_manifest(run_id=req.job.id, tenant_id=TENANT)
+    assert calls == [1, 2]
+    assert final is not None
+    assert final.status is ManifestStatus.COMPLETE
+    assert final.metrics.attempt == 2

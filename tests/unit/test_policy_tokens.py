@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import jwt
 import pytest
 
 from jobforge_sdk import generate_policy_token, redact_payload, validate_policy_token
@@ -150,3 +151,20 @@ def test_redact_payload_handles_dotted_paths_and_lists() -> None:
         "keep": True,
     }
     assert payload["user"]["email"] == "a@example.com"  # the input is not modified
+
+
+def test_a_token_without_kid_or_iat() -> None:
+    now = int(datetime.now(UTC).timestamp())
+    claims = {
+        "iss": "jobforge",
+        "sub": "a",
+        "aud": ACTION,
+        "tid": TENANT,
+        "scp": SCOPES,
+        "jti": "j",
+        "exp": now + 60,
+    }
+    no_iat = jwt.encode(claims, SECRET, algorithm="HS256", headers={"kid": "default"})
+    assert _check(no_iat).allowed  # the database does not require iat either
+    no_kid = jwt.encode(claims, SECRET, algorithm="HS256")
+    assert _check(no_kid).reason == "unknown key"  # the database looks keys up by kid

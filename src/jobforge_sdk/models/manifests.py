@@ -34,8 +34,8 @@ class ArtifactOutput(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Annotated[str, Field(min_length=1, max_length=255)]
-    type: Annotated[str, Field(min_length=1, max_length=64)]
-    ref: Annotated[str, Field(min_length=1, max_length=2048)]
+    type: Annotated[str, Field(min_length=1, max_length=255)]
+    ref: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
     size: Annotated[int, Field(ge=0)] | None = None
     checksum: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
     mime_type: Annotated[str, Field(max_length=255)] | None = None

@@ -33,7 +33,7 @@ class PolicyToken(BaseModel):
     res: str | None = Field(default=None, description="the resource acted on")
     ctx: dict[str, Any] | None = Field(default=None, description="free-form context")
     jti: str
-    iat: int
+    iat: int | None = None
     exp: int
 
 
