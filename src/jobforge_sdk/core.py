@@ -10,10 +10,9 @@ async clients cannot drift apart: they are built from the same list (see ``ops``
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -33,7 +32,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-P = ParamSpec("P")
 F = TypeVar("F", bound=Callable[..., Any])
 M = TypeVar("M", bound=BaseModel)
 
@@ -148,7 +146,3 @@ def parse_list(model: type[M]) -> Callable[[Any], list[M]]:
 def _list_adapter(model: type[M]) -> TypeAdapter[list[M]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
-
-def parse_json(data: Any) -> Any:
-    """Plain JSON (no model): decode text answers, pass decoded ones through."""
-    return json.loads(data) if isinstance(data, JsonText) else data
