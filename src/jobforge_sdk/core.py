@@ -145,4 +145,3 @@ def parse_list(model: type[M]) -> Callable[[Any], list[M]]:
 @functools.cache
 def _list_adapter(model: type[M]) -> TypeAdapter[list[M]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
-

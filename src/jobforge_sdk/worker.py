@@ -19,6 +19,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -28,7 +29,7 @@ import psycopg
 from .client import JobForgeClient
 from .errors import ConflictError, JobForgeError, NotFoundError
 from .manifests import calculate_run_metrics, generate_env_fingerprint
-from .models.jobs import JobRow, JobStatus
+from .models.jobs import JobCompletion, JobRow, JobStatus
 from .models.manifests import ArtifactManifest, ManifestStatus
 from .models.templates import TemplateRow
 from .plane import get_template
@@ -68,6 +69,17 @@ def describe_error(exc: BaseException) -> dict[str, Any]:
         "message": message,
         "traceback": [f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} in {f.name}" for f in frames],
     }
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """A finished run waiting to be reported (completions are sent in batches)."""
+
+    job: JobRow
+    status: JobStatus
+    result: Any
+    error: dict[str, Any] | None
+    log: dict[str, Any]
 
 
 class Worker:
@@ -116,6 +128,7 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._jobs: queue.Queue[JobRow | None] = queue.Queue()
+        self._finished: queue.Queue[_Outcome] = queue.Queue()
         self._running: dict[uuid.UUID, JobRow] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -206,12 +219,13 @@ class Worker:
                 self._tick_scheduler()
                 next_tick = now + self.scheduler.interval
             self._wake.clear()
+            self._report_finished()
             claimed = self._claim()
             if claimed:
                 continue
             with self._lock:
                 busy = len(self._running)
-            if until_idle and busy == 0 and self._jobs.empty():
+            if until_idle and busy == 0 and self._jobs.empty() and self._finished.empty():
                 return
             # Sleep until woken (NOTIFY, a finished job, stop), the next poll, or the next
             # housekeeping task, whichever comes first.
@@ -306,22 +320,59 @@ class Worker:
         if ctx.template_key is not None and self.client.flags.manifests:
             self._write_manifest(ctx, started, finished, cpu_ms, error)
         status = JobStatus.SUCCEEDED if error is None else JobStatus.FAILED
+        log["duration_ms"] = round(duration_ms, 3)
+        self._finished.put(_Outcome(job, status, result, error, log))
+
+    def _report_finished(self) -> None:
+        """Complete every finished run: one ``complete_jobs`` call (one commit) for all of
+        them, falling back to one call each when the batch is refused because some job is
+        no longer held (canceled, or reaped after a stall)."""
+        outcomes: list[_Outcome] = []
+        while True:
+            try:
+                outcomes.append(self._finished.get_nowait())
+            except queue.Empty:
+                break
+        for start in range(0, len(outcomes), 1000):
+            chunk = outcomes[start : start + 1000]
+            if len(chunk) > 1:
+                try:
+                    self.client.complete_jobs(
+                        worker_id=self.worker_id,
+                        results=[
+                            JobCompletion(
+                                job_id=o.job.id, status=o.status, result=o.result, error=o.error
+                            )
+                            for o in chunk
+                        ],
+                    )
+                except ConflictError:
+                    pass  # some job is not ours any more: report each one on its own
+                except JobForgeError as exc:
+                    logger.error("could not complete %d jobs: %s", len(chunk), exc)
+                    continue
+                else:
+                    for outcome in chunk:
+                        _log_outcome(outcome)
+                    continue
+            for outcome in chunk:
+                self._complete_one(outcome)
+
+    def _complete_one(self, outcome: _Outcome) -> None:
         try:
             self.client.complete_job(
-                job_id=job.id, worker_id=self.worker_id, status=status, result=result, error=error
+                job_id=outcome.job.id,
+                worker_id=self.worker_id,
+                status=outcome.status,
+                result=outcome.result,
+                error=outcome.error,
             )
         except ConflictError as exc:
-            # Canceled, or reaped after a long stall: the job is no longer ours.
-            logger.warning("job no longer held: %s", exc, extra=log)
-            return
+            logger.warning("job no longer held: %s", exc, extra=outcome.log)
         except JobForgeError as exc:
-            logger.error("could not complete job: %s", exc, extra=log)
-            return
-        extra = {**log, "duration_ms": round(duration_ms, 3), "status": status.value}
-        if error is None:
-            logger.info("job succeeded", extra=extra)
+            logger.error("could not complete job: %s", exc, extra=outcome.log)
         else:
-            logger.warning("job failed: %s: %s", error["type"], error["message"][:200], extra=extra)
+            _log_outcome(outcome)
 
     def _template_for(self, ctx: JobContext) -> TemplateRow | None:
         key = ctx.template_key
@@ -420,6 +471,7 @@ class Worker:
             while self._running and time.monotonic() < deadline:
                 self._idle.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
             leftover = list(self._running.values())
+        self._report_finished()
         self._release(leftover)
         for _ in self._threads:
             self._jobs.put(None)
@@ -432,6 +484,15 @@ class Worker:
                 logger.warning("released job back to the queue", extra={"job_id": str(job.id)})
             except JobForgeError as exc:
                 logger.error("could not release job %s: %s", job.id, exc)
+
+
+def _log_outcome(outcome: _Outcome) -> None:
+    extra = {**outcome.log, "status": outcome.status.value}
+    if outcome.error is None:
+        logger.info("job succeeded", extra=extra)
+    else:
+        error = outcome.error
+        logger.warning("job failed: %s: %s", error["type"], error["message"][:200], extra=extra)
 
 
 def _manifest_status(job: JobRow, error: dict[str, Any] | None) -> ManifestStatus:

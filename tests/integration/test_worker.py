@@ -328,7 +328,7 @@ def test_template_jobs_are_validated_and_leave_a_manifest(fresh_db_url: str) -> 
         assert failed_job.error["message"].startswith("inputs.depth:")
         failed = client.get_run_manifest(run_id=bad.job.id, tenant_id=TENANT)
         assert failed is not None
-        assert failed.status is ManifestStatus.FAILED
+        assert failed.status is ManifestStatus.PENDING  # attempts remain: not final yet
         assert failed.error["type"] == "InvalidJobInputs"
 
 
@@ -387,3 +387,22 @@ def test_a_retried_template_job_ends_with_a_complete_manifest(fresh_db_url: str)
     assert final is not None
     assert final.status is ManifestStatus.COMPLETE
     assert final.metrics.attempt == 2
+
+
+def test_a_job_canceled_mid_run_does_not_sink_the_batch(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    jobs = client.enqueue_jobs(
+        tenant_id=TENANT, jobs=[{"type": "test.sleep", "payload": {"seconds": 0.5}}] * 4
+    )
+    worker = Worker(client, handlers, concurrency=4, batch_size=4)
+    thread = threading.Thread(target=worker.run_until_idle, kwargs={"timeout": 30})
+    thread.start()
+    try:
+        wait_for(lambda: _status_counts(fresh_db_url).get("running") == 4, what="four running")
+        client.cancel_job(job_id=jobs[0].id, tenant_id=TENANT)
+    finally:
+        thread.join(timeout=30)
+    statuses = {j.id: j.status for j in client.list_jobs(tenant_id=TENANT, limit=10)}
+    assert statuses[jobs[0].id] is JobStatus.CANCELED
+    assert [statuses[j.id] for j in jobs[1:]] == [JobStatus.SUCCEEDED] * 3
