@@ -2,6 +2,11 @@
 claim + complete with four worker processes, each through the SDK and through a raw psycopg
 call of the same SQL function, in the same run and with the same connection settings.
 
+Claim + complete is measured twice: completing each job with its own ``complete_job``
+call (one commit, so one WAL flush, per job: what the worker does today), and completing
+each claimed batch with one ``complete_jobs`` call (all or nothing, one commit per batch).
+The difference is what batching the completion is worth.
+
 Why both: the SQL functions set the ceiling, and the SDK's job is to add as little as
 possible on top (target: ≤ 10 %). Measuring the raw call next to the SDK call, alternating
 the order run by run, separates "the database is slow" from "the SDK is slow" even on a
@@ -22,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.synchronize import Barrier
@@ -31,7 +36,7 @@ from typing import Any, Protocol
 import psycopg
 from psycopg.types.json import Jsonb
 
-from jobforge_sdk import JobForgeClient, NotFoundError
+from jobforge_sdk import ConflictError, JobForgeClient, NotFoundError
 
 from .harness import (
     BenchConfig,
@@ -45,7 +50,7 @@ from .harness import (
 )
 
 NAME = "core_queue"
-MEASUREMENTS = ("enqueue_single", "enqueue_batch", "claim_complete")
+MEASUREMENTS = ("enqueue_single", "enqueue_batch", "claim_complete", "claim_complete_many")
 
 TENANT_ID = uuid.UUID("00000000-0000-4000-8000-00000000be9c")
 JOB_TYPE = "bench.core"
@@ -61,6 +66,7 @@ RAW_COMPLETE = (
     "select public.jobforge_complete_job(p_job_id => %s, p_worker_id => %s,"
     " p_status => 'succeeded', p_result => %s)"
 )
+RAW_COMPLETE_MANY = "select public.jobforge_complete_jobs(p_worker_id => %s, p_results => %s)"
 
 RESULT: dict[str, Any] = {"ok": True}
 NO_SUCH_TYPE = "bench.nothing"
@@ -73,6 +79,8 @@ TARGETS: dict[str, float | None] = {
     "claim_complete_1": None,
     "claim_complete_10": 20_000,
     "claim_complete_100": 70_000,
+    "claim_complete_many_10": 20_000,
+    "claim_complete_many_100": 70_000,
 }
 
 
@@ -84,7 +92,8 @@ class Sizes:
     drains roughly 500-2,000 jobs/s whatever the batch (depending on the load); 3,000-6,000
     jobs per run keep each run a few seconds long (long enough to average out scheduling
     noise) and a full ``make bench`` within 5 minutes even on a busy machine. Raise them on
-    a faster one.
+    a faster one. Completing a batch with one ``complete_jobs`` call commits once per
+    batch, so ``claim_many_jobs`` can be larger for the same run time.
     """
 
     single_jobs: int
@@ -92,6 +101,7 @@ class Sizes:
     batch_jobs: int
     batch_sizes: tuple[int, ...]
     claim_jobs: dict[int, int]
+    claim_many_jobs: dict[int, int]
 
 
 FULL = Sizes(
@@ -100,6 +110,7 @@ FULL = Sizes(
     batch_jobs=20_000,
     batch_sizes=(100, 1_000),
     claim_jobs={1: 3_000, 10: 6_000, 100: 6_000},
+    claim_many_jobs={10: 8_000, 100: 12_000},
 )
 QUICK = Sizes(
     single_jobs=500,
@@ -107,6 +118,7 @@ QUICK = Sizes(
     batch_jobs=3_000,
     batch_sizes=(100, 1_000),
     claim_jobs={1: 500, 10: 1_000, 100: 2_000},
+    claim_many_jobs={10: 1_000, 100: 2_000},
 )
 
 
@@ -185,6 +197,8 @@ class Consumer(Protocol):
 
     def complete(self, job: Any) -> None: ...
 
+    def complete_many(self, jobs: Sequence[Any]) -> None: ...
+
     def warm_up(self) -> None: ...
 
     def close(self) -> None: ...
@@ -203,14 +217,25 @@ class SdkConsumer:
             job_id=job.id, worker_id=self.worker_id, status="succeeded", result=RESULT
         )
 
+    def complete_many(self, jobs: Sequence[Any]) -> None:
+        self.client.complete_jobs(
+            worker_id=self.worker_id,
+            results=[{"job_id": job.id, "status": "succeeded", "result": RESULT} for job in jobs],
+        )
+
     def warm_up(self) -> None:
-        """Connect, look up both signatures and let the server compile both functions for
-        this session, outside the timed region (a claim of a type nobody enqueues, and a
-        completion of a job that does not exist)."""
+        """Connect, look up the signatures and let the server compile the functions for
+        this session, outside the timed region (a claim of a type nobody enqueues, and
+        completions of a job that does not exist)."""
         self.client.claim_jobs(worker_id=self.worker_id, limit=1, types=[NO_SUCH_TYPE])
         with suppress(NotFoundError):
             self.client.complete_job(
                 job_id=uuid.uuid4(), worker_id=self.worker_id, status="succeeded"
+            )
+        with suppress(NotFoundError, ConflictError):
+            self.client.complete_jobs(
+                worker_id=self.worker_id,
+                results=[{"job_id": uuid.uuid4(), "status": "succeeded"}],
             )
 
     def close(self) -> None:
@@ -229,17 +254,29 @@ class RawConsumer:
     def complete(self, job: Any) -> None:
         self.conn.execute(RAW_COMPLETE, (job["id"], self.worker_id, Jsonb(RESULT))).fetchone()
 
+    def complete_many(self, jobs: Sequence[Any]) -> None:
+        results = [{"job_id": job["id"], "status": "succeeded", "result": RESULT} for job in jobs]
+        self.conn.execute(RAW_COMPLETE_MANY, (self.worker_id, Jsonb(results))).fetchone()
+
     def warm_up(self) -> None:
-        """The same two warm-up calls as ``SdkConsumer.warm_up``."""
+        """The same warm-up calls as ``SdkConsumer.warm_up``."""
         self.conn.execute(
             "select public.jobforge_claim_jobs(p_worker_id => %s, p_limit => 1, p_types => %s)",
             (self.worker_id, [NO_SUCH_TYPE]),
         ).fetchone()
-        try:
-            self.conn.execute(RAW_COMPLETE, (uuid.uuid4(), self.worker_id, Jsonb(RESULT)))
-        except psycopg.Error as exc:
-            if exc.sqlstate != "PT404":
-                raise
+        missing = str(uuid.uuid4())
+        for statement, args in (
+            (RAW_COMPLETE, (missing, self.worker_id, Jsonb(RESULT))),
+            (
+                RAW_COMPLETE_MANY,
+                (self.worker_id, Jsonb([{"job_id": missing, "status": "succeeded"}])),
+            ),
+        ):
+            try:
+                self.conn.execute(statement, args)
+            except psycopg.Error as exc:
+                if exc.sqlstate not in ("PT404", "PT409"):
+                    raise
 
     def close(self) -> None:
         self.conn.close()
@@ -250,12 +287,14 @@ CONSUMERS: dict[str, Callable[[str, str], Consumer]] = {"sdk": SdkConsumer, "raw
 
 @dataclass(frozen=True)
 class DrainCommand:
-    """Sent to each worker process: drain the queue of ``url`` in batches of ``batch``."""
+    """Sent to each worker process: drain the queue of ``url`` in batches of ``batch``,
+    completing each job on its own, or each batch with one call when ``many``."""
 
     variant: str
     url: str
     batch: int
     deadline_s: float
+    many: bool = False
 
 
 @dataclass
@@ -289,8 +328,11 @@ def _drain(index: int, command: DrainCommand, start: Barrier, end: Barrier) -> D
             report.claims += 1
             if not jobs:
                 break
-            for job in jobs:
-                consumer.complete(job)
+            if command.many:
+                consumer.complete_many(jobs)
+            else:
+                for job in jobs:
+                    consumer.complete(job)
             report.completed += len(jobs)
             if time.perf_counter() > deadline:
                 raise BenchError(f"worker {index}: drain exceeded {command.deadline_s:.0f} s")
@@ -510,47 +552,56 @@ def verify_drain(db: BenchDatabase, jobs: int, reports: list[DrainReport]) -> di
 
 
 def measure_claim_complete(
-    db: BenchDatabase, config: BenchConfig, sizes: Sizes
+    db: BenchDatabase, config: BenchConfig, sizes: Sizes, pool: WorkerPool, *, many: bool
 ) -> list[Measurement]:
-    """4 worker processes drain a pre-filled queue: claim(limit=batch), complete each."""
+    """4 worker processes drain a pre-filled queue: claim(limit=batch), then complete each
+    job (``complete_job``), or the whole batch at once (``complete_jobs``) when ``many``."""
     out: list[Measurement] = []
-    log(f"  spawning {WORKERS} worker processes")
-    with WorkerPool(WORKERS) as pool:
-        for batch, jobs in sizes.claim_jobs.items():
-            name = f"claim_complete_{batch}"
-            m = Measurement(
-                name=name,
-                operation=f"claim + complete, {WORKERS} workers, batch {batch:,}",
-                unit="jobs/s",
-                target=TARGETS.get(name),
-                params={"batch": batch, "jobs": jobs, "workers": WORKERS, "processes": "spawn"},
-            )
-            out.append(m)
-            checks: list[dict[str, Any]] = []
-            for repeat in range(config.repeats):
-                for variant in variant_order(repeat):
-                    db.reset()
-                    fill_queue(db, jobs)
-                    command = DrainCommand(variant, db.url, batch, WORKER_RUN_TIMEOUT_S)
-                    seconds, reports = pool.drain(command)
-                    check = verify_drain(db, jobs, reports)
-                    checks.append({"variant": variant, "repeat": repeat, **check})
-                    per_worker = [r.completed for r in reports]
-                    rate = m.series(variant).add(
-                        jobs,
-                        seconds,
-                        sum(r.cpu_s for r in reports),
-                        per_worker=per_worker,
-                        claims=sum(r.claims for r in reports),
-                        verified=check["ok"],
-                    )
-                    log(
-                        f"  {name} {variant}: {rate:,.0f} jobs/s, per worker {per_worker},"
-                        f" verified={check['ok']}"
-                    )
-                    if not check["ok"]:
-                        m.valid = False
-            m.extra["verification"] = checks
+    plan = sizes.claim_many_jobs if many else sizes.claim_jobs
+    for batch, jobs in plan.items():
+        name = f"claim_complete_many_{batch}" if many else f"claim_complete_{batch}"
+        completion = "complete_jobs per batch" if many else "complete"
+        m = Measurement(
+            name=name,
+            operation=f"claim + {completion}, {WORKERS} workers, batch {batch:,}",
+            unit="jobs/s",
+            target=TARGETS.get(name),
+            params={
+                "batch": batch,
+                "jobs": jobs,
+                "workers": WORKERS,
+                "processes": "spawn",
+                "completion": "complete_jobs, one call per claimed batch"
+                if many
+                else "complete_job, one call per job",
+            },
+        )
+        out.append(m)
+        checks: list[dict[str, Any]] = []
+        for repeat in range(config.repeats):
+            for variant in variant_order(repeat):
+                db.reset()
+                fill_queue(db, jobs)
+                command = DrainCommand(variant, db.url, batch, WORKER_RUN_TIMEOUT_S, many)
+                seconds, reports = pool.drain(command)
+                check = verify_drain(db, jobs, reports)
+                checks.append({"variant": variant, "repeat": repeat, **check})
+                per_worker = [r.completed for r in reports]
+                rate = m.series(variant).add(
+                    jobs,
+                    seconds,
+                    sum(r.cpu_s for r in reports),
+                    per_worker=per_worker,
+                    claims=sum(r.claims for r in reports),
+                    verified=check["ok"],
+                )
+                log(
+                    f"  {name} {variant}: {rate:,.0f} jobs/s, per worker {per_worker},"
+                    f" verified={check['ok']}"
+                )
+                if not check["ok"]:
+                    m.valid = False
+        m.extra["verification"] = checks
     return out
 
 
@@ -559,7 +610,15 @@ def run(config: BenchConfig) -> ModuleResult:
     sizes = QUICK if config.quick else FULL
     result = ModuleResult(name=NAME)
     began = time.perf_counter()
-    with scratch_database(config.server_url) as db:
+    with scratch_database(config.server_url) as db, ExitStack() as stack:
+        pools: list[WorkerPool] = []
+
+        def worker_pool() -> WorkerPool:
+            """Spawned on first use and shared by both claim + complete steps."""
+            if not pools:
+                log(f"  spawning {WORKERS} worker processes")
+                pools.append(stack.enter_context(WorkerPool(WORKERS)))
+            return pools[0]
 
         def single() -> None:
             m, lat = measure_enqueue_single(db, config, sizes)
@@ -570,12 +629,20 @@ def run(config: BenchConfig) -> ModuleResult:
             result.measurements.extend(measure_enqueue_batch(db, config, sizes))
 
         def claim() -> None:
-            result.measurements.extend(measure_claim_complete(db, config, sizes))
+            result.measurements.extend(
+                measure_claim_complete(db, config, sizes, worker_pool(), many=False)
+            )
+
+        def claim_many() -> None:
+            result.measurements.extend(
+                measure_claim_complete(db, config, sizes, worker_pool(), many=True)
+            )
 
         steps: list[tuple[str, Callable[[], None]]] = [
             ("enqueue_single", single),
             ("enqueue_batch", batch),
             ("claim_complete", claim),
+            ("claim_complete_many", claim_many),
         ]
         for name, step in steps:
             if not config.wants(name):

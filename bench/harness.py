@@ -43,10 +43,12 @@ __all__ = [
     "BenchConfig",
     "BenchDatabase",
     "BenchError",
+    "Block",
     "Latency",
     "Measurement",
     "ModuleResult",
     "Series",
+    "Table",
     "check_durable",
     "log",
     "machine_info",
@@ -159,9 +161,11 @@ class BenchDatabase:
 
 
 @contextlib.contextmanager
-def scratch_database(server_url: str) -> Iterator[BenchDatabase]:
+def scratch_database(server_url: str, *, migrate: bool = True) -> Iterator[BenchDatabase]:
     """Create a uniquely named database on the server, migrate it, yield it, drop it.
 
+    ``migrate=False`` leaves it empty: the peers (pgqueuer, procrastinate) install their
+    own schema, and must not share a database with JobForge's tables and triggers.
     The drop uses ``WITH (FORCE)`` so that connections left behind by a crashed worker
     process cannot keep the database alive.
     """
@@ -171,7 +175,8 @@ def scratch_database(server_url: str) -> Iterator[BenchDatabase]:
     log(f"created database {name}")
     try:
         url = _url_for(server_url, name)
-        Migrator(url, echo=lambda _line: None).apply()
+        if migrate:
+            Migrator(url, echo=lambda _line: None).apply()
         yield BenchDatabase(name=name, url=url)
     finally:
         try:
@@ -302,14 +307,22 @@ class Measurement:
 
 @dataclass
 class Latency:
-    """Per-call latency of one operation, SDK and raw, in seconds (reported in ms)."""
+    """Per-call latency of one operation, SDK and raw, in seconds (reported in ms).
+
+    ``shown`` names the quantiles the Markdown report prints (all of ``QUANTILES`` are in
+    the JSON); ``targets`` maps some of them to a §7 limit in ms. A latency measured only
+    through the SDK (the worker's enqueue-to-start time has no raw twin) leaves ``raw``
+    empty and the report prints a dash there.
+    """
 
     name: str
     operation: str
     sdk: list[float] = field(default_factory=list)
     raw: list[float] = field(default_factory=list)
+    shown: tuple[str, ...] = ("p50", "p99")
+    targets: dict[str, float] = field(default_factory=dict)
 
-    QUANTILES = (50.0, 90.0, 99.0, 99.9)
+    QUANTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
     def samples(self, variant: str) -> list[float]:
         """``sdk`` or ``raw``."""
@@ -326,9 +339,42 @@ class Latency:
         return {
             "name": self.name,
             "operation": self.operation,
+            "shown": list(self.shown),
+            "targets_ms": self.targets,
             "sdk": self.summary(self.sdk),
             "raw": self.summary(self.raw),
         }
+
+
+@dataclass
+class Table:
+    """A free-form table of the report, for results that are not "SDK vs raw": JobForge
+    next to its peers, the worker's latency breakdown. Cells are preformatted text; the
+    numbers behind them belong in ``ModuleResult.data`` (the JSON)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "columns": self.columns,
+            "rows": self.rows,
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class Block:
+    """Preformatted text for the report (a query plan), printed as a code block."""
+
+    title: str
+    text: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "text": self.text}
 
 
 @dataclass
@@ -340,6 +386,12 @@ class ModuleResult:
     latencies: list[Latency] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    tables: list[Table] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+    # What the reader must know that is not an error: a peer that is not installed, a
+    # plan read from a reproduction rather than from the RPC itself.
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -347,6 +399,10 @@ class ModuleResult:
             "seconds": self.seconds,
             "measurements": [m.as_dict() for m in self.measurements],
             "latencies": [lat.as_dict() for lat in self.latencies],
+            "tables": [t.as_dict() for t in self.tables],
+            "blocks": [b.as_dict() for b in self.blocks],
+            "notes": self.notes,
+            "data": self.data,
             "errors": self.errors,
         }
 

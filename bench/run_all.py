@@ -1,8 +1,9 @@
 """Run the benchmark modules, write ``bench/results/latest.json`` and print a Markdown report.
 
-    python -m bench.run_all                    # everything (``make bench``), ~3-5 minutes
-    python -m bench.run_all --quick            # small sizes, ~1 minute: does it all work?
+    python -m bench.run_all                    # everything (``make bench``), ~6-8 minutes
+    python -m bench.run_all --quick            # small sizes, ~1.5 minutes: does it all work?
     python -m bench.run_all --only core_queue.enqueue_single
+    python -m bench.run_all --only worker_latency --only peers --quick
     python -m bench.run_all --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
 The server comes from ``--database-url``, else ``JOBFORGE_BENCH_DATABASE_URL``, else the
@@ -28,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import core_queue
+from . import core_queue, execution_plane, peers, worker_latency
 from .harness import (
     DEFAULT_SERVER_URL,
     SERVER_URL_ENV,
@@ -58,6 +59,13 @@ class Module:
 
 MODULES: dict[str, Module] = {
     core_queue.NAME: Module(core_queue.NAME, core_queue.MEASUREMENTS, core_queue.run),
+    execution_plane.NAME: Module(
+        execution_plane.NAME, execution_plane.MEASUREMENTS, execution_plane.run
+    ),
+    worker_latency.NAME: Module(
+        worker_latency.NAME, worker_latency.MEASUREMENTS, worker_latency.run
+    ),
+    peers.NAME: Module(peers.NAME, peers.MEASUREMENTS, peers.run),
 }
 
 
@@ -70,13 +78,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=os.environ.get(SERVER_URL_ENV, "").strip() or DEFAULT_SERVER_URL,
         help=f"server to measure on (default: ${SERVER_URL_ENV}, else {DEFAULT_SERVER_URL})",
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: a ~1 minute run")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a ~1.5 minute run")
     parser.add_argument(
         "--only",
         action="append",
         default=[],
         metavar="NAME",
-        help="a module (core_queue) or one measurement (core_queue.claim_complete); repeatable",
+        help="a module (core_queue, execution_plane, worker_latency, peers) or one"
+        " measurement (core_queue.claim_complete); repeatable",
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="runs per measurement, at least 3 (default 3)"
@@ -152,6 +161,34 @@ def _ms(value: float) -> str:
     return "—" if math.isnan(value) else f"{value:.2f} ms"
 
 
+def _diff(sdk: float, raw: float, unit: str, digits: int) -> str:
+    if math.isnan(sdk) or math.isnan(raw):
+        return "—"
+    return f"{sdk - raw:+,.{digits}f} {unit}"
+
+
+def _latency_cell(value: float, target: float | None) -> str:
+    if target is None or math.isnan(value):
+        return _ms(value)
+    return f"{_ms(value)} {'✓' if value <= target else '✗'} (≤ {target:g} ms)"
+
+
+def _render_table(table: dict[str, Any]) -> list[str]:
+    columns = table["columns"]
+    lines = [
+        "",
+        f"**{table['title']}**",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * (len(columns) - 1),
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in table["rows"]]
+    if table["notes"]:
+        lines.append("")
+        lines += [f"- {note}" for note in table["notes"]]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The table for docs/benchmarks.md, then latency, machine facts and any errors."""
     machine = report["machine"]
@@ -183,6 +220,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         " per job: the difference is what the SDK itself costs, and unlike throughput it"
         " hardly depends on what else runs on the machine."
     )
+    if any(
+        not m["raw"]["runs"]
+        for module in report["modules"].values()
+        for m in module["measurements"]
+    ):
+        lines[-1] += (
+            " Rows without a raw SQL figure have no raw twin: their SDK column is the real"
+            " `jobforge_sdk.Worker`, every job verified to end `succeeded`."
+        )
     lines += [
         "",
         "| client CPU per job | SDK | raw SQL | difference |",
@@ -191,16 +237,32 @@ def render_markdown(report: dict[str, Any]) -> str:
     for module in report["modules"].values():
         for m in module["measurements"]:
             sdk, raw = m["sdk"]["client_cpu_us_per_job"], m["raw"]["client_cpu_us_per_job"]
-            lines.append(f"| {m['operation']} | {_us(sdk)} | {_us(raw)} | {sdk - raw:+,.0f} µs |")
+            lines.append(
+                f"| {m['operation']} | {_us(sdk)} | {_us(raw)} | {_diff(sdk, raw, 'µs', 0)} |"
+            )
     for lat in latencies:
         lines += [
             "",
             f"| {lat['operation']}: latency | SDK | raw SQL | difference |",
             "|---|---:|---:|---:|",
         ]
-        for q in ("p50", "p99"):
+        targets = lat.get("targets_ms", {})
+        for q in lat.get("shown", ("p50", "p99")):
             sdk, raw = lat["sdk"][f"{q}_ms"], lat["raw"][f"{q}_ms"]
-            lines.append(f"| {q} | {_ms(sdk)} | {_ms(raw)} | {sdk - raw:+.2f} ms |")
+            lines.append(
+                f"| {q} | {_latency_cell(sdk, targets.get(q))} | {_ms(raw)}"
+                f" | {_diff(sdk, raw, 'ms', 2)} |"
+            )
+    for module in report["modules"].values():
+        for table in module.get("tables", []):
+            lines += _render_table(table)
+        for block in module.get("blocks", []):
+            lines += ["", f"<details><summary>{block['title']}</summary>", "", "```"]
+            lines += [block["text"], "```", "", "</details>"]
+        notes = module.get("notes", [])
+        if notes:
+            lines += ["", f"Notes ({module['name']}):"]
+            lines += [f"- {note}" for note in notes]
     load_start = "/".join(f"{x:.1f}" for x in machine["load_average_at_start"])
     load_end = "/".join(f"{x:.1f}" for x in report["load_average_at_end"])
     durable = pg.get("synchronous_commit") == "on" and pg.get("fsync") == "on"
