@@ -92,6 +92,7 @@ class Worker:
         worker_id: str | None = None,
         types: Sequence[str] | None = None,
         batch_size: int | None = None,
+        prefetch: int | None = None,
         poll_interval: float = 1.0,
         heartbeat_interval: float = 10.0,
         reap_interval: float = 30.0,
@@ -111,6 +112,12 @@ class Worker:
         # None claims every type: a job nobody handles fails clearly instead of waiting.
         self.types = list(types) if types else None
         self.batch_size = batch_size or concurrency
+        # Jobs claimed ahead of a free thread: a thread that finishes starts the next job
+        # at once instead of waiting for the loop's next claim. They count as held (and
+        # heartbeated); on shutdown the unstarted ones are released.
+        self.prefetch = concurrency if prefetch is None else prefetch
+        if self.prefetch < 0:
+            raise ValueError("prefetch: must not be negative")
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.reap_interval = reap_interval
@@ -237,7 +244,7 @@ class Worker:
 
     def _claim(self) -> int:
         with self._lock:
-            free = self.concurrency - len(self._running)
+            free = self.concurrency + self.prefetch - len(self._running)
         if free <= 0:
             return 0
         try:
