@@ -1122,14 +1122,14 @@ revoke all on function public.jobforge_claim_jobs(text, integer, text[])
   from public, anon, authenticated;
 grant execute on function public.jobforge_claim_jobs(text, integer, text[]) to service_role;
 
-create function public.jobforge_heartbeat_job(p_job_id uuid, p_worker_id text)
-returns jsonb
+-- The opening checks of every RPC a worker makes about a job it holds (heartbeat,
+-- complete, release): the caller is trusted, and names a job and itself.
+create function jobforge_private.assert_worker_call(p_job_id uuid, p_worker_id text)
+returns void
 language plpgsql
-security definer
-set search_path = ''
+stable
 as $$
 declare
-  v_job public.jobforge_jobs;
   v_reason text;
 begin
   perform jobforge_private.assert_service_role();
@@ -1140,6 +1140,22 @@ begin
   if v_reason is not null then
     perform jobforge_private.invalid('worker_id', v_reason);
   end if;
+end
+$$;
+
+revoke all on function jobforge_private.assert_worker_call(uuid, text)
+  from public, anon, authenticated, service_role;
+
+create function public.jobforge_heartbeat_job(p_job_id uuid, p_worker_id text)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.jobforge_jobs;
+begin
+  perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
 
   update public.jobforge_jobs j
   set heartbeat_at = now()
@@ -1180,14 +1196,7 @@ declare
   v_result_id uuid;
   v_succeeded boolean;
 begin
-  perform jobforge_private.assert_service_role();
-  if p_job_id is null then
-    perform jobforge_private.invalid('job_id', 'is required');
-  end if;
-  v_reason := jobforge_private.worker_id_error(p_worker_id);
-  if v_reason is not null then
-    perform jobforge_private.invalid('worker_id', v_reason);
-  end if;
+  perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
   if p_status is null or p_status not in ('succeeded', 'failed') then
     perform jobforge_private.invalid('status', 'must be succeeded or failed');
   end if;

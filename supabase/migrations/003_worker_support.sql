@@ -15,16 +15,8 @@ set search_path = ''
 as $$
 declare
   v_job public.jobforge_jobs;
-  v_reason text;
 begin
-  perform jobforge_private.assert_service_role();
-  if p_job_id is null then
-    perform jobforge_private.invalid('job_id', 'is required');
-  end if;
-  v_reason := jobforge_private.worker_id_error(p_worker_id);
-  if v_reason is not null then
-    perform jobforge_private.invalid('worker_id', v_reason);
-  end if;
+  perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
 
   -- The claim counted this attempt; an interrupted run gives it back, so a job is never
   -- made dead by deploys alone. It is due again at once.
