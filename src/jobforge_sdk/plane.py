@@ -151,8 +151,8 @@ def submit_event(
     for name, value in given.items():
         if value is None:
             continue
-        if name in fields and fields[name] != value:
-            raise InvalidInputError(f"{name}: given both in the envelope and as an argument")
+        if name in fields and str(fields[name]) != str(value):
+            raise InvalidInputError(f"{name}: the envelope and the argument differ")
         fields[name] = value
     params = validate(SubmitEventParams, fields)
     return RpcCall("jobforge_submit_event", params.rpc_args(), parse_optional(EventRow))
