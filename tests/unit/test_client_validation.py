@@ -117,3 +117,15 @@ def test_from_env_prefers_the_database_url(monkeypatch: pytest.MonkeyPatch) -> N
     with JobForgeClient.from_env() as client:
         assert client.flags.events is True
         assert type(client.transport).__name__ == "PostgresTransport"
+
+
+def test_the_supabase_transport_builds_without_deprecation_warnings() -> None:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = JobForgeClient.from_supabase("http://127.0.0.1:1", "key", timeout=1)
+        with pytest.raises(TransportError):
+            client.list_jobs(tenant_id=TENANT)
+        client.close()
+    assert [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)] == []
