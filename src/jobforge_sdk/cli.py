@@ -221,8 +221,12 @@ def _load_handlers(spec: str) -> Mapping[str, Handler]:
     except ImportError as exc:
         raise UsageError(f"--app: cannot import {module_name!r}: {exc}") from None
     handlers = getattr(module, attr, None)
+    if callable(handlers) and not isinstance(handlers, Mapping):
+        handlers = handlers()  # a factory, such as jobforge_sdk:demo_handlers
     if not isinstance(handlers, Mapping):
-        raise UsageError(f"--app: {spec} is not a mapping of job types to handlers")
+        raise UsageError(
+            f"--app: {spec} is not a mapping of job types to handlers (or a function returning one)"
+        )
     return handlers
 
 
@@ -463,7 +467,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run a worker")
     _db(worker, supabase=True)
-    worker.add_argument("--app", required=True, help="module:attribute holding the handlers")
+    worker.add_argument(
+        "--app",
+        required=True,
+        help="module:attribute: a mapping of job types to handlers, or a function returning one",
+    )
     worker.add_argument("--concurrency", type=int, default=4)
     worker.add_argument("--scheduler", action="store_true", help="also fire cron triggers")
     worker.add_argument("--poll-interval", type=float, default=1.0)
