@@ -39,6 +39,15 @@ def _status_counts(url: str) -> dict[str, int]:
     return {str(s): int(n) for s, n in rows}
 
 
+def _listeners(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "select count(*) from pg_stat_activity"
+            " where datname = current_database() and query ilike 'listen %%'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _job(url: str, job_id: uuid.UUID) -> dict[str, Any]:
     with psycopg.connect(url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         row = cur.execute("select * from jobforge_jobs where id = %s", (job_id,)).fetchone()
@@ -145,13 +154,16 @@ def test_a_job_without_a_handler_fails_instead_of_blocking(client: JobForgeClien
     assert done.status is JobStatus.SUCCEEDED
 
 
-def test_an_idle_worker_wakes_on_the_enqueue_notification(client: JobForgeClient) -> None:
+def test_an_idle_worker_wakes_on_the_enqueue_notification(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
     # Polling every 60 s: only the NOTIFY can make the job start within the wait below.
     worker = Worker(client, handlers, poll_interval=60, heartbeat_interval=60)
     thread = threading.Thread(target=worker.run, kwargs={"install_signal_handlers": False})
     thread.start()
     try:
-        time.sleep(0.5)  # let the worker go idle and LISTEN
+        wait_for(lambda: _listeners(fresh_db_url) == 1, what="the worker to LISTEN")
+        time.sleep(0.2)  # and to go idle in its 60 s wait
         job = client.enqueue_job(tenant_id=TENANT, type="test.echo")
 
         def done() -> bool:
@@ -170,10 +182,12 @@ def test_two_worker_processes_complete_every_job_exactly_once(
 ) -> None:
     types = ["test.echo", "test.async_echo", "test.sleep"]
     jobs = [{"type": types[i % 3], "payload": {"i": i, "seconds": 0.001}} for i in range(600)]
-    for start in range(0, len(jobs), 200):
-        client.enqueue_jobs(tenant_id=TENANT, jobs=jobs[start : start + 200])
     workers = [WorkerProcess(fresh_db_url, "--concurrency", "4") for _ in range(2)]
     try:
+        # Both workers listening before any job exists, so both take part.
+        wait_for(lambda: _listeners(fresh_db_url) == 2, timeout=60, what="two listening workers")
+        for start in range(0, len(jobs), 200):
+            client.enqueue_jobs(tenant_id=TENANT, jobs=jobs[start : start + 200])
         wait_for(
             lambda: _status_counts(fresh_db_url).get("succeeded") == 600,
             timeout=120,
