@@ -551,7 +551,7 @@ def fire_cron_trigger(*, trigger_id: Id, scheduled_for: datetime) -> RpcCall[Cro
 @operation(Feature.AUDIT_LOGGING, empty=list)
 def list_audit_logs(
     *,
-    tenant_id: Id,
+    tenant_id: Id | None,
     action: AuditAction | str | None = None,
     actor_id: str | None = None,
     trace_id: str | None = None,
@@ -563,7 +563,8 @@ def list_audit_logs(
     limit: int = 100,
     offset: int = 0,
 ) -> RpcCall[list[AuditLogEntry]]:
-    """The tenant's audit trail, newest first."""
+    """The tenant's audit trail, newest first. ``tenant_id=None`` lists the global rows
+    (template and policy-key changes); only the service role may."""
     params = validate(
         ListAuditLogsParams,
         {

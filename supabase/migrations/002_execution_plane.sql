@@ -3359,7 +3359,12 @@ declare
   v_sql text;
   v_rows jsonb;
 begin
-  perform jobforge_private.assert_tenant(p_tenant_id);
+  -- No tenant: the global rows (template and policy-key changes), for service_role only.
+  if p_tenant_id is null then
+    perform jobforge_private.assert_service_role();
+  else
+    perform jobforge_private.assert_tenant(p_tenant_id);
+  end if;
 
   p_filters := jobforge_private.filters_object(
     p_filters,
@@ -3382,7 +3387,8 @@ begin
 
   v_sql := 'select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(page)'
     || ' order by page.created_at desc, page.id desc), ''[]''::jsonb)'
-    || ' from (select a.* from public.jobforge_audit_logs a where a.tenant_id = $1'
+    || ' from (select a.* from public.jobforge_audit_logs a where '
+    || case when p_tenant_id is null then 'a.tenant_id is null' else 'a.tenant_id = $1' end
     || case when v_action is not null then ' and a.action = $2' else '' end
     || case when v_actor_id is not null then ' and a.actor_id = $3' else '' end
     || case when v_trace_id is not null then ' and a.trace_id = $4' else '' end
@@ -3401,7 +3407,7 @@ end
 $$;
 
 comment on function public.jobforge_list_audit_logs(uuid, jsonb) is
-  'Audit rows of a tenant, newest first; filters action, actor_id, trace_id, target_type, target_id, outcome, from, to, limit, offset. authenticated (own tenants) and service_role.';
+  'Audit rows of a tenant (or, for service_role with a null tenant, the global rows), newest first; filters action, actor_id, trace_id, target_type, target_id, outcome, from, to, limit, offset. authenticated (own tenants) and service_role.';
 
 revoke all on function public.jobforge_list_audit_logs(uuid, jsonb) from public, anon;
 grant execute on function public.jobforge_list_audit_logs(uuid, jsonb) to authenticated, service_role;

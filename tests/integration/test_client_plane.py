@@ -462,3 +462,20 @@ def test_submit_events_takes_typescript_envelopes_of_its_tenant(plane: Any) -> N
     with pytest.raises(InvalidInputError) as info:
         plane.submit_events(tenant_id=tenant, events=[{**envelope, "tenant_id": str(uuid.uuid4())}])
     assert info.value.field == "events.0.tenant_id"
+
+
+def test_global_audit_rows_are_listed_for_the_service_role_only(
+    make_client: MakeClient, transport_kind: str, enabled_db: str
+) -> None:
+    service = make_client(transport_kind, url=enabled_db, flags=ALL_ON)
+    rows = service.list_audit_logs(tenant_id=None)
+    assert {r.action.value for r in rows} == {"template_update", "policy_key_add"}
+    assert all(r.tenant_id is None for r in rows)
+    assert [
+        r.target_id for r in service.list_audit_logs(tenant_id=None, action="policy_key_add")
+    ] == ["tests"]
+    user = make_client(
+        transport_kind, url=enabled_db, claims=tenant_claims(uuid.uuid4()), flags=ALL_ON
+    )
+    with pytest.raises(PermissionDeniedError):
+        user.list_audit_logs(tenant_id=None)

@@ -52,7 +52,8 @@ class AuditLogEntry(Row):
 
 
 class ListAuditLogsParams(Params):
-    tenant_id: TenantId
+    # None lists the global rows (template and policy-key changes): service role only.
+    tenant_id: TenantId | None
     action: AuditAction | None = None
     actor_id: NonEmptyStr | None = None
     trace_id: NonEmptyStr | None = None
@@ -72,4 +73,5 @@ class ListAuditLogsParams(Params):
             filters["from"] = self.since.isoformat()
         if self.until is not None:
             filters["to"] = self.until.isoformat()
-        return {"p_tenant_id": str(self.tenant_id), "p_filters": filters}
+        tenant = str(self.tenant_id) if self.tenant_id is not None else None
+        return {"p_tenant_id": tenant, "p_filters": filters}
