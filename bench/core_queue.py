@@ -26,8 +26,8 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from multiprocessing.synchronize import Barrier
@@ -180,13 +180,8 @@ class RawProducer:
 PRODUCERS: dict[str, Callable[[str], Producer]] = {"sdk": SdkProducer, "raw": RawProducer}
 
 
-@contextmanager
-def producer(variant: str, url: str) -> Iterator[Producer]:
-    made = PRODUCERS[variant](url)
-    try:
-        yield made
-    finally:
-        made.close()
+def producer(variant: str, url: str) -> closing[Producer]:
+    return closing(PRODUCERS[variant](url))
 
 
 # -- consumers: the two ways to claim and complete (run inside worker processes) --------

@@ -33,8 +33,8 @@ from __future__ import annotations
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -249,13 +249,8 @@ class RawPlane:
 PLANES: dict[str, Callable[[str], Plane]] = {"sdk": SdkPlane, "raw": RawPlane}
 
 
-@contextmanager
-def plane(variant: str, url: str) -> Iterator[Plane]:
-    made = PLANES[variant](url)
-    try:
-        yield made
-    finally:
-        made.close()
+def plane(variant: str, url: str) -> closing[Plane]:
+    return closing(PLANES[variant](url))
 
 
 def reset(db: BenchDatabase) -> None:

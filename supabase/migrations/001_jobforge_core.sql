@@ -1177,6 +1177,19 @@ comment on function public.jobforge_heartbeat_job(uuid, text) is
 revoke all on function public.jobforge_heartbeat_job(uuid, text) from public, anon, authenticated;
 grant execute on function public.jobforge_heartbeat_job(uuid, text) to service_role;
 
+-- The retry policy, in one place: after attempt n fails, wait 2^(n-1) seconds, at most
+-- an hour. A plain SQL function, so the planner inlines it.
+create function jobforge_private.retry_delay(p_attempts integer)
+returns interval
+language sql
+immutable
+return pg_catalog.make_interval(
+  secs => least(pg_catalog.power(2::double precision, p_attempts - 1), 3600)
+);
+
+revoke all on function jobforge_private.retry_delay(integer)
+  from public, anon, authenticated, service_role;
+
 create function public.jobforge_complete_job(
   p_job_id uuid,
   p_worker_id text,
@@ -1220,9 +1233,7 @@ begin
     end,
     run_at = case
       when not v_succeeded and j.attempts < j.max_attempts then
-        now() + pg_catalog.make_interval(
-          secs => least(pg_catalog.power(2::double precision, j.attempts - 1), 3600)
-        )
+        now() + jobforge_private.retry_delay(j.attempts)
       else j.run_at
     end,
     finished_at = case

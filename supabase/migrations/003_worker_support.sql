@@ -176,9 +176,7 @@ begin
       end,
       run_at = case
         when not i.succeeded and j.attempts < j.max_attempts then
-          now() + pg_catalog.make_interval(
-            secs => least(pg_catalog.power(2::double precision, j.attempts - 1), 3600)
-          )
+          now() + jobforge_private.retry_delay(j.attempts)
         else j.run_at
       end,
       finished_at = case
