@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-embedded lint format bench clean
+.PHONY: demo test test-embedded lint format bench baseline clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ test-embedded: $(STAMP)
 	JOBFORGE_TEST_BACKEND=embedded $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
 lint: $(STAMP)
+	$(BIN)/python scripts/build_baseline.py --check
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy --strict src
@@ -35,6 +36,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench scripts
 	$(BIN)/ruff format src tests bench scripts
+
+## baseline: regenerate supabase/migrations/001_jobforge_baseline.sql from supabase/schema/
+baseline: $(STAMP)
+	$(BIN)/python scripts/build_baseline.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run_all

@@ -29,7 +29,7 @@ FLAGS = {
 def test_readme_flow_from_an_empty_database(empty_db: str) -> None:
     migrated = run_cli("migrate", "--database-url", empty_db)
     assert migrated.returncode == 0, migrated.stderr
-    assert "applied 003_worker_support.sql" in migrated.stdout
+    assert "applied 001_jobforge_baseline.sql" in migrated.stdout
 
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(

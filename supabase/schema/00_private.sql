@@ -1,0 +1,323 @@
+-- 00_private: the private schema, the vocabularies, tenancy checks and shared helpers.
+--
+-- The contract every RPC of this schema keeps (docs/architecture.md, "The database
+-- contract"):
+--   * SECURITY DEFINER with an empty search_path, every object named with its schema,
+--     and the caller's right to p_tenant_id checked before anything else;
+--   * errors: PT400 invalid input ("field: reason"), PT403 not allowed, PT404 no such
+--     object for this tenant (never revealing another tenant's), PT409 state conflict;
+--   * who may call it is said once, in 90_api.sql.
+--
+-- Callers: service_role (and any superuser or BYPASSRLS role) acts for any tenant;
+-- authenticated acts for the tenants named by app_metadata.tenant_id / tenant_ids of its
+-- JWT and reads their rows through RLS; anon can do nothing.
+
+create schema jobforge_private;
+
+comment on schema jobforge_private is
+  'JobForge internals: helpers used by the RPCs and RLS policies. Not an API.';
+
+revoke all on schema jobforge_private from public;
+-- RLS policies call jobforge_private.jwt_tenant_ids() as the querying role, which needs
+-- USAGE on the schema. Every function in it is revoked from everyone else anyway.
+grant usage on schema jobforge_private to authenticated, service_role;
+
+-- Vocabularies. Each list of allowed words is written here once: table CHECKs, input
+-- checks and their messages read it, and tests/unit pins the SDK's enums to it.
+create function jobforge_private.job_statuses()
+returns text[]
+language sql
+immutable
+return array['queued', 'running', 'succeeded', 'failed', 'dead', 'canceled'];
+
+create function jobforge_private.source_apps()
+returns text[]
+language sql
+immutable
+return array['settler', 'aias', 'keys', 'readylayer', 'jobforge', 'external'];
+
+create function jobforge_private.source_modules()
+returns text[]
+language sql
+immutable
+return array['ops', 'support', 'growth', 'finops', 'core'];
+
+create function jobforge_private.template_categories()
+returns text[]
+language sql
+immutable
+return array['ops', 'support', 'growth', 'finops'];
+
+-- Helpers are SECURITY INVOKER and, except jwt_tenant_ids(), executable by no API role:
+-- they run only inside the RPCs, under the empty search_path of the RPC, and name every
+-- object with its schema. So they carry no SET search_path of their own, which would cost
+-- every RPC call a save and restore of the setting per helper (about a tenth of a
+-- single enqueue). jwt_tenant_ids() keeps its SET: RLS runs it as the querying role.
+
+-- Raise an input error. The message always starts with the field name and a colon:
+-- the SDK reads the field from it.
+create function jobforge_private.invalid(p_field text, p_reason text)
+returns void
+language plpgsql
+as $$
+begin
+  raise exception using errcode = 'PT400', message = p_field || ': ' || p_reason;
+end
+$$;
+
+-- Is the effective caller trusted to act for any tenant?
+--
+-- The effective caller is the role named by the "role" setting, which is what PostgREST
+-- (and SET ROLE) changes, and which SECURITY DEFINER does not change: inside a definer
+-- function current_user is the owner, but this setting still names the caller. Without a
+-- SET ROLE the caller is the session user. Trusted means superuser or BYPASSRLS
+-- (service_role has BYPASSRLS, as has the postgres role of Supabase): such a role can
+-- read every row anyway.
+create function jobforge_private.caller_is_trusted()
+returns boolean
+language plpgsql
+stable
+as $$
+declare
+  v_role text := pg_catalog.current_setting('role', true);
+begin
+  -- Every RPC asks this first, so the common callers are answered without a catalog
+  -- lookup: the roles PostgREST switches to, and a superuser session (is_superuser, like
+  -- "role", describes the session's role, not the definer's).
+  if v_role = 'service_role' then
+    return true;
+  elsif v_role in ('authenticated', 'anon') then
+    return false;
+  elsif coalesce(v_role, 'none') = 'none' and pg_catalog.current_setting('is_superuser') = 'on' then
+    return true;
+  end if;
+  v_role := coalesce(nullif(v_role, 'none'), session_user);
+  return coalesce(
+    (select r.rolsuper or r.rolbypassrls from pg_catalog.pg_roles r where r.rolname = v_role),
+    false
+  );
+end
+$$;
+
+-- The tenants named by the JWT of the current request: app_metadata.tenant_id plus the
+-- elements of app_metadata.tenant_ids. Values that are not UUIDs are ignored; no claims
+-- at all give an empty array, never "all tenants".
+--
+-- Called by the RLS policies as the querying role, hence granted to authenticated. It is
+-- SECURITY INVOKER: it reads nothing but the claims of the caller.
+create function jobforge_private.jwt_tenant_ids()
+returns uuid[]
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_meta jsonb := auth.jwt() -> 'app_metadata';
+  v_ids uuid[];
+begin
+  if v_meta is null or pg_catalog.jsonb_typeof(v_meta) <> 'object' then
+    return '{}';
+  end if;
+
+  select coalesce(pg_catalog.array_agg(distinct c.value::uuid), '{}')
+  into v_ids
+  from (
+    select v_meta ->> 'tenant_id'
+    union all
+    select pg_catalog.jsonb_array_elements_text(
+      case
+        when pg_catalog.jsonb_typeof(v_meta -> 'tenant_ids') = 'array' then v_meta -> 'tenant_ids'
+        else '[]'::jsonb
+      end
+    )
+  ) as c (value)
+  -- Only what the uuid type is sure to accept (32 hex digits, hyphens optional), so a
+  -- malformed claim is skipped instead of failing every query of the request.
+  where c.value ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$';
+
+  return v_ids;
+end
+$$;
+
+-- Refuse unless the caller may act for the tenant (PT403), or no tenant is given (PT400).
+create function jobforge_private.assert_tenant(p_tenant_id uuid)
+returns void
+language plpgsql
+stable
+as $$
+begin
+  if p_tenant_id is null then
+    perform jobforge_private.invalid('tenant_id', 'is required');
+  end if;
+  if jobforge_private.caller_is_trusted()
+    or p_tenant_id = any (jobforge_private.jwt_tenant_ids()) then
+    return;
+  end if;
+  raise exception using
+    errcode = 'PT403',
+    message = pg_catalog.format('tenant_id: caller may not act for tenant %s', p_tenant_id);
+end
+$$;
+
+-- Refuse unless the caller is trusted. Worker RPCs are granted to service_role only; this
+-- is the second lock on the same door.
+create function jobforge_private.assert_service_role()
+returns void
+language plpgsql
+stable
+as $$
+begin
+  if not jobforge_private.caller_is_trusted() then
+    raise exception using errcode = 'PT403', message = 'service_role required';
+  end if;
+end
+$$;
+
+-- A UUID given inside a JSON document: only what the uuid type is sure to accept.
+create function jobforge_private.is_uuid_text(p_value text)
+returns boolean
+language sql
+immutable
+return p_value ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$';
+
+-- Filters of the list RPCs. Each raises PT400 naming the filter; a JSON null is the same
+-- as no filter.
+create function jobforge_private.filters_object(p_filters jsonb, p_known text[])
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_key text;
+begin
+  p_filters := coalesce(nullif(p_filters, 'null'::jsonb), '{}'::jsonb);
+  if pg_catalog.jsonb_typeof(p_filters) <> 'object' then
+    perform jobforge_private.invalid('filters', 'must be a JSON object');
+  end if;
+  select k.key into v_key
+  from pg_catalog.jsonb_object_keys(p_filters) as k (key)
+  where k.key <> all (p_known)
+  order by k.key
+  limit 1;
+  if v_key is not null then
+    perform jobforge_private.invalid(
+      v_key, 'is not a known filter (' || pg_catalog.array_to_string(p_known, ', ') || ')'
+    );
+  end if;
+  return p_filters;
+end
+$$;
+
+create function jobforge_private.filter_text(p_filters jsonb, p_key text)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := nullif(p_filters -> p_key, 'null'::jsonb);
+begin
+  if v_value is null then
+    return null;
+  end if;
+  if pg_catalog.jsonb_typeof(v_value) <> 'string' then
+    perform jobforge_private.invalid(p_key, 'must be a string');
+  end if;
+  if pg_catalog.char_length(v_value #>> '{}') > 255 then
+    perform jobforge_private.invalid(p_key, 'must be at most 255 characters');
+  end if;
+  return v_value #>> '{}';
+end
+$$;
+
+-- A string filter that must be one of p_choices (a vocabulary of this file).
+create function jobforge_private.filter_choice(p_filters jsonb, p_key text, p_choices text[])
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := nullif(p_filters -> p_key, 'null'::jsonb);
+begin
+  if v_value is null then
+    return null;
+  end if;
+  if pg_catalog.jsonb_typeof(v_value) <> 'string' or v_value #>> '{}' <> all (p_choices) then
+    perform jobforge_private.invalid(
+      p_key, 'must be one of ' || pg_catalog.array_to_string(p_choices, ', ')
+    );
+  end if;
+  return v_value #>> '{}';
+end
+$$;
+
+create function jobforge_private.filter_boolean(p_filters jsonb, p_key text)
+returns boolean
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := nullif(p_filters -> p_key, 'null'::jsonb);
+begin
+  if v_value is null then
+    return null;
+  end if;
+  if pg_catalog.jsonb_typeof(v_value) <> 'boolean' then
+    perform jobforge_private.invalid(p_key, 'must be a boolean');
+  end if;
+  return v_value::boolean;
+end
+$$;
+
+create function jobforge_private.filter_timestamp(p_filters jsonb, p_key text)
+returns timestamptz
+language plpgsql
+stable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := nullif(p_filters -> p_key, 'null'::jsonb);
+begin
+  if v_value is null then
+    return null;
+  end if;
+  if pg_catalog.jsonb_typeof(v_value) <> 'string' then
+    perform jobforge_private.invalid(p_key, 'must be an ISO 8601 timestamp');
+  end if;
+  begin
+    return (v_value #>> '{}')::timestamptz;
+  exception
+    when data_exception then
+      perform jobforge_private.invalid(p_key, 'must be an ISO 8601 timestamp');
+  end;
+  return null;
+end
+$$;
+
+create function jobforge_private.filter_integer(
+  p_filters jsonb, p_key text, p_min integer, p_max integer, p_default integer
+)
+returns integer
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_value jsonb := nullif(p_filters -> p_key, 'null'::jsonb);
+begin
+  if v_value is null then
+    return p_default;
+  end if;
+  if pg_catalog.jsonb_typeof(v_value) <> 'number'
+    or v_value::numeric <> pg_catalog.trunc(v_value::numeric) then
+    perform jobforge_private.invalid(p_key, 'must be an integer');
+  end if;
+  if v_value::numeric < p_min or v_value::numeric > p_max then
+    perform jobforge_private.invalid(p_key, pg_catalog.format('must be between %s and %s', p_min, p_max));
+  end if;
+  return v_value::numeric::integer;
+end
+$$;

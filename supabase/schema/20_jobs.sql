@@ -1,0 +1,775 @@
+-- 20_jobs: the core queue as tenants see it: job tables, input rules, and the
+-- tenant-facing RPCs (enqueue, cancel, reschedule, list, get). The worker side of the
+-- same tables is 25_workers.sql.
+
+-- Input rules shared by the single and the batch enqueue, so both give the same message.
+-- Each returns the reason a value is refused, or null when it is fine.
+--
+-- These use a SQL-standard body (RETURN expr): it is parsed when the function is created,
+-- so the search_path of a caller cannot change what it refers to, and the planner inlines
+-- it, so the batch enqueue checks 1,000 jobs without 1,000 function calls. (A SET clause
+-- would prevent the inlining, which is why these have none.)
+
+create function jobforge_private.type_error(p_type text)
+returns text
+language sql
+immutable
+return case
+  when p_type is null then 'is required'
+  when p_type = '' then 'must not be empty'
+  when pg_catalog.char_length(p_type) > 255 then 'must be at most 255 characters'
+end;
+
+-- autopilot.* is the namespace of template jobs. They may only enter the queue through
+-- jobforge_request_job (40_templates.sql), which checks that the template is enabled, validates the
+-- inputs, verifies the policy token of action jobs and writes the audit row; a direct
+-- enqueue of such a type would skip all of that, so the public enqueue RPCs refuse it.
+create function jobforge_private.reserved_type_error(p_type text)
+returns text
+language sql
+immutable
+return case
+  when p_type like 'autopilot.%' then
+    'autopilot.* jobs are requested from their template (jobforge_request_job)'
+end;
+
+-- The size of a payload is the size of its text form, as jsonb prints it.
+create function jobforge_private.payload_error(p_payload jsonb)
+returns text
+language sql
+immutable
+return case
+  when pg_catalog.octet_length(p_payload::text) > 1048576 then 'must be at most 1 MiB'
+end;
+
+-- An empty key is refused rather than treated as a key: it is almost always an unset
+-- value, and it would silently merge every job of the type into the first one.
+create function jobforge_private.idempotency_key_error(p_key text)
+returns text
+language sql
+immutable
+return case
+  when p_key = '' then 'must not be empty'
+  when pg_catalog.char_length(p_key) > 255 then 'must be at most 255 characters'
+end;
+
+create function jobforge_private.max_attempts_error(p_max_attempts numeric)
+returns text
+language sql
+immutable
+return case
+  when p_max_attempts <> pg_catalog.trunc(p_max_attempts) then 'must be an integer'
+  when p_max_attempts < 1 or p_max_attempts > 100 then 'must be between 1 and 100'
+end;
+
+create function jobforge_private.worker_id_error(p_worker_id text)
+returns text
+language sql
+immutable
+return case
+  when p_worker_id is null then 'is required'
+  when p_worker_id = '' then 'must not be empty'
+  when pg_catalog.char_length(p_worker_id) > 255 then 'must be at most 255 characters'
+end;
+
+-- What is wrong with one element of a batch, as {field path relative to the element,
+-- reason}, or null when nothing is. The run_at text is only checked to be a string here:
+-- whether it parses as a timestamp is found out by casting it (see jobforge_enqueue_jobs).
+create function jobforge_private.job_spec_error(p_job jsonb)
+returns text[]
+language sql
+immutable
+return case
+  when pg_catalog.jsonb_typeof(p_job) is distinct from 'object' then
+    array['', 'must be a JSON object']
+  when p_job - '{type,payload,idempotency_key,run_at,max_attempts}'::text[] <> '{}'::jsonb then
+    array[
+      '.' || (
+        pg_catalog.jsonb_path_query_first(
+          p_job - '{type,payload,idempotency_key,run_at,max_attempts}'::text[],
+          '$.keyvalue().key'
+        ) #>> '{}'
+      ),
+      'is not a known field'
+    ]
+  when coalesce(pg_catalog.jsonb_typeof(p_job -> 'type'), 'null') = 'null' then
+    array['.type', 'is required']
+  when pg_catalog.jsonb_typeof(p_job -> 'type') <> 'string' then
+    array['.type', 'must be a string']
+  when jobforge_private.type_error(p_job ->> 'type') is not null then
+    array['.type', jobforge_private.type_error(p_job ->> 'type')]
+  when jobforge_private.reserved_type_error(p_job ->> 'type') is not null then
+    array['.type', jobforge_private.reserved_type_error(p_job ->> 'type')]
+  when jobforge_private.payload_error(p_job -> 'payload') is not null then
+    array['.payload', jobforge_private.payload_error(p_job -> 'payload')]
+  when pg_catalog.jsonb_typeof(p_job -> 'idempotency_key') not in ('string', 'null') then
+    array['.idempotency_key', 'must be a string']
+  when jobforge_private.idempotency_key_error(p_job ->> 'idempotency_key') is not null then
+    array['.idempotency_key', jobforge_private.idempotency_key_error(p_job ->> 'idempotency_key')]
+  when pg_catalog.jsonb_typeof(p_job -> 'run_at') not in ('string', 'null') then
+    array['.run_at', 'must be an ISO 8601 timestamp']
+  when pg_catalog.jsonb_typeof(p_job -> 'max_attempts') not in ('number', 'null') then
+    array['.max_attempts', 'must be an integer']
+  when pg_catalog.jsonb_typeof(p_job -> 'max_attempts') = 'number'
+    and jobforge_private.max_attempts_error((p_job -> 'max_attempts')::numeric) is not null then
+    array['.max_attempts', jobforge_private.max_attempts_error((p_job -> 'max_attempts')::numeric)]
+end;
+
+create table public.jobforge_jobs (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null,
+  type text not null,
+  payload jsonb not null default '{}',
+  -- A failed attempt either goes back to queued (attempts left) or to dead; "failed" is
+  -- kept in the check for compatibility, no RPC leaves a job in it.
+  status text not null default 'queued'
+    check (status = any (jobforge_private.job_statuses())),
+  attempts integer not null default 0,
+  max_attempts integer not null default 5 check (max_attempts between 1 and 100),
+  run_at timestamptz not null default now(),
+  locked_by text,
+  locked_at timestamptz,
+  heartbeat_at timestamptz,
+  started_at timestamptz,
+  finished_at timestamptz,
+  idempotency_key text,
+  error jsonb,
+  -- The jobforge_job_results row of a succeeded job. No foreign key: results already
+  -- reference jobs (on delete cascade), and a cycle would only cost every completion a
+  -- lookup.
+  result_id uuid,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+
+comment on table public.jobforge_jobs is
+  'JobForge jobs, one row per job. Written only through the jobforge_* RPCs.';
+
+-- Idempotent enqueue: one job per (tenant, type, key). The enqueue RPCs name this index
+-- in ON CONFLICT, so its columns and predicate are part of their contract.
+create unique index jobforge_jobs_idempotency_key
+  on public.jobforge_jobs (tenant_id, type, idempotency_key)
+  where idempotency_key is not null;
+
+-- Claiming, any type: the due queued jobs in (run_at, id) order, read from the front.
+-- Only queued rows are in it, so it stays as small as the backlog.
+create index jobforge_jobs_claim
+  on public.jobforge_jobs (run_at, id)
+  where status = 'queued';
+
+-- Claiming for one type: the same order within the type, so a worker of a rare type does
+-- not walk past a backlog of other types.
+create index jobforge_jobs_claim_by_type
+  on public.jobforge_jobs (type, run_at, id)
+  where status = 'queued';
+
+-- Reaping: running jobs by last sign of life.
+create index jobforge_jobs_reap
+  on public.jobforge_jobs (heartbeat_at)
+  where status = 'running';
+
+-- Listing the jobs of a tenant, newest first; id breaks ties in created_at (a batch shares
+-- one), so the index gives the exact order of jobforge_list_jobs.
+create index jobforge_jobs_tenant_created
+  on public.jobforge_jobs (tenant_id, created_at desc, id desc);
+
+create table public.jobforge_job_results (
+  id uuid primary key default gen_random_uuid(),
+  job_id uuid not null references public.jobforge_jobs (id) on delete cascade,
+  tenant_id uuid not null,
+  result jsonb,
+  artifact_ref text,
+  created_at timestamptz not null default now(),
+  constraint jobforge_job_results_job_id_key unique (job_id)
+);
+
+comment on table public.jobforge_job_results is
+  'JobForge results: one row per succeeded job, written by jobforge_complete_job.';
+
+create table public.jobforge_job_attempts (
+  id uuid primary key default gen_random_uuid(),
+  job_id uuid not null references public.jobforge_jobs (id) on delete cascade,
+  tenant_id uuid not null,
+  attempt integer not null,
+  worker_id text,
+  -- lost: the worker stopped heartbeating and the reaper took the job back.
+  status text not null check (status in ('succeeded', 'failed', 'lost')),
+  error jsonb,
+  started_at timestamptz,
+  finished_at timestamptz not null default now()
+);
+
+comment on table public.jobforge_job_attempts is
+  'JobForge attempt history: one row per finished attempt (succeeded, failed or lost).';
+
+create index jobforge_job_attempts_job on public.jobforge_job_attempts (job_id, attempt);
+
+create table public.jobforge_connector_configs (
+  id uuid primary key default gen_random_uuid(),
+  tenant_id uuid not null,
+  connector_type text not null,
+  -- Readable by the tenant users through RLS: no secrets here.
+  config jsonb not null default '{}',
+  enabled boolean not null default false,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint jobforge_connector_configs_tenant_type_key unique (tenant_id, connector_type)
+);
+
+comment on table public.jobforge_connector_configs is
+  'JobForge connector settings per tenant and connector type.';
+
+-- Row-level security: a user reads the rows of the tenants of its JWT, and nothing else;
+-- no write policy, writes go through the RPCs. The (select ...) makes the helper run once
+-- per query, not once per row; the ::uuid[] cast makes ANY take it as one array rather
+-- than as a subquery of rows. service_role has BYPASSRLS.
+alter table public.jobforge_jobs enable row level security;
+alter table public.jobforge_job_results enable row level security;
+alter table public.jobforge_job_attempts enable row level security;
+alter table public.jobforge_connector_configs enable row level security;
+
+create policy jobforge_jobs_tenant_select on public.jobforge_jobs
+  for select to authenticated
+  using (tenant_id = any ((select jobforge_private.jwt_tenant_ids())::uuid[]));
+
+create policy jobforge_job_results_tenant_select on public.jobforge_job_results
+  for select to authenticated
+  using (tenant_id = any ((select jobforge_private.jwt_tenant_ids())::uuid[]));
+
+create policy jobforge_job_attempts_tenant_select on public.jobforge_job_attempts
+  for select to authenticated
+  using (tenant_id = any ((select jobforge_private.jwt_tenant_ids())::uuid[]));
+
+create policy jobforge_connector_configs_tenant_select on public.jobforge_connector_configs
+  for select to authenticated
+  using (tenant_id = any ((select jobforge_private.jwt_tenant_ids())::uuid[]));
+
+-- Supabase default privileges grant everything on new tables to the API roles: take it
+-- back, then give read access only.
+revoke all on table
+  public.jobforge_jobs,
+  public.jobforge_job_results,
+  public.jobforge_job_attempts,
+  public.jobforge_connector_configs
+  from public, anon, authenticated, service_role;
+
+grant select on table
+  public.jobforge_jobs,
+  public.jobforge_job_results,
+  public.jobforge_job_attempts,
+  public.jobforge_connector_configs
+  to authenticated, service_role;
+
+-- Why a job cannot be heartbeated or completed by this worker: PT404 when the job does
+-- not exist, else PT409 naming its current state. (A helper like those above; it reads
+-- jobforge_jobs, so it comes after the tables.)
+create function jobforge_private.raise_not_held(p_job_id uuid, p_worker_id text)
+returns void
+language plpgsql
+stable
+as $$
+declare
+  v_status text;
+begin
+  select j.status into v_status
+  from public.jobforge_jobs j
+  where j.id = p_job_id;
+
+  if not found then
+    raise exception using
+      errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
+  end if;
+  raise exception using
+    errcode = 'PT409',
+    message = pg_catalog.format(
+      'job %s is not held by worker %s; it is %s',
+      p_job_id,
+      p_worker_id,
+      case when v_status = 'running' then 'running under another worker' else v_status end
+    );
+end
+$$;
+
+-- The insert behind jobforge_enqueue_job, without the caller checks: for RPCs of this
+-- schema that have already checked the caller (jobforge_request_job and the triggers
+-- enqueue template jobs through it). Runs with the privileges of its definer caller.
+create function jobforge_private.enqueue_job(
+  p_tenant_id uuid,
+  p_type text,
+  p_payload jsonb default '{}',
+  p_idempotency_key text default null,
+  p_run_at timestamptz default null,
+  p_max_attempts integer default 5
+)
+returns jsonb
+language plpgsql
+as $$
+declare
+  v_job public.jobforge_jobs;
+  v_reason text;
+begin
+  v_reason := jobforge_private.type_error(p_type);
+  if v_reason is not null then
+    perform jobforge_private.invalid('type', v_reason);
+  end if;
+  -- SQL NULL and JSON null both mean "no payload".
+  p_payload := coalesce(nullif(p_payload, 'null'::jsonb), '{}'::jsonb);
+  v_reason := jobforge_private.payload_error(p_payload);
+  if v_reason is not null then
+    perform jobforge_private.invalid('payload', v_reason);
+  end if;
+  v_reason := jobforge_private.idempotency_key_error(p_idempotency_key);
+  if v_reason is not null then
+    perform jobforge_private.invalid('idempotency_key', v_reason);
+  end if;
+  p_max_attempts := coalesce(p_max_attempts, 5);
+  v_reason := jobforge_private.max_attempts_error(p_max_attempts);
+  if v_reason is not null then
+    perform jobforge_private.invalid('max_attempts', v_reason);
+  end if;
+
+  -- Without a key nothing can conflict: a plain insert spares the speculative insertion
+  -- of ON CONFLICT (a tenth of the cost of this function).
+  if p_idempotency_key is null then
+    insert into public.jobforge_jobs as j (tenant_id, type, payload, run_at, max_attempts)
+    values (p_tenant_id, p_type, p_payload, coalesce(p_run_at, now()), p_max_attempts)
+    returning j.* into v_job;
+
+    perform pg_catalog.pg_notify('jobforge_jobs', p_type);
+    return pg_catalog.to_jsonb(v_job);
+  end if;
+
+  loop
+    insert into public.jobforge_jobs as j
+      (tenant_id, type, payload, idempotency_key, run_at, max_attempts)
+    values
+      (p_tenant_id, p_type, p_payload, p_idempotency_key, coalesce(p_run_at, now()), p_max_attempts)
+    on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null
+      do nothing
+    returning j.* into v_job;
+
+    if found then
+      perform pg_catalog.pg_notify('jobforge_jobs', p_type);
+      return pg_catalog.to_jsonb(v_job);
+    end if;
+
+    -- The key is taken: return that job as it is. ON CONFLICT waited for the transaction
+    -- that inserted it, and this statement has a new snapshot, so it sees the row. (Under
+    -- REPEATABLE READ the insert fails with a serialization error instead: retry.)
+    select j.* into v_job
+    from public.jobforge_jobs j
+    where j.tenant_id = p_tenant_id
+      and j.type = p_type
+      and j.idempotency_key = p_idempotency_key;
+
+    if found then
+      return pg_catalog.to_jsonb(v_job);
+    end if;
+    -- The row was deleted between the two statements: insert again.
+  end loop;
+end
+$$;
+
+create function public.jobforge_enqueue_job(
+  p_tenant_id uuid,
+  p_type text,
+  p_payload jsonb default '{}',
+  p_idempotency_key text default null,
+  p_run_at timestamptz default null,
+  p_max_attempts integer default 5
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_reason text;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  v_reason := jobforge_private.reserved_type_error(p_type);
+  if v_reason is not null then
+    perform jobforge_private.invalid('type', v_reason);
+  end if;
+  return jobforge_private.enqueue_job(
+    p_tenant_id, p_type, p_payload, p_idempotency_key, p_run_at, p_max_attempts
+  );
+end
+$$;
+
+comment on function public.jobforge_enqueue_job is
+  'Queue one job (idempotent per tenant, type and idempotency_key). authenticated (own tenants) and service_role.';
+
+create function public.jobforge_enqueue_jobs(p_tenant_id uuid, p_jobs jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_count integer;
+  v_error text[];
+  v_index bigint;
+  v_rows jsonb;
+  v_inserted integer;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+
+  if p_jobs is null
+    or pg_catalog.jsonb_typeof(p_jobs) <> 'array'
+    or pg_catalog.jsonb_array_length(p_jobs) = 0 then
+    perform jobforge_private.invalid('jobs', 'must be a non-empty JSON array');
+  end if;
+  v_count := pg_catalog.jsonb_array_length(p_jobs);
+  if v_count > 1000 then
+    perform jobforge_private.invalid('jobs', 'at most 1000 jobs per batch');
+  end if;
+
+  -- The first element that breaks a rule, in input order (jobs[0] is the first).
+  select e.ord - 1, jobforge_private.job_spec_error(e.elem)
+  into v_index, v_error
+  from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
+  where jobforge_private.job_spec_error(e.elem) is not null
+  order by e.ord
+  limit 1;
+
+  if v_error is not null then
+    perform jobforge_private.invalid(pg_catalog.format('jobs[%s]%s', v_index, v_error[1]), v_error[2]);
+  end if;
+
+  begin
+    -- One statement for the whole batch. Each element gets its id up front, so the
+    -- inserted rows can be matched to their position; elements that hit an existing key
+    -- (or an earlier element of the same batch) insert nothing and are filled in below.
+    with input as materialized (
+      select
+        e.ord,
+        gen_random_uuid() as id,
+        e.elem ->> 'type' as type,
+        coalesce(nullif(e.elem -> 'payload', 'null'::jsonb), '{}'::jsonb) as payload,
+        e.elem ->> 'idempotency_key' as idempotency_key,
+        coalesce((e.elem ->> 'run_at')::timestamptz, now()) as run_at,
+        case
+          when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
+            then (e.elem -> 'max_attempts')::numeric::integer
+          else 5
+        end as max_attempts
+      from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
+    ),
+    inserted as (
+      insert into public.jobforge_jobs as j
+        (id, tenant_id, type, payload, idempotency_key, run_at, max_attempts)
+      select i.id, p_tenant_id, i.type, i.payload, i.idempotency_key, i.run_at, i.max_attempts
+      from input i
+      -- Keys in one global order, so two batches that share keys wait for each other
+      -- instead of deadlocking; within a key, the first element wins.
+      order by i.type, i.idempotency_key, i.ord
+      on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null
+        do nothing
+      returning j.*
+    )
+    -- to_jsonb(array_agg(row)) builds the array about a third faster than
+    -- jsonb_agg(to_jsonb(row)). Elements with nothing inserted are null.
+    select pg_catalog.to_jsonb(pg_catalog.array_agg(x order by i.ord)), pg_catalog.count(x.id)
+    into v_rows, v_inserted
+    from input i
+    left join inserted x on x.id = i.id;
+  exception
+    when data_exception then
+      -- Every field but run_at was checked above, so a run_at that does not parse as a
+      -- timestamp is what failed: name the first one.
+      for v_index in 0 .. v_count - 1 loop
+        begin
+          perform (p_jobs -> v_index::integer ->> 'run_at')::timestamptz;
+        exception
+          when data_exception then
+            perform jobforge_private.invalid(
+              pg_catalog.format('jobs[%s].run_at', v_index), 'must be an ISO 8601 timestamp'
+            );
+        end;
+      end loop;
+      raise;
+  end;
+
+  if v_inserted < v_count then
+    -- Duplicates: return the job that holds the key, as it is now. A new statement has a
+    -- new snapshot, so this also sees keys that a concurrent batch committed meanwhile.
+    select pg_catalog.jsonb_agg(
+      coalesce(
+        nullif(r.job, 'null'::jsonb),
+        (
+          select pg_catalog.to_jsonb(j)
+          from public.jobforge_jobs j
+          where j.tenant_id = p_tenant_id
+            and j.type = p_jobs -> (r.ord::integer - 1) ->> 'type'
+            and j.idempotency_key = p_jobs -> (r.ord::integer - 1) ->> 'idempotency_key'
+        )
+      )
+      order by r.ord
+    )
+    into v_rows
+    from pg_catalog.jsonb_array_elements(v_rows) with ordinality as r (job, ord);
+  end if;
+
+  if v_inserted > 0 then
+    perform pg_catalog.pg_notify('jobforge_jobs', '');
+  end if;
+
+  return v_rows;
+end
+$$;
+
+comment on function public.jobforge_enqueue_jobs is
+  'Queue up to 1,000 jobs in one statement; returns the rows in input order. authenticated (own tenants) and service_role.';
+
+create function public.jobforge_reschedule_job(p_job_id uuid, p_tenant_id uuid, p_run_at timestamptz)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.jobforge_jobs;
+  v_status text;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  if p_job_id is null then
+    perform jobforge_private.invalid('job_id', 'is required');
+  end if;
+  if p_run_at is null then
+    perform jobforge_private.invalid('run_at', 'is required');
+  end if;
+
+  update public.jobforge_jobs j
+  set run_at = p_run_at, updated_at = now()
+  where j.id = p_job_id
+    and j.tenant_id = p_tenant_id
+    and j.status = 'queued'
+  returning j.* into v_job;
+
+  if found then
+    return pg_catalog.to_jsonb(v_job);
+  end if;
+
+  select j.status into v_status
+  from public.jobforge_jobs j
+  where j.id = p_job_id and j.tenant_id = p_tenant_id;
+
+  if not found then
+    raise exception using
+      errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
+  end if;
+  raise exception using
+    errcode = 'PT409',
+    message = pg_catalog.format(
+      'job %s is %s; only queued jobs can be rescheduled', p_job_id, v_status
+    );
+end
+$$;
+
+comment on function public.jobforge_reschedule_job is
+  'Move a queued job to another run_at. authenticated (own tenants) and service_role.';
+
+create function public.jobforge_list_jobs(p_tenant_id uuid, p_filters jsonb default '{}')
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_status text;
+  v_type text;
+  v_limit integer;
+  v_offset integer;
+  v_reason text;
+  v_rows jsonb;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+
+  p_filters := jobforge_private.filters_object(p_filters, array['status', 'type', 'limit', 'offset']);
+  v_status := jobforge_private.filter_choice(p_filters, 'status', jobforge_private.job_statuses());
+  v_type := jobforge_private.filter_text(p_filters, 'type');
+  v_reason := jobforge_private.type_error(v_type);
+  if v_type is not null and v_reason is not null then
+    perform jobforge_private.invalid('type', v_reason);
+  end if;
+  v_limit := jobforge_private.filter_integer(p_filters, 'limit', 1, 1000, 100);
+  v_offset := jobforge_private.filter_integer(p_filters, 'offset', 0, 2147483647, 0);
+
+  select coalesce(
+    pg_catalog.to_jsonb(pg_catalog.array_agg(page order by page.created_at desc, page.id desc)),
+    '[]'::jsonb
+  )
+  into v_rows
+  from (
+    select j.*
+    from public.jobforge_jobs j
+    where j.tenant_id = p_tenant_id
+      and (v_status is null or j.status = v_status)
+      and (v_type is null or j.type = v_type)
+    order by j.created_at desc, j.id desc
+    limit v_limit
+    offset v_offset
+  ) as page;
+
+  return v_rows;
+end
+$$;
+
+comment on function public.jobforge_list_jobs is
+  'Jobs of a tenant, newest first; filters status, type, limit, offset. authenticated (own tenants) and service_role.';
+
+create function public.jobforge_get_job(p_job_id uuid, p_tenant_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_job jsonb;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  if p_job_id is null then
+    perform jobforge_private.invalid('job_id', 'is required');
+  end if;
+
+  select pg_catalog.to_jsonb(j) into v_job
+  from public.jobforge_jobs j
+  where j.id = p_job_id and j.tenant_id = p_tenant_id;
+
+  return v_job;
+end
+$$;
+
+comment on function public.jobforge_get_job is
+  'One job of a tenant, or null. authenticated (own tenants) and service_role.';
+
+create function public.jobforge_get_result(p_job_id uuid, p_tenant_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_result jsonb;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  if p_job_id is null then
+    perform jobforge_private.invalid('job_id', 'is required');
+  end if;
+
+  select pg_catalog.to_jsonb(r) into v_result
+  from public.jobforge_job_results r
+  where r.job_id = p_job_id and r.tenant_id = p_tenant_id;
+
+  return v_result;
+end
+$$;
+
+comment on function public.jobforge_get_result is
+  'The result row of a succeeded job of a tenant, or null. authenticated (own tenants) and service_role.';
+
+-- The finished attempts of a job, oldest first: what each worker reported (or the
+-- reaper, for a lost attempt). A job the tenant does not have is PT404, so an empty list
+-- always means "no attempt has finished yet".
+create function public.jobforge_list_job_attempts(p_job_id uuid, p_tenant_id uuid)
+returns jsonb
+language plpgsql
+stable
+security definer
+set search_path = ''
+as $$
+declare
+  v_rows jsonb;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  if p_job_id is null then
+    perform jobforge_private.invalid('job_id', 'is required');
+  end if;
+  if not exists (
+    select 1 from public.jobforge_jobs j where j.id = p_job_id and j.tenant_id = p_tenant_id
+  ) then
+    raise exception using
+      errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
+  end if;
+
+  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a) order by a.attempt, a.finished_at), '[]'::jsonb)
+  into v_rows
+  from public.jobforge_job_attempts a
+  where a.job_id = p_job_id and a.tenant_id = p_tenant_id;
+
+  return v_rows;
+end
+$$;
+
+comment on function public.jobforge_list_job_attempts is
+  'Finished attempts of a job of a tenant, oldest first (PT404 when the tenant has no such job). authenticated (own tenants) and service_role.';
+
+-- Cancel a queued or running job of the tenant, and write one job_cancel audit row in
+-- the same transaction.
+create function public.jobforge_cancel_job(p_job_id uuid, p_tenant_id uuid)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.jobforge_jobs;
+  v_status text;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  if p_job_id is null then
+    perform jobforge_private.invalid('job_id', 'is required');
+  end if;
+
+  -- Lock first, so the audit row records the state the job was canceled from.
+  select j.status into v_status
+  from public.jobforge_jobs j
+  where j.id = p_job_id and j.tenant_id = p_tenant_id
+  for no key update;
+
+  if not found then
+    raise exception using
+      errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
+  end if;
+  if v_status not in ('queued', 'running') then
+    raise exception using
+      errcode = 'PT409',
+      message = pg_catalog.format(
+        'job %s is %s; only queued or running jobs can be canceled', p_job_id, v_status
+      );
+  end if;
+
+  -- A running job is canceled too: its worker loses the lock, and its complete or
+  -- heartbeat then fails with PT409.
+  update public.jobforge_jobs j
+  set
+    status = 'canceled',
+    finished_at = now(),
+    locked_by = null,
+    locked_at = null,
+    heartbeat_at = null,
+    updated_at = now()
+  where j.id = p_job_id
+  returning j.* into v_job;
+
+  perform jobforge_private.audit(
+    p_tenant_id,
+    case when jobforge_private.is_uuid_text(v_job.payload ->> 'project_id')
+      then (v_job.payload ->> 'project_id')::uuid end,
+    'job_cancel',
+    jobforge_private.audit_actor(null),
+    case when pg_catalog.jsonb_typeof(v_job.payload -> 'trace_id') = 'string'
+      then pg_catalog.left(v_job.payload ->> 'trace_id', 255) end,
+    'job', p_job_id::text, 'success', null,
+    pg_catalog.jsonb_build_object('type', v_job.type, 'previous_status', v_status)
+  );
+  return pg_catalog.to_jsonb(v_job);
+end
+$$;
+
+comment on function public.jobforge_cancel_job is
+  'Cancel a queued or running job; writes a job_cancel audit row. authenticated (own tenants) and service_role.';

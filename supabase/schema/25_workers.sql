@@ -1,0 +1,508 @@
+-- 25_workers: the RPCs only workers call (service_role): claim, heartbeat, complete
+-- (one or a batch), release, and the reaper of jobs whose worker stopped heartbeating.
+
+create function public.jobforge_claim_jobs(
+  p_worker_id text,
+  p_limit integer default 10,
+  p_types text[] default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_reason text;
+  v_rows jsonb;
+begin
+  perform jobforge_private.assert_service_role();
+
+  v_reason := jobforge_private.worker_id_error(p_worker_id);
+  if v_reason is not null then
+    perform jobforge_private.invalid('worker_id', v_reason);
+  end if;
+  p_limit := coalesce(p_limit, 10);
+  if p_limit < 1 or p_limit > 1000 then
+    perform jobforge_private.invalid('limit', 'must be between 1 and 1000');
+  end if;
+  if p_types is not null then
+    if pg_catalog.cardinality(p_types) = 0 then
+      perform jobforge_private.invalid('types', 'must not be empty (pass null for every type)');
+    end if;
+    if pg_catalog.array_ndims(p_types) > 1 then
+      perform jobforge_private.invalid('types', 'must be a one-dimensional array');
+    end if;
+  end if;
+
+  -- Lock the due jobs with id = any(array(select ... for update skip locked)): the array
+  -- is computed once, then the update fetches each row by primary key. (The id in
+  -- (select ...) form is planned as a join, and the generic plan that a function ends up
+  -- with scans the table.)
+  --
+  -- The CASE picks one of three lock queries, each planned for its own index; only the
+  -- chosen one runs (the others show as "never executed" in EXPLAIN ANALYZE):
+  --   * no type filter: jobforge_jobs_claim, read from the front;
+  --   * one type: jobforge_jobs_claim_by_type, read from the front of that type;
+  --   * several types: the first p_limit of each type from jobforge_jobs_claim_by_type,
+  --     merged, and the first p_limit of those kept. Filtering jobforge_jobs_claim on
+  --     type instead would walk past the whole backlog of other types on every claim.
+  --     The price: up to (types - 1) * p_limit rows are locked and not claimed, until
+  --     this transaction ends a moment later; other workers skip them meanwhile.
+  with claimed as (
+    update public.jobforge_jobs j
+    set
+      status = 'running',
+      attempts = j.attempts + 1,
+      locked_by = p_worker_id,
+      locked_at = now(),
+      heartbeat_at = now(),
+      started_at = now(),
+      updated_at = now()
+    where j.id = any (
+      case
+        when p_types is null then array(
+          select q.id
+          from public.jobforge_jobs q
+          where q.status = 'queued' and q.run_at <= now()
+          order by q.run_at, q.id
+          limit p_limit
+          for update skip locked
+        )
+        when pg_catalog.cardinality(p_types) = 1 then array(
+          select q.id
+          from public.jobforge_jobs q
+          where q.status = 'queued'
+            and q.run_at <= now()
+            and q.type = p_types[pg_catalog.array_lower(p_types, 1)]
+          order by q.run_at, q.id
+          limit p_limit
+          for update skip locked
+        )
+        else array(
+          select c.id
+          from (select distinct t.type from pg_catalog.unnest(p_types) as t (type)) as t
+          cross join lateral (
+            select q.id, q.run_at
+            from public.jobforge_jobs q
+            where q.status = 'queued' and q.run_at <= now() and q.type = t.type
+            order by q.run_at, q.id
+            limit p_limit
+            for update skip locked
+          ) as c
+          order by c.run_at, c.id
+          limit p_limit
+        )
+      end
+    )
+    returning j.*
+  )
+  select coalesce(pg_catalog.to_jsonb(pg_catalog.array_agg(c order by c.run_at, c.id)), '[]'::jsonb)
+  into v_rows
+  from claimed c;
+
+  return v_rows;
+end
+$$;
+
+comment on function public.jobforge_claim_jobs is
+  'Claim up to p_limit due queued jobs (optionally of p_types) for a worker. service_role only.';
+
+-- The opening checks of every RPC a worker makes about a job it holds (heartbeat,
+-- complete, release): the caller is trusted, and names a job and itself.
+create function jobforge_private.assert_worker_call(p_job_id uuid, p_worker_id text)
+returns void
+language plpgsql
+stable
+as $$
+declare
+  v_reason text;
+begin
+  perform jobforge_private.assert_service_role();
+  if p_job_id is null then
+    perform jobforge_private.invalid('job_id', 'is required');
+  end if;
+  v_reason := jobforge_private.worker_id_error(p_worker_id);
+  if v_reason is not null then
+    perform jobforge_private.invalid('worker_id', v_reason);
+  end if;
+end
+$$;
+
+create function public.jobforge_heartbeat_job(p_job_id uuid, p_worker_id text)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.jobforge_jobs;
+begin
+  perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
+
+  update public.jobforge_jobs j
+  set heartbeat_at = now()
+  where j.id = p_job_id
+    and j.status = 'running'
+    and j.locked_by = p_worker_id
+  returning j.* into v_job;
+
+  if not found then
+    perform jobforge_private.raise_not_held(p_job_id, p_worker_id);
+  end if;
+  return pg_catalog.to_jsonb(v_job);
+end
+$$;
+
+comment on function public.jobforge_heartbeat_job is
+  'Record that the worker holding a running job is alive. service_role only.';
+
+-- The retry policy, in one place: after attempt n fails, wait 2^(n-1) seconds, at most
+-- an hour. A plain SQL function, so the planner inlines it.
+create function jobforge_private.retry_delay(p_attempts integer)
+returns interval
+language sql
+immutable
+return pg_catalog.make_interval(
+  secs => least(pg_catalog.power(2::double precision, p_attempts - 1), 3600)
+);
+
+create function public.jobforge_complete_job(
+  p_job_id uuid,
+  p_worker_id text,
+  p_status text,
+  p_error jsonb default null,
+  p_result jsonb default null,
+  p_artifact_ref text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.jobforge_jobs;
+  v_reason text;
+  v_result_id uuid;
+  v_succeeded boolean;
+begin
+  perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
+  if p_status is null or p_status not in ('succeeded', 'failed') then
+    perform jobforge_private.invalid('status', 'must be succeeded or failed');
+  end if;
+  if pg_catalog.char_length(p_artifact_ref) > 2048 then
+    perform jobforge_private.invalid('artifact_ref', 'must be at most 2048 characters');
+  end if;
+
+  v_succeeded := p_status = 'succeeded';
+  if v_succeeded then
+    v_result_id := gen_random_uuid();
+  end if;
+
+  -- Only the holder may finish the job. A failure with attempts left goes back to the
+  -- queue after 1, 2, 4, ... seconds (at most an hour); the last failure makes it dead.
+  update public.jobforge_jobs j
+  set
+    status = case
+      when v_succeeded then 'succeeded'
+      when j.attempts < j.max_attempts then 'queued'
+      else 'dead'
+    end,
+    run_at = case
+      when not v_succeeded and j.attempts < j.max_attempts then
+        now() + jobforge_private.retry_delay(j.attempts)
+      else j.run_at
+    end,
+    finished_at = case
+      when not v_succeeded and j.attempts < j.max_attempts then null
+      else now()
+    end,
+    -- The error of the last failed attempt; the history is in jobforge_job_attempts.
+    error = case when v_succeeded then null else p_error end,
+    result_id = coalesce(v_result_id, j.result_id),
+    locked_by = null,
+    locked_at = null,
+    heartbeat_at = null,
+    updated_at = now()
+  where j.id = p_job_id
+    and j.status = 'running'
+    and j.locked_by = p_worker_id
+  returning j.* into v_job;
+
+  if not found then
+    perform jobforge_private.raise_not_held(p_job_id, p_worker_id);
+  end if;
+
+  insert into public.jobforge_job_attempts
+    (job_id, tenant_id, attempt, worker_id, status, error, started_at)
+  values
+    (
+      v_job.id,
+      v_job.tenant_id,
+      v_job.attempts,
+      p_worker_id,
+      p_status,
+      case when v_succeeded then null else p_error end,
+      v_job.started_at
+    );
+
+  if v_succeeded then
+    insert into public.jobforge_job_results (id, job_id, tenant_id, result, artifact_ref)
+    values (v_result_id, v_job.id, v_job.tenant_id, p_result, p_artifact_ref);
+  end if;
+
+  return pg_catalog.to_jsonb(v_job);
+end
+$$;
+
+comment on function public.jobforge_complete_job is
+  'Finish a held job: succeeded stores the result; failed retries with backoff or makes it dead. service_role only.';
+
+create function public.jobforge_reap_stale_jobs(p_timeout interval default interval '5 minutes')
+returns integer
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_cutoff timestamptz;
+  v_reaped integer;
+  v_requeued integer;
+begin
+  perform jobforge_private.assert_service_role();
+  if p_timeout is null or p_timeout <= interval '0' then
+    perform jobforge_private.invalid('timeout', 'must be positive');
+  end if;
+  v_cutoff := now() - p_timeout;
+
+  -- SKIP LOCKED: a job whose worker is completing or heartbeating it right now is left
+  -- alone (and is no longer stale once that commits). The condition is
+  -- coalesce(heartbeat_at, locked_at) < cutoff, written so that jobforge_jobs_reap serves it.
+  with stale as (
+    select j.id, j.locked_by
+    from public.jobforge_jobs j
+    where j.status = 'running'
+      and (j.heartbeat_at < v_cutoff or (j.heartbeat_at is null and j.locked_at < v_cutoff))
+    for update skip locked
+  ),
+  reaped as (
+    update public.jobforge_jobs j
+    set
+      status = case when j.attempts >= j.max_attempts then 'dead' else 'queued' end,
+      run_at = case when j.attempts >= j.max_attempts then j.run_at else now() end,
+      finished_at = case when j.attempts >= j.max_attempts then now() end,
+      error = pg_catalog.jsonb_build_object(
+        'type', 'WorkerLost',
+        'message', pg_catalog.format('worker %s stopped heartbeating', s.locked_by)
+      ),
+      locked_by = null,
+      locked_at = null,
+      heartbeat_at = null,
+      updated_at = now()
+    from stale s
+    where j.id = s.id
+    returning j.id, j.tenant_id, j.attempts, j.started_at, j.status, j.error, s.locked_by
+  ),
+  recorded as (
+    insert into public.jobforge_job_attempts
+      (job_id, tenant_id, attempt, worker_id, status, error, started_at)
+    select r.id, r.tenant_id, r.attempts, r.locked_by, 'lost', r.error, r.started_at
+    from reaped r
+  )
+  select pg_catalog.count(*), pg_catalog.count(*) filter (where r.status = 'queued')
+  into v_reaped, v_requeued
+  from reaped r;
+
+  -- Requeued jobs are due at once: wake idle workers as an enqueue would.
+  if v_requeued > 0 then
+    perform pg_catalog.pg_notify('jobforge_jobs', '');
+  end if;
+
+  return v_reaped;
+end
+$$;
+
+comment on function public.jobforge_reap_stale_jobs is
+  'Requeue (or make dead) running jobs without a heartbeat for p_timeout; returns how many. service_role only.';
+
+create function public.jobforge_release_job(p_job_id uuid, p_worker_id text)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.jobforge_jobs;
+begin
+  perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
+
+  -- The claim counted this attempt; an interrupted run gives it back, so a job is never
+  -- made dead by deploys alone. It is due again at once.
+  update public.jobforge_jobs j
+  set
+    status = 'queued',
+    attempts = greatest(j.attempts - 1, 0),
+    run_at = now(),
+    locked_by = null,
+    locked_at = null,
+    heartbeat_at = null,
+    started_at = null,
+    updated_at = now()
+  where j.id = p_job_id
+    and j.status = 'running'
+    and j.locked_by = p_worker_id
+  returning j.* into v_job;
+
+  if not found then
+    perform jobforge_private.raise_not_held(p_job_id, p_worker_id);
+  end if;
+
+  perform pg_catalog.pg_notify('jobforge_jobs', v_job.type);
+  return pg_catalog.to_jsonb(v_job);
+end
+$$;
+
+comment on function public.jobforge_release_job is
+  'Hand a held job back to the queue unfinished, without counting the attempt. service_role only.';
+
+-- Finish a batch of held jobs in one statement and one commit. The per-job RPC costs a
+-- commit (an fsync) per job, which caps a worker far below what claiming in batches
+-- allows. Semantics are jobforge_complete_job's, applied to every element; the batch is
+-- all or nothing: if any job is not held by the worker, nothing is recorded (PT409 naming
+-- it) and the worker can fall back to completing one by one.
+create function public.jobforge_complete_jobs(p_worker_id text, p_results jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_reason text;
+  v_given integer;
+  v_done integer;
+  v_bad record;
+  v_rows jsonb;
+  v_done_ids uuid[];
+  v_missing uuid;
+begin
+  perform jobforge_private.assert_service_role();
+  v_reason := jobforge_private.worker_id_error(p_worker_id);
+  if v_reason is not null then
+    perform jobforge_private.invalid('worker_id', v_reason);
+  end if;
+  if p_results is null
+    or pg_catalog.jsonb_typeof(p_results) <> 'array'
+    or pg_catalog.jsonb_array_length(p_results) = 0 then
+    perform jobforge_private.invalid('results', 'must be a non-empty JSON array');
+  end if;
+  if pg_catalog.jsonb_array_length(p_results) > 1000 then
+    perform jobforge_private.invalid('results', 'at most 1000 results per batch');
+  end if;
+
+  -- Element checks, first failure named by its index.
+  select e.ordinality - 1 as idx, e.value
+  into v_bad
+  from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
+  where pg_catalog.jsonb_typeof(e.value) <> 'object'
+    or e.value - '{job_id,status,result,error,artifact_ref}'::text[] <> '{}'::jsonb
+    or coalesce(e.value ->> 'status', '') not in ('succeeded', 'failed')
+    or (e.value ->> 'job_id') is null
+    or (e.value ->> 'job_id') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+    or pg_catalog.char_length(e.value ->> 'artifact_ref') > 2048
+  order by e.ordinality
+  limit 1;
+  if found then
+    perform jobforge_private.invalid(
+      pg_catalog.format('results[%s]', v_bad.idx),
+      'must be an object {job_id (uuid), status (succeeded|failed), result, error, '
+        || 'artifact_ref (at most 2048 characters)} and nothing else'
+    );
+  end if;
+
+  select count(distinct (e.value ->> 'job_id')::uuid), count(*)
+  into v_done, v_given
+  from pg_catalog.jsonb_array_elements(p_results) e;
+  if v_done <> v_given then
+    perform jobforge_private.invalid('results', 'a job appears more than once');
+  end if;
+
+  with input as (
+    select
+      (e.value ->> 'job_id')::uuid as job_id,
+      e.value ->> 'status' = 'succeeded' as succeeded,
+      e.value -> 'result' as result,
+      e.value -> 'error' as error,
+      e.value ->> 'artifact_ref' as artifact_ref,
+      case when e.value ->> 'status' = 'succeeded' then gen_random_uuid() end as result_id,
+      e.ordinality
+    from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
+  ),
+  done as (
+    update public.jobforge_jobs j
+    set
+      status = case
+        when i.succeeded then 'succeeded'
+        when j.attempts < j.max_attempts then 'queued'
+        else 'dead'
+      end,
+      run_at = case
+        when not i.succeeded and j.attempts < j.max_attempts then
+          now() + jobforge_private.retry_delay(j.attempts)
+        else j.run_at
+      end,
+      finished_at = case
+        when not i.succeeded and j.attempts < j.max_attempts then null
+        else now()
+      end,
+      error = case when i.succeeded then null else i.error end,
+      result_id = coalesce(i.result_id, j.result_id),
+      locked_by = null,
+      locked_at = null,
+      heartbeat_at = null,
+      updated_at = now()
+    from input i
+    where j.id = i.job_id
+      and j.status = 'running'
+      and j.locked_by = p_worker_id
+    returning j.*, i.succeeded, i.result, i.artifact_ref, i.ordinality
+  ),
+  attempts as (
+    insert into public.jobforge_job_attempts
+      (job_id, tenant_id, attempt, worker_id, status, error, started_at)
+    select
+      d.id, d.tenant_id, d.attempts, p_worker_id,
+      case when d.succeeded then 'succeeded' else 'failed' end,
+      d.error, d.started_at
+    from done d
+  ),
+  results as (
+    insert into public.jobforge_job_results (id, job_id, tenant_id, result, artifact_ref)
+    select d.result_id, d.id, d.tenant_id, d.result, d.artifact_ref
+    from done d
+    where d.succeeded
+  )
+  select
+    count(*),
+    pg_catalog.array_agg(d.id),
+    pg_catalog.jsonb_agg(
+      pg_catalog.to_jsonb(d) - '{succeeded,result,artifact_ref,ordinality}'::text[]
+      order by d.ordinality
+    )
+  into v_done, v_done_ids, v_rows
+  from done d;
+
+  if v_done <> v_given then
+    -- Name the first job that was not held; raising rolls the whole batch back.
+    select (e.value ->> 'job_id')::uuid
+    into v_missing
+    from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
+    where (e.value ->> 'job_id')::uuid <> all (coalesce(v_done_ids, '{}'))
+    order by e.ordinality
+    limit 1;
+    perform jobforge_private.raise_not_held(v_missing, p_worker_id);
+  end if;
+  return v_rows;
+end
+$$;
+
+comment on function public.jobforge_complete_jobs is
+  'Finish up to 1000 held jobs in one statement, all or nothing (as jobforge_complete_job each). service_role only.';
