@@ -1,4 +1,4 @@
-"""Core-queue throughput (DESIGN.md §7): enqueue one by one, enqueue in batches, and
+"""Core-queue throughput (targets: docs/architecture.md): enqueue one by one, in batches, and
 claim + complete with four worker processes, each through the SDK and through a raw psycopg
 call of the same SQL function, in the same run and with the same connection settings.
 
@@ -71,7 +71,7 @@ RAW_COMPLETE_MANY = "select public.jobforge_complete_jobs(p_worker_id => %s, p_r
 RESULT: dict[str, Any] = {"ok": True}
 NO_SUCH_TYPE = "bench.nothing"
 
-# §7 targets, in jobs/s, for the SDK path.
+# Targets, in jobs/s, for the SDK path (docs/architecture.md).
 TARGETS: dict[str, float | None] = {
     "enqueue_single": 4_000,
     "enqueue_batch_100": 100_000,

@@ -1,4 +1,4 @@
-"""Execution-plane throughput and latency (DESIGN.md §7): event ingestion one by one and in
+"""Execution-plane throughput and latency (targets: docs/architecture.md): events one by one and in
 batches, listing events out of a million, and requesting template jobs, each through the
 SDK and through a raw psycopg call of the same SQL function, in the same run.
 
@@ -80,7 +80,7 @@ RAW_REQUEST = (
 # Tables this module fills besides the queue's (the audit trail cannot be emptied).
 EVENT_TABLES = ("jobforge_events",)
 
-# §7 targets for the SDK path, events/s; DESIGN.md sets none for listing or requesting.
+# Targets for the SDK path, events/s; docs/architecture.md sets none for listing or requesting.
 TARGETS: dict[str, float | None] = {
     "submit_event": 3_000,
     "submit_events_100": 50_000,

@@ -259,7 +259,7 @@ class Series:
 class Measurement:
     """One row of the report: the same operation through the SDK and through raw SQL.
 
-    ``target`` is the §7 figure for the SDK (jobs/s), ``None`` where DESIGN.md sets none.
+    ``target`` is the figure for the SDK (jobs/s), ``None`` where docs/architecture.md sets none.
     ``ratio`` is median SDK rate / median raw rate; ``paired_ratios`` divides runs that ran
     next to each other, which is less sensitive to load that changes during the run.
     """
@@ -310,7 +310,7 @@ class Latency:
     """Per-call latency of one operation, SDK and raw, in seconds (reported in ms).
 
     ``shown`` names the quantiles the Markdown report prints (all of ``QUANTILES`` are in
-    the JSON); ``targets`` maps some of them to a §7 limit in ms. A latency measured only
+    the JSON); ``targets`` maps some of them to a target in ms. A latency measured only
     through the SDK (the worker's enqueue-to-start time has no raw twin) leaves ``raw``
     empty and the report prints a dash there.
     """
@@ -429,7 +429,7 @@ def server_settings(url: str) -> dict[str, str]:
 
 
 def check_durable(settings: dict[str, str]) -> None:
-    """Refuse to measure with non-durable commits: §7 targets are for durable commits, and a
+    """Refuse to measure with non-durable commits: the targets are for durable commits, and a
     result without them would look several times better than what production gets."""
     problems = [
         f"{name} = {settings.get(name)!r}"

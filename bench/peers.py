@@ -1,4 +1,4 @@
-"""JobForge next to its peers (DESIGN.md §7: "peers to beat in the same run"): the same
+"""JobForge next to its peers (docs/architecture.md: peers to beat in the same run): the same
 no-op workload through JobForge, pgqueuer and procrastinate, on the same PostgreSQL server,
 in the same run, each queue in its own scratch database.
 

@@ -45,7 +45,7 @@ from .harness import (
 )
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
-MAX_OVERHEAD = 0.10  # DESIGN.md §7: the SDK may cost at most 10 % over the raw call
+MAX_OVERHEAD = 0.10  # docs/architecture.md: the SDK may cost at most 10 % over the raw call
 
 
 @dataclass(frozen=True)

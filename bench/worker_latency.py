@@ -1,5 +1,6 @@
-"""The worker as users run it (DESIGN.md §7): how soon an idle ``jobforge_sdk.Worker``
-starts a job after it is enqueued, and how many no-op jobs per second it gets through.
+"""The worker as users run it (targets: docs/architecture.md): how soon an idle
+``jobforge_sdk.Worker`` starts a job after it is enqueued, and how many no-op jobs per second
+it gets through.
 
 Why the real ``Worker`` and not a hand-written claim loop: the latency target is about
 what users get, which includes the LISTEN connection, the wake-up of the claim thread, the
@@ -73,7 +74,7 @@ RUN_TIMEOUT_S = 150.0
 STOP_TIMEOUT_S = 30.0
 LISTENER_STOP_TIMEOUT_S = 3.0
 
-# DESIGN.md §7: enqueue -> worker starts the job.
+# docs/architecture.md, "Performance targets": enqueue -> worker starts the job.
 LATENCY_TARGETS_MS = {"p50": 5.0, "p99": 15.0}
 
 
@@ -378,7 +379,7 @@ def measure_latency(
     p99s = " / ".join(f"{r['p99_ms']:.2f}" for r in per_run)
     table.notes.append(f"Total per run: p50 {p50s} ms; p99 {p99s} ms.")
     table.notes.append(
-        f"Targets (§7): p50 ≤ {LATENCY_TARGETS_MS['p50']:g} ms, p99 ≤"
+        f"Targets (docs/architecture.md): p50 ≤ {LATENCY_TARGETS_MS['p50']:g} ms, p99 ≤"
         f" {LATENCY_TARGETS_MS['p99']:g} ms. Each job waits for the previous one to start,"
         f" then {GAP_S[0] * 1e3:g}-{GAP_S[1] * 1e3:g} ms (random)."
     )

@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = BASELINE.read_text(encoding="utf-8") if BASELINE.exists() else ""
         if current != text:
-            print(
-                f"{BASELINE.relative_to(ROOT)} is stale: run `make baseline`", file=sys.stderr
-            )
+            print(f"{BASELINE.relative_to(ROOT)} is stale: run `make baseline`", file=sys.stderr)
             return 1
         print(f"{BASELINE.relative_to(ROOT)} matches supabase/schema/")
         return 0

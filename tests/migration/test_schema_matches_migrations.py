@@ -31,7 +31,8 @@ def _build_script() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "build_baseline", ROOT / "scripts" / "build_baseline.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -74,9 +75,9 @@ def test_schema_files_and_migrations_build_the_same_catalog(
     for kind in from_schema:
         only_schema = set(from_schema[kind]) - set(from_migrations[kind])
         only_migrations = set(from_migrations[kind]) - set(from_schema[kind])
-        assert not only_schema and not only_migrations, (
-            f"{kind} differ: only in schema files {sorted(only_schema, key=repr)[:3]}; "
-            f"only in migrations {sorted(only_migrations, key=repr)[:3]}"
+        assert not only_schema, f"{kind} only in schema files: {sorted(only_schema, key=repr)[:3]}"
+        assert not only_migrations, (
+            f"{kind} only in migrations: {sorted(only_migrations, key=repr)[:3]}"
         )
     # The comparison is not vacuous: the schema really is there.
     assert len(from_schema["functions"]) > 80

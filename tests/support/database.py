@@ -1,4 +1,4 @@
-"""Find a real PostgreSQL for the tests, in the order DESIGN.md §6 gives.
+"""Find a real PostgreSQL for the tests, in the order docs/architecture.md ("Tests") gives.
 
 1. ``JOBFORGE_TEST_DATABASE_URL`` (a URL whose user may create databases);
 2. a server at 127.0.0.1:5432, user ``postgres`` (what CI runs);

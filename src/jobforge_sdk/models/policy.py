@@ -20,7 +20,7 @@ __all__ = [
 
 
 class PolicyToken(BaseModel):
-    """The claims of a policy token (DESIGN.md §5)."""
+    """The claims of a policy token (docs/architecture.md, "Policy tokens")."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
