@@ -18,7 +18,9 @@ begin
         ('authenticated', 'create role authenticated nologin noinherit'),
         ('service_role', 'create role service_role nologin noinherit bypassrls'),
         -- PostgREST logs in as authenticator and switches to the role named by the JWT.
-        ('authenticator', 'create role authenticator login noinherit')
+        -- Created NOLOGIN: a login role without a password would be an open door; an
+        -- operator who runs PostgREST gives it LOGIN and a password.
+        ('authenticator', 'create role authenticator nologin noinherit')
     ) as wanted (name, ddl)
   loop
     if not exists (select 1 from pg_catalog.pg_roles where rolname = r.name) then
