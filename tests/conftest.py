@@ -5,6 +5,13 @@ database migrated with the project's own runner (after Supabase's default grants
 migrations' revokes are tested as on Supabase), and copies of it: ``migrated_db_url``
 is shared by the run (tests isolate themselves with fresh tenant ids and job types), and
 ``fresh_db_url`` is a brand-new copy for tests that need an empty queue.
+
+``JOBFORGE_TEST_SHAPE`` picks the shape of those databases:
+- ``vanilla`` (default): plain PostgreSQL, the Supabase roles from supabase/bootstrap,
+  migrated by the superuser;
+- ``supabase``: shaped like a hosted Supabase project (tests/support/supabase_project.sql)
+  and migrated, and then used, as its owner, who is not a superuser. What a hosted project
+  refuses fails here too.
 """
 
 from __future__ import annotations
@@ -19,14 +26,41 @@ import psycopg
 import pytest
 
 from jobforge_sdk.migrate import Migrator
-from tests.support.database import NoDatabaseError, Server, find_server
+from tests.support.database import NoDatabaseError, Server, describe_choice, find_server
 from tests.support.roles import RoleSession
+from tests.support.supabase_project import OWNER_ROLE, make_supabase_project, owner_url
 
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
 SUPPORT = Path(__file__).parent / "support"
 BOOTSTRAP = Path(__file__).parents[1] / "supabase" / "bootstrap" / "000_supabase_compat.sql"
 # Supabase's default grants to the API roles: see tests/support/supabase_defaults.sql.
 SUPABASE_DEFAULTS = SUPPORT / "supabase_defaults.sql"
+SHAPES = ("vanilla", "supabase")
+SHAPE = os.environ.get("JOBFORGE_TEST_SHAPE", "").strip().lower() or "vanilla"
+
+
+def pytest_report_header() -> list[str]:
+    """Say first which server and which databases the run uses (and how to change it)."""
+    return [
+        f"jobforge: database server: {describe_choice()}",
+        f"jobforge: database shape: {SHAPE} (JOBFORGE_TEST_SHAPE={'|'.join(SHAPES)});"
+        f" test databases are named jobforge_test_{RUN_ID}_* and dropped after the run",
+    ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if SHAPE not in SHAPES:
+        raise pytest.UsageError(
+            f"JOBFORGE_TEST_SHAPE={SHAPE!r}: must be one of {', '.join(SHAPES)}"
+        )
+
+
+def _copy(server: Server, name: str, template: str) -> str:
+    """A copy of the template database, owned and used as the shape says."""
+    if SHAPE == "supabase":
+        server.create_database(name, template=template, owner=OWNER_ROLE)
+        return owner_url(server.admin_url, name)
+    return server.create_database(name, template=template)
 
 
 @pytest.fixture(scope="session")
@@ -41,15 +75,45 @@ def pg_server() -> Iterator[Server]:
         server.stop()
 
 
+def _prepared(server: Server, name: str) -> str:
+    """A new database shaped as JOBFORGE_TEST_SHAPE says, nothing of JobForge in it yet;
+    the URL connects as whoever applies the migrations in that shape."""
+    if SHAPE == "supabase":
+        return make_supabase_project(server.admin_url, name)
+    url = server.create_database(name)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(BOOTSTRAP.read_bytes())
+        conn.execute(SUPABASE_DEFAULTS.read_bytes())
+    return url
+
+
+@pytest.fixture
+def make_blank_db(pg_server: Server) -> Iterator[Callable[[], str]]:
+    """``make_blank_db()``: a new database of the run's shape with nothing of JobForge
+    applied; each is dropped after the test."""
+    names: list[str] = []
+
+    def make() -> str:
+        names.append(f"jobforge_test_{RUN_ID}_{secrets.token_hex(4)}_blank")
+        return _prepared(pg_server, names[-1])
+
+    yield make
+    for name in names:
+        pg_server.drop_database(name)
+
+
+@pytest.fixture
+def blank_db(make_blank_db: Callable[[], str]) -> str:
+    """A database of the run's shape with nothing of JobForge applied (fresh per test)."""
+    return make_blank_db()
+
+
 @pytest.fixture(scope="session")
 def template_db(pg_server: Server) -> Iterator[str]:
     """Name of a database migrated once per run; only ever copied, never connected to."""
     name = f"jobforge_test_{RUN_ID}_tmpl"
-    url = pg_server.create_database(name)
+    url = _prepared(pg_server, name)
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute(BOOTSTRAP.read_bytes())
-            conn.execute(SUPABASE_DEFAULTS.read_bytes())
         Migrator(url, echo=lambda _line: None).apply()
         yield name
     finally:
@@ -57,9 +121,25 @@ def template_db(pg_server: Server) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def copy_template(pg_server: Server, template_db: str) -> Callable[[str], str]:
+    """``copy_template(name)``: a new copy of the migrated template, as the shape says
+    (the caller drops it with ``pg_server.drop_database(name)``)."""
+    return lambda name: _copy(pg_server, name, template_db)
+
+
+@pytest.fixture
+def superuser_conn(pg_server: Server, migrated_db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """The shared database as the cluster's superuser, whatever the shape: for the few
+    checks about what even a superuser cannot do."""
+    dbname = psycopg.conninfo.conninfo_to_dict(migrated_db_url)["dbname"]
+    with psycopg.connect(pg_server.url_for(str(dbname)), autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
 def migrated_db_url(pg_server: Server, template_db: str) -> Iterator[str]:
     name = f"jobforge_test_{RUN_ID}_shared"
-    url = pg_server.create_database(name, template=template_db)
+    url = _copy(pg_server, name, template_db)
     try:
         yield url
     finally:
@@ -69,7 +149,7 @@ def migrated_db_url(pg_server: Server, template_db: str) -> Iterator[str]:
 @pytest.fixture
 def fresh_db_url(pg_server: Server, template_db: str) -> Iterator[str]:
     name = f"jobforge_test_{RUN_ID}_{secrets.token_hex(4)}"
-    url = pg_server.create_database(name, template=template_db)
+    url = _copy(pg_server, name, template_db)
     try:
         yield url
     finally:

@@ -52,13 +52,15 @@ class Server:
         with psycopg.connect(self.admin_url) as conn:
             return conn.info.server_version
 
-    def create_database(self, name: str, template: str | None = None) -> str:
+    def create_database(
+        self, name: str, template: str | None = None, owner: str | None = None
+    ) -> str:
+        query = sql.SQL("create database {}").format(sql.Identifier(name))
+        if template:
+            query += sql.SQL(" template {}").format(sql.Identifier(template))
+        if owner:
+            query += sql.SQL(" owner {}").format(sql.Identifier(owner))
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            query = sql.SQL("create database {}").format(sql.Identifier(name))
-            if template:
-                query = sql.SQL("create database {} template {}").format(
-                    sql.Identifier(name), sql.Identifier(template)
-                )
             conn.execute(query)
         return self.url_for(name)
 
@@ -109,6 +111,28 @@ def _testcontainers() -> Server:
     return Server(
         admin_url=container.get_connection_url(), backend="testcontainers", _stop=container.stop
     )
+
+
+def describe_choice() -> str:
+    """Which server ``find_server`` will use, said before it starts one."""
+    forced = os.environ.get("JOBFORGE_TEST_BACKEND", "").strip().lower()
+    env_url = os.environ.get("JOBFORGE_TEST_DATABASE_URL", "").strip()
+    how = (
+        "set JOBFORGE_TEST_DATABASE_URL=postgresql://user@host:port/postgres to use another,"
+        " or JOBFORGE_TEST_BACKEND=url|service|embedded|testcontainers"
+    )
+    if forced in ("", "url") and env_url:
+        return f"JOBFORGE_TEST_DATABASE_URL ({_redacted(env_url)})"
+    if forced in ("", "service"):
+        return f"{SERVICE_URL} if it answers, else the embedded PostgreSQL ({how})"
+    return f"{forced} ({how})"
+
+
+def _redacted(url: str) -> str:
+    params = conninfo_to_dict(url)
+    if params.get("password"):
+        params["password"] = "***"
+    return make_conninfo(**params)
 
 
 def find_server() -> Server:
