@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-embedded lint format bench baseline clean
+.PHONY: demo test test-embedded test-supabase tools lint format bench baseline clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,22 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/jobforge smoke --enable-all
 
-## test: the whole suite against a real PostgreSQL (see tests/conftest.py for which one)
-test: $(STAMP)
+## test: the whole suite against a real PostgreSQL (see tests/conftest.py for which one);
+## installs the tools the Supabase-tooling tests drive first (make tools)
+test: $(STAMP) tools
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-embedded: the database suites against the embedded PostgreSQL 18
 test-embedded: $(STAMP)
-	JOBFORGE_TEST_BACKEND=embedded $(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+	JOBFORGE_TEST_BACKEND=embedded $(BIN)/python -m pytest tests/integration tests/migration $(PYTEST_ARGS)
+
+## test-supabase: the database suites on a Supabase-shaped database (non-superuser owner)
+test-supabase: $(STAMP)
+	JOBFORGE_TEST_SHAPE=supabase $(BIN)/python -m pytest tests/integration tests/migration $(PYTEST_ARGS)
+
+## tools: pgbouncer, plpgsql_check and the pinned Supabase CLI (root; idempotent)
+tools:
+	bash scripts/ci_tools.sh
 
 lint: $(STAMP)
 	$(BIN)/python scripts/build_baseline.py --check
