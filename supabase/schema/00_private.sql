@@ -22,43 +22,80 @@ revoke all on schema jobforge_private from public;
 -- USAGE on the schema. Every function in it is revoked from everyone else anyway.
 grant usage on schema jobforge_private to authenticated, service_role;
 
+-- Helpers are SECURITY INVOKER and, except jwt_tenant_ids(), executable by no API role.
+-- Every function of this library, helpers included, has SET search_path = '' and names
+-- every object outside pg_catalog with its schema (pg_catalog is searched even with an
+-- empty search_path), so none depends on the search_path of its caller (Supabase's
+-- function_search_path_mutable lint).
+--
+-- What that SET costs decides the shape of the helpers (PostgreSQL 15, per call in a
+-- transaction of its own, as an RPC call is):
+--   * a plpgsql function pays about a microsecond for it, so every helper is plpgsql,
+--     even a one-expression rule (some 3 us a call in all);
+--   * a SQL function with a SET clause is never inlined, and the SQL-function executor
+--     that runs it instead plans its body again at each first call of a statement:
+--     some 20 us a call, ten times the plpgsql function;
+--   * so a rule checked for every element of a batch is not called as a function at all:
+--     job_specs_error (20_jobs.sql) and event_specs_error (30_events.sql) check a whole
+--     batch in one call, with the rules written out in one scan. The single-item RPCs
+--     call the one-value helpers instead (the batch check of a single element costs some
+--     50 us more); the tests pin both paths to the same messages.
+
 -- Vocabularies. Each list of allowed words is written here once: table CHECKs, input
--- checks and their messages read it, and tests/unit pins the SDK's enums to it.
+-- checks and their messages read it, and tests/unit pins the SDK's enums to it. The
+-- planner calls these while planning and uses the constant: once per plan in an RPC, and
+-- once per statement in a CHECK (a SQL function would cost each INSERT into its table
+-- those 20 us; see above).
 create function jobforge_private.job_statuses()
 returns text[]
-language sql
+language plpgsql
 immutable
-return array['queued', 'running', 'succeeded', 'failed', 'dead', 'canceled'];
+set search_path = ''
+as $$
+begin
+  return array['queued', 'running', 'succeeded', 'failed', 'dead', 'canceled'];
+end
+$$;
 
 create function jobforge_private.source_apps()
 returns text[]
-language sql
+language plpgsql
 immutable
-return array['settler', 'aias', 'keys', 'readylayer', 'jobforge', 'external'];
+set search_path = ''
+as $$
+begin
+  return array['settler', 'aias', 'keys', 'readylayer', 'jobforge', 'external'];
+end
+$$;
 
 create function jobforge_private.source_modules()
 returns text[]
-language sql
+language plpgsql
 immutable
-return array['ops', 'support', 'growth', 'finops', 'core'];
+set search_path = ''
+as $$
+begin
+  return array['ops', 'support', 'growth', 'finops', 'core'];
+end
+$$;
 
 create function jobforge_private.template_categories()
 returns text[]
-language sql
+language plpgsql
 immutable
-return array['ops', 'support', 'growth', 'finops'];
-
--- Helpers are SECURITY INVOKER and, except jwt_tenant_ids(), executable by no API role:
--- they run only inside the RPCs, under the empty search_path of the RPC, and name every
--- object with its schema. So they carry no SET search_path of their own, which would cost
--- every RPC call a save and restore of the setting per helper (about a tenth of a
--- single enqueue). jwt_tenant_ids() keeps its SET: RLS runs it as the querying role.
+set search_path = ''
+as $$
+begin
+  return array['ops', 'support', 'growth', 'finops'];
+end
+$$;
 
 -- Raise an input error. The message always starts with the field name and a colon:
 -- the SDK reads the field from it.
 create function jobforge_private.invalid(p_field text, p_reason text)
 returns void
 language plpgsql
+set search_path = ''
 as $$
 begin
   raise exception using errcode = 'PT400', message = p_field || ': ' || p_reason;
@@ -77,6 +114,7 @@ create function jobforge_private.caller_is_trusted()
 returns boolean
 language plpgsql
 stable
+set search_path = ''
 as $$
 declare
   v_role text := pg_catalog.current_setting('role', true);
@@ -116,10 +154,10 @@ declare
   v_ids uuid[];
 begin
   if v_meta is null or pg_catalog.jsonb_typeof(v_meta) <> 'object' then
-    return '{}';
+    return '{}'::uuid[];
   end if;
 
-  select coalesce(pg_catalog.array_agg(distinct c.value::uuid), '{}')
+  select coalesce(pg_catalog.array_agg(distinct c.value::uuid), '{}'::uuid[])
   into v_ids
   from (
     select v_meta ->> 'tenant_id'
@@ -144,6 +182,7 @@ create function jobforge_private.assert_tenant(p_tenant_id uuid)
 returns void
 language plpgsql
 stable
+set search_path = ''
 as $$
 begin
   if p_tenant_id is null then
@@ -165,6 +204,7 @@ create function jobforge_private.assert_service_role()
 returns void
 language plpgsql
 stable
+set search_path = ''
 as $$
 begin
   if not jobforge_private.caller_is_trusted() then
@@ -174,11 +214,17 @@ end
 $$;
 
 -- A UUID given inside a JSON document: only what the uuid type is sure to accept.
+-- (event_specs_error applies the same pattern to every element of a batch inline.)
 create function jobforge_private.is_uuid_text(p_value text)
 returns boolean
-language sql
+language plpgsql
 immutable
-return p_value ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$';
+set search_path = ''
+as $$
+begin
+  return p_value ~* '^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$';
+end
+$$;
 
 -- Filters of the list RPCs. Each raises PT400 naming the filter; a JSON null is the same
 -- as no filter.

@@ -6,28 +6,38 @@
 -- that cannot be base64 raises (the caller catches it).
 create function jobforge_private.base64url_decode(p_text text)
 returns bytea
-language sql
+language plpgsql
 immutable
-return pg_catalog.decode(
-  pg_catalog.rpad(
-    pg_catalog.translate(p_text, '-_', '+/'),
-    (pg_catalog.char_length(p_text) + 3) / 4 * 4,
-    '='
-  ),
-  'base64'
-);
+set search_path = ''
+as $$
+begin
+  return pg_catalog.decode(
+    pg_catalog.rpad(
+      pg_catalog.translate(p_text, '-_', '+/'),
+      (pg_catalog.char_length(p_text) + 3) / 4 * 4,
+      '='
+    ),
+    'base64'
+  );
+end
+$$;
 
 -- bytes -> base64url without padding. Used to refuse non-canonical encodings (the
 -- decoder ignores the unused low bits of the last character, so without this check two
 -- different strings would carry the same signature).
 create function jobforge_private.base64url_encode(p_bytes bytea)
 returns text
-language sql
+language plpgsql
 immutable
-return pg_catalog.rtrim(
-  pg_catalog.translate(pg_catalog.encode(p_bytes, 'base64'), E'+/\n', '-_'),
-  '='
-);
+set search_path = ''
+as $$
+begin
+  return pg_catalog.rtrim(
+    pg_catalog.translate(pg_catalog.encode(p_bytes, 'base64'), E'+/\n', '-_'),
+    '='
+  );
+end
+$$;
 
 -- HMAC-SHA256 (RFC 2104) on top of sha256(): H((K' xor opad) || H((K' xor ipad) || m)),
 -- K' the key padded with zeros to the 64-byte block, or hashed first when longer.
