@@ -35,7 +35,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import jobforge_sdk
-from jobforge_sdk.migrate import Migrator
+from jobforge_sdk.tooling.migrate import Migrator
 
 __all__ = [
     "DEFAULT_SERVER_URL",

@@ -43,8 +43,8 @@ from typing import Any
 import psycopg
 
 from jobforge_sdk import ConflictError, JobForgeClient, JobForgeError, NotFoundError, Worker
-from jobforge_sdk.registry import JobContext
-from jobforge_sdk.transports.postgres import PostgresTransport
+from jobforge_sdk._transports.postgres import PostgresTransport
+from jobforge_sdk.runtime.registry import JobContext
 
 from .harness import (
     BenchConfig,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from jobforge_sdk.cli import main
+from jobforge_sdk.tooling.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["smoke", *sys.argv[1:]]))

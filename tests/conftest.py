@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from jobforge_sdk.migrate import Migrator
+from jobforge_sdk.tooling.migrate import Migrator
 from tests.support.database import NoDatabaseError, Server, describe_choice, find_server
 from tests.support.roles import RoleSession
 from tests.support.supabase_project import OWNER_ROLE, make_supabase_project, owner_url

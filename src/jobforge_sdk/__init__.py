@@ -6,8 +6,8 @@ API (pinned by tests/unit/test_public_api.py).
 
 from __future__ import annotations
 
-from .aio import AsyncJobForgeClient
-from .client import JobForgeClient
+from ._client.aio import AsyncJobForgeClient
+from ._client.sync import JobForgeClient
 from .errors import (
     ConfigurationError,
     ConflictError,
@@ -29,7 +29,6 @@ from .manifests import (
     generate_manifest_report,
     manifest_digest,
 )
-from .migrate import Migrator
 from .models import (
     ACTION_TEMPLATE_KEYS,
     AUTOPILOT_TEMPLATE_KEYS,
@@ -69,10 +68,10 @@ from .models import (
     TriggerType,
 )
 from .policy import generate_policy_token, redact_payload, validate_policy_token
-from .registry import JobContext, JobRegistry
-from .scheduler import Scheduler
-from .smoke import demo_handlers
-from .worker import Worker
+from .runtime.registry import JobContext, JobRegistry
+from .runtime.scheduler import Scheduler
+from .runtime.worker import Worker
+from .tooling.migrate import Migrator
 
 __version__ = "0.1.0"
 
@@ -136,7 +135,6 @@ __all__ = [
     "__version__",
     "calculate_run_metrics",
     "create_artifact_output",
-    "demo_handlers",
     "generate_env_fingerprint",
     "generate_manifest_report",
     "generate_policy_token",

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .models.manifests import ArtifactManifest, ArtifactOutput, ManifestRow, RunMetrics
+from jobforge_sdk.models.manifests import ArtifactManifest, ArtifactOutput, ManifestRow, RunMetrics
 
 __all__ = [
     "calculate_run_metrics",

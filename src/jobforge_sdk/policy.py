@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from .models.policy import PolicyCheckResult, PolicyToken
+from jobforge_sdk.models.policy import PolicyCheckResult, PolicyToken
 
 __all__ = [
     "ISSUER",

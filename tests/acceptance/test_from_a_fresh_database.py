@@ -33,7 +33,14 @@ def test_readme_flow_from_an_empty_database(empty_db: str) -> None:
 
     log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed below
     worker = subprocess.Popen(
-        [JOBFORGE, "worker", "--database-url", empty_db, "--app", "jobforge_sdk:demo_handlers"],
+        [
+            JOBFORGE,
+            "worker",
+            "--database-url",
+            empty_db,
+            "--app",
+            "jobforge_sdk.tooling.smoke:demo_handlers",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=log,
         text=True,

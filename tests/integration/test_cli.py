@@ -86,7 +86,7 @@ def test_token_errors() -> None:
         [
             sys.executable,
             "-m",
-            "jobforge_sdk.cli",
+            "jobforge_sdk.tooling.cli",
             "token",
             "mint",
             "--tenant-id",
@@ -176,7 +176,7 @@ def test_missing_database_exits_2() -> None:
         if k not in ("JOBFORGE_DATABASE_URL", "SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY")
     }
     result = subprocess.run(
-        [sys.executable, "-m", "jobforge_sdk.cli", "jobs", "list", "--tenant-id", TENANT],
+        [sys.executable, "-m", "jobforge_sdk.tooling.cli", "jobs", "list", "--tenant-id", TENANT],
         capture_output=True,
         text=True,
         env=env,

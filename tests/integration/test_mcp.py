@@ -27,9 +27,9 @@ from jobforge_sdk import (
     generate_manifest_report,
     generate_policy_token,
 )
-from jobforge_sdk.mcp_server import McpScope
 from jobforge_sdk.models.events import SubmitEventParams
 from jobforge_sdk.models.templates import RequestJobParams
+from jobforge_sdk.tooling.mcp_server import McpScope
 from tests.support.cli import JOBFORGE, run_cli
 from tests.support.roles import tenant_claims
 
@@ -436,7 +436,7 @@ def test_bad_configuration_is_one_line_and_exit_2(args: tuple[str, ...], expecte
 def test_without_the_mcp_package_the_command_says_how_to_install_it() -> None:
     code = (
         "import sys; sys.modules['mcp'] = None\n"
-        "from jobforge_sdk.cli import main\n"
+        "from jobforge_sdk.tooling.cli import main\n"
         f"sys.exit(main(['mcp', '--tenant-id', '{uuid.uuid4()}']))"
     )
     result = subprocess.run(
@@ -448,7 +448,11 @@ def test_without_the_mcp_package_the_command_says_how_to_install_it() -> None:
         "pip install 'jobforge-sdk[mcp]'\n"
     )
     import_only = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.modules['mcp'] = None; import jobforge_sdk.cli"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['mcp'] = None; import jobforge_sdk.tooling.cli",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -460,7 +464,7 @@ def test_without_the_mcp_package_the_command_says_how_to_install_it() -> None:
 def test_an_mcp_older_than_the_server_api_is_refused_clearly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from jobforge_sdk import mcp_server
+    from jobforge_sdk.tooling import mcp_server
 
     monkeypatch.setattr("importlib.metadata.version", lambda name: "1.26.0")
     with pytest.raises(ConfigurationError, match=r"needs mcp>=2\.3 \(installed: 1\.26\.0\)"):

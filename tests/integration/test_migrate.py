@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from jobforge_sdk.migrate import Migrator, discover, migrations_dir
+from jobforge_sdk.tooling.migrate import Migrator, discover, migrations_dir
 from tests.support.cli import JOBFORGE, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -316,7 +316,7 @@ def test_the_wheel_ships_the_migrations_and_migrates_without_the_source_tree(
         elsewhere = out / "cwd"
         elsewhere.mkdir()
         code = (
-            "import sys, jobforge_sdk.cli as c, jobforge_sdk.migrate as m;"
+            "import sys, jobforge_sdk.tooling.cli as c, jobforge_sdk.tooling.migrate as m;"
             "print(m.migrations_dir());"
             "sys.exit(c.main(['migrate', '--database-url', sys.argv[1]]))"
         )

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from jobforge_sdk import FeatureFlags, JobForgeClient, Scheduler
-from jobforge_sdk.scheduler import due_slots
+from jobforge_sdk.runtime.scheduler import due_slots
 
 SCAN = "autopilot.ops.scan"
 FLAGS = FeatureFlags(triggers=True, autopilot_jobs=True, audit_logging=True)

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from jobforge_sdk import JobForgeClient, JobStatus
-from jobforge_sdk.worker import Worker, describe_error
+from jobforge_sdk.runtime.worker import Worker, describe_error
 from tests.support.cli import JOBFORGE
 from tests.support.worker_app import handlers
 
@@ -308,7 +308,8 @@ def test_running_jobs_are_heartbeated_even_when_polling_is_slow(
 
 
 def test_template_jobs_are_validated_and_leave_a_manifest(fresh_db_url: str) -> None:
-    from jobforge_sdk import FeatureFlags, ManifestStatus, demo_handlers
+    from jobforge_sdk import FeatureFlags, ManifestStatus
+    from jobforge_sdk.tooling.smoke import demo_handlers
 
     flags = FeatureFlags(autopilot_jobs=True, manifests=True)
     with JobForgeClient.from_postgres(fresh_db_url, flags=flags) as client:

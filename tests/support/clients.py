@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from jobforge_sdk.aio import AsyncJobForgeClient
-from jobforge_sdk.client import JobForgeClient
+from jobforge_sdk._client.aio import AsyncJobForgeClient
+from jobforge_sdk._client.sync import JobForgeClient
 from jobforge_sdk.flags import FeatureFlags
 from tests.support.postgrest import PostgrestStub, make_jwt
 

@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any
 
-from jobforge_sdk.registry import JobContext, JobRegistry
+from jobforge_sdk.runtime.registry import JobContext, JobRegistry
 
 handlers = JobRegistry()
 

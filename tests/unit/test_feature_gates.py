@@ -20,7 +20,7 @@ from jobforge_sdk import (
     FeatureFlags,
     JobForgeClient,
 )
-from jobforge_sdk._clientbase import SyncMethod
+from jobforge_sdk._client._base import SyncMethod
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"
 T = str(uuid.uuid4())

@@ -6,8 +6,9 @@ import uuid
 
 import pytest
 
-from jobforge_sdk import EventEnvelope, InvalidInputError, plane
-from jobforge_sdk.core import JsonText, RpcCall, parse_list, parse_one
+from jobforge_sdk import EventEnvelope, InvalidInputError
+from jobforge_sdk._operations import plane
+from jobforge_sdk._operations._machinery import JsonText, RpcCall, parse_list, parse_one
 from jobforge_sdk.models import JobRow
 
 

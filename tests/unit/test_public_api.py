@@ -6,7 +6,7 @@ import inspect
 
 import jobforge_sdk
 from jobforge_sdk import AsyncJobForgeClient, JobForgeClient
-from jobforge_sdk._clientbase import AsyncMethod, SyncMethod
+from jobforge_sdk._client._base import AsyncMethod, SyncMethod
 
 EXPECTED = {
     "ACTION_TEMPLATE_KEYS",
@@ -68,7 +68,6 @@ EXPECTED = {
     "__version__",
     "calculate_run_metrics",
     "create_artifact_output",
-    "demo_handlers",
     "generate_env_fingerprint",
     "generate_manifest_report",
     "generate_policy_token",

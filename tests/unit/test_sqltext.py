@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobforge_sdk.sqltext import normalized, split_statements
+from jobforge_sdk.tooling.sqltext import normalized, split_statements
 
 
 def test_splits_on_semicolons_outside_quotes_and_comments() -> None:

@@ -22,14 +22,14 @@ from typing import Any, TextIO
 import psycopg
 from pydantic import ValidationError
 
-from .client import JobForgeClient
-from .errors import ConfigurationError, JobForgeError
-from .flags import Feature, FeatureFlags
-from .migrate import Migrator
-from .policy import generate_policy_token, validate_policy_token
-from .registry import Handler
-from .smoke import Check, SmokeTest
-from .worker import Worker
+from jobforge_sdk._client.sync import JobForgeClient
+from jobforge_sdk.errors import ConfigurationError, JobForgeError
+from jobforge_sdk.flags import Feature, FeatureFlags
+from jobforge_sdk.policy import generate_policy_token, validate_policy_token
+from jobforge_sdk.runtime.registry import Handler
+from jobforge_sdk.runtime.worker import Worker
+from jobforge_sdk.tooling.migrate import Migrator
+from jobforge_sdk.tooling.smoke import Check, SmokeTest
 
 __all__ = ["main"]
 
@@ -171,7 +171,7 @@ def _smoke_database(args: argparse.Namespace, progress: Progress) -> Iterator[st
         _check_reachable(dsn)
         yield dsn
         return
-    from .embedded import embedded_database
+    from jobforge_sdk.tooling.embedded import embedded_database
 
     progress.step("starting the embedded PostgreSQL")
     with embedded_database() as url:
@@ -222,7 +222,7 @@ def _load_handlers(spec: str) -> Mapping[str, Handler]:
         raise UsageError(f"--app: cannot import {module_name!r}: {exc}") from None
     handlers = getattr(module, attr, None)
     if callable(handlers) and not isinstance(handlers, Mapping):
-        handlers = handlers()  # a factory, such as jobforge_sdk:demo_handlers
+        handlers = handlers()  # a factory, such as jobforge_sdk.tooling.smoke:demo_handlers
     if not isinstance(handlers, Mapping):
         raise UsageError(
             f"--app: {spec} is not a mapping of job types to handlers (or a function returning one)"
@@ -415,7 +415,7 @@ def _cmd_jobs_cancel(args: argparse.Namespace) -> int:
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
     # Imported here: the MCP server needs the optional ``mcp`` extra, the rest of the CLI not.
-    from .mcp_server import McpScope, require_mcp, serve_stdio
+    from jobforge_sdk.tooling.mcp_server import McpScope, require_mcp, serve_stdio
 
     require_mcp()
     scope = McpScope.from_options(tenant_id=args.tenant_id, claims_json=args.user_jwt_claims)

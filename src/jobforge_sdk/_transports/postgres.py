@@ -16,8 +16,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from ..errors import TransportError
-from ._sql import (
+from jobforge_sdk._transports._sql import (
     SET_CLAIMS,
     SIGNATURE_QUERY,
     Signatures,
@@ -25,6 +24,7 @@ from ._sql import (
     configure_connection,
     map_error,
 )
+from jobforge_sdk.errors import TransportError
 
 __all__ = ["AsyncPostgresTransport", "PostgresTransport"]
 

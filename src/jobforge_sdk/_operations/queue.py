@@ -13,8 +13,15 @@ from uuid import UUID
 
 from pydantic import JsonValue
 
-from .core import RpcCall, operation, parse_list, parse_one, parse_optional, validate
-from .models.jobs import (
+from jobforge_sdk._operations._machinery import (
+    RpcCall,
+    operation,
+    parse_list,
+    parse_one,
+    parse_optional,
+    validate,
+)
+from jobforge_sdk.models.jobs import (
     CancelJobParams,
     ClaimJobsParams,
     CompleteJobParams,

@@ -15,7 +15,7 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, Client, ClientOptions
 
-from ..errors import JobForgeError, TransportError, error_from_sqlstate
+from jobforge_sdk.errors import JobForgeError, TransportError, error_from_sqlstate
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncSupabaseTransport", "SupabaseTransport"]
 

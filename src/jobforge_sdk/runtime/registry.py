@@ -16,8 +16,8 @@ from uuid import UUID
 
 from pydantic import JsonValue
 
-from .models.jobs import JobRow
-from .models.manifests import ArtifactOutput
+from jobforge_sdk.models.jobs import JobRow
+from jobforge_sdk.models.manifests import ArtifactOutput
 
 __all__ = ["Handler", "JobContext", "JobRegistry"]
 

@@ -26,16 +26,16 @@ from typing import Any
 
 import psycopg
 
-from .client import JobForgeClient
-from .errors import ConflictError, JobForgeError, NotFoundError
-from .manifests import calculate_run_metrics, generate_env_fingerprint
-from .models.jobs import JobCompletion, JobRow, JobStatus
-from .models.manifests import ArtifactManifest, ManifestStatus
-from .models.templates import TemplateRow
-from .plane import get_template
-from .registry import Handler, JobContext, call_handler
-from .scheduler import Scheduler
-from .transports.postgres import PostgresTransport
+from jobforge_sdk._client.sync import JobForgeClient
+from jobforge_sdk._operations.plane import get_template
+from jobforge_sdk._transports.postgres import PostgresTransport
+from jobforge_sdk.errors import ConflictError, JobForgeError, NotFoundError
+from jobforge_sdk.manifests import calculate_run_metrics, generate_env_fingerprint
+from jobforge_sdk.models.jobs import JobCompletion, JobRow, JobStatus
+from jobforge_sdk.models.manifests import ArtifactManifest, ManifestStatus
+from jobforge_sdk.models.templates import TemplateRow
+from jobforge_sdk.runtime.registry import Handler, JobContext, call_handler
+from jobforge_sdk.runtime.scheduler import Scheduler
 
 __all__ = ["NOTIFY_CHANNEL", "Worker", "describe_error"]
 
@@ -523,6 +523,6 @@ def _check_schema(schema: dict[str, Any], value: Any, name: str, error: type[Exc
 
 
 def _sdk_version() -> str:
-    from . import __version__
+    from jobforge_sdk import __version__
 
     return __version__

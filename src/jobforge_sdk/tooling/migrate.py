@@ -17,8 +17,8 @@ from pathlib import Path
 
 import psycopg
 
-from .errors import MigrationError
-from .sqltext import normalized, split_statements
+from jobforge_sdk.errors import MigrationError
+from jobforge_sdk.tooling.sqltext import normalized, split_statements
 
 __all__ = [
     "MigrationFile",
@@ -39,10 +39,11 @@ Echo = Callable[[str], None]
 
 def _sql_root() -> Path:
     """Where the SQL lives: inside the installed wheel, else the source tree."""
-    packaged = Path(__file__).parent / "_sql"
+    package = Path(__file__).resolve().parents[1]  # src/jobforge_sdk, or the installed package
+    packaged = package / "_sql"
     if packaged.is_dir():
         return packaged
-    return Path(__file__).resolve().parents[2] / "supabase"
+    return package.parents[1] / "supabase"
 
 
 def migrations_dir() -> Path:

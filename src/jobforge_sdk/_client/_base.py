@@ -12,9 +12,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, ParamSpec, Protocol, TypeVar, overload
 
-from .core import FlagsRequest, Gate, Operation, Plan, RpcCall, operation_of
-from .errors import ConfigurationError, FeatureDisabledError
-from .flags import Feature, FeatureFlags
+from jobforge_sdk._operations._machinery import (
+    FlagsRequest,
+    Gate,
+    Operation,
+    Plan,
+    RpcCall,
+    operation_of,
+)
+from jobforge_sdk.errors import ConfigurationError, FeatureDisabledError
+from jobforge_sdk.flags import Feature, FeatureFlags
 
 __all__ = ["AsyncMethod", "ClientBase", "SyncMethod"]
 

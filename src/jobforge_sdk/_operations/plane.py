@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import JsonValue
 
-from .core import (
+from jobforge_sdk._operations._machinery import (
     FLAGS,
     Gate,
     RpcCall,
@@ -24,10 +24,10 @@ from .core import (
     parse_optional,
     validate,
 )
-from .errors import InvalidInputError, PolicyDeniedError
-from .flags import Feature, FeatureFlags
-from .models.audit import AuditAction, AuditLogEntry, AuditOutcome, ListAuditLogsParams
-from .models.events import (
+from jobforge_sdk.errors import InvalidInputError, PolicyDeniedError
+from jobforge_sdk.flags import Feature, FeatureFlags
+from jobforge_sdk.models.audit import AuditAction, AuditLogEntry, AuditOutcome, ListAuditLogsParams
+from jobforge_sdk.models.events import (
     EventEnvelope,
     EventRow,
     ListEventsParams,
@@ -36,15 +36,20 @@ from .models.events import (
     SubmitEventParams,
     SubmitEventsParams,
 )
-from .models.manifests import ArtifactManifest, CreateManifestParams, GetManifestParams, ManifestRow
-from .models.policy import (
+from jobforge_sdk.models.manifests import (
+    ArtifactManifest,
+    CreateManifestParams,
+    GetManifestParams,
+    ManifestRow,
+)
+from jobforge_sdk.models.policy import (
     AddPolicyKeyParams,
     PolicyCheckResult,
     PolicyKeyRow,
     RetirePolicyKeyParams,
     VerifyPolicyTokenParams,
 )
-from .models.templates import (
+from jobforge_sdk.models.templates import (
     ACTION_TEMPLATE_KEYS,
     GetTemplateParams,
     ListTemplatesParams,
@@ -54,7 +59,7 @@ from .models.templates import (
     TemplateCategory,
     TemplateRow,
 )
-from .models.triggers import (
+from jobforge_sdk.models.triggers import (
     CreateCronTriggerParams,
     CreateEventTriggerParams,
     CronFireResult,
@@ -65,7 +70,7 @@ from .models.triggers import (
     TriggerRef,
     TriggerType,
 )
-from .policy import generate_policy_token
+from jobforge_sdk.policy import generate_policy_token
 
 __all__ = [
     "add_policy_key",

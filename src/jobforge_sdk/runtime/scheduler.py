@@ -16,11 +16,11 @@ from typing import Any
 
 from croniter import croniter
 
-from .client import JobForgeClient
-from .core import Operation, RpcCall, parse_list
-from .errors import JobForgeError
-from .flags import Feature
-from .models.triggers import CronFireResult, Trigger
+from jobforge_sdk._client.sync import JobForgeClient
+from jobforge_sdk._operations._machinery import Operation, RpcCall, parse_list
+from jobforge_sdk.errors import JobForgeError
+from jobforge_sdk.flags import Feature
+from jobforge_sdk.models.triggers import CronFireResult, Trigger
 
 __all__ = ["Scheduler", "due_slots"]
 

@@ -18,8 +18,8 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 from psycopg.types.json import Jsonb
 
-from ..core import JsonText
-from ..errors import JobForgeError, TransportError, error_from_sqlstate
+from jobforge_sdk._operations._machinery import JsonText
+from jobforge_sdk.errors import JobForgeError, TransportError, error_from_sqlstate
 
 # One row per argument; a function without arguments still gives one row (of nulls), so
 # "no rows" means "no such function".

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import AsyncTransport, Transport
-from .postgres import AsyncPostgresTransport, PostgresTransport
+from jobforge_sdk._transports.base import AsyncTransport, Transport
+from jobforge_sdk._transports.postgres import AsyncPostgresTransport, PostgresTransport
 
 if TYPE_CHECKING:
-    from .supabase import AsyncSupabaseTransport, SupabaseTransport
+    from jobforge_sdk._transports.supabase import AsyncSupabaseTransport, SupabaseTransport
 
 __all__ = [
     "AsyncPostgresTransport",
@@ -26,7 +26,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in ("SupabaseTransport", "AsyncSupabaseTransport"):
-        from . import supabase
+        from jobforge_sdk._transports import supabase
 
         return getattr(supabase, name)
     raise AttributeError(name)

@@ -19,20 +19,20 @@ from typing import Any, TypeVar
 
 from pydantic import JsonValue
 
-from .client import JobForgeClient
-from .errors import JobForgeError, PolicyDeniedError
-from .flags import Feature, FeatureFlags
-from .manifests import (
+from jobforge_sdk._client.sync import JobForgeClient
+from jobforge_sdk.errors import JobForgeError, PolicyDeniedError
+from jobforge_sdk.flags import Feature, FeatureFlags
+from jobforge_sdk.manifests import (
     create_artifact_output,
     generate_env_fingerprint,
     generate_manifest_report,
     manifest_digest,
 )
-from .models.jobs import JobStatus
-from .models.manifests import ArtifactManifest, ManifestStatus
-from .policy import generate_policy_token, validate_policy_token
-from .registry import JobContext, JobRegistry
-from .worker import Worker
+from jobforge_sdk.models.jobs import JobStatus
+from jobforge_sdk.models.manifests import ArtifactManifest, ManifestStatus
+from jobforge_sdk.policy import generate_policy_token, validate_policy_token
+from jobforge_sdk.runtime.registry import JobContext, JobRegistry
+from jobforge_sdk.runtime.worker import Worker
 
 __all__ = ["Check", "SmokeTest", "demo_handlers"]
 

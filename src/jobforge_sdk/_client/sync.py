@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import ops, plane
-from ._clientbase import ClientBase, SyncMethod
-from .core import RpcCall
-from .errors import ConfigurationError
-from .flags import FeatureFlags
-from .transports.base import Transport
-from .transports.postgres import PostgresTransport
+from jobforge_sdk._client._base import ClientBase, SyncMethod
+from jobforge_sdk._operations import plane
+from jobforge_sdk._operations import queue as ops
+from jobforge_sdk._operations._machinery import RpcCall
+from jobforge_sdk._transports.base import Transport
+from jobforge_sdk._transports.postgres import PostgresTransport
+from jobforge_sdk.errors import ConfigurationError
+from jobforge_sdk.flags import FeatureFlags
 
 if TYPE_CHECKING:  # supabase-py costs ~0.6 s to import: only Supabase users pay for it
     import httpx
@@ -83,7 +84,7 @@ class JobForgeClient(ClientBase):
         """A client that calls PostgREST's ``/rpc`` with ``key`` (service role or user JWT).
 
         ``timeout`` defaults to 30 s (10 s to connect)."""
-        from .transports.supabase import SupabaseTransport
+        from jobforge_sdk._transports.supabase import SupabaseTransport
 
         return cls(SupabaseTransport.connect(url, key, timeout=timeout), flags=flags, strict=strict)
 
@@ -92,7 +93,7 @@ class JobForgeClient(ClientBase):
         cls, client: Client, *, flags: FeatureFlags | None = None, strict: bool = False
     ) -> JobForgeClient:
         """Reuse an existing supabase-py client (its HTTP client stays the caller's)."""
-        from .transports.supabase import SupabaseTransport
+        from jobforge_sdk._transports.supabase import SupabaseTransport
 
         return cls(SupabaseTransport(client), flags=flags, strict=strict)
 

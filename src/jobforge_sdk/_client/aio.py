@@ -7,14 +7,15 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import ops, plane
-from ._clientbase import AsyncMethod, ClientBase
-from .client import env_connection
-from .core import RpcCall
-from .errors import ConfigurationError
-from .flags import FeatureFlags
-from .transports.base import AsyncTransport
-from .transports.postgres import AsyncPostgresTransport
+from jobforge_sdk._client._base import AsyncMethod, ClientBase
+from jobforge_sdk._client.sync import env_connection
+from jobforge_sdk._operations import plane
+from jobforge_sdk._operations import queue as ops
+from jobforge_sdk._operations._machinery import RpcCall
+from jobforge_sdk._transports.base import AsyncTransport
+from jobforge_sdk._transports.postgres import AsyncPostgresTransport
+from jobforge_sdk.errors import ConfigurationError
+from jobforge_sdk.flags import FeatureFlags
 
 if TYPE_CHECKING:  # imported lazily: see client.py
     import httpx
@@ -60,7 +61,7 @@ class AsyncJobForgeClient(ClientBase):
         flags: FeatureFlags | None = None,
         strict: bool = False,
     ) -> AsyncJobForgeClient:
-        from .transports.supabase import AsyncSupabaseTransport
+        from jobforge_sdk._transports.supabase import AsyncSupabaseTransport
 
         return cls(
             AsyncSupabaseTransport.connect(url, key, timeout=timeout), flags=flags, strict=strict
@@ -70,7 +71,7 @@ class AsyncJobForgeClient(ClientBase):
     def from_supabase_client(
         cls, client: AsyncClient, *, flags: FeatureFlags | None = None, strict: bool = False
     ) -> AsyncJobForgeClient:
-        from .transports.supabase import AsyncSupabaseTransport
+        from jobforge_sdk._transports.supabase import AsyncSupabaseTransport
 
         return cls(AsyncSupabaseTransport(client), flags=flags, strict=strict)
 

@@ -16,8 +16,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .errors import InvalidInputError
-from .flags import Feature
+from jobforge_sdk.errors import InvalidInputError
+from jobforge_sdk.flags import Feature
 
 __all__ = [
     "FLAGS",

@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import ConfigurationError
+from jobforge_sdk.errors import ConfigurationError
 
 __all__ = ["embedded_database"]
 

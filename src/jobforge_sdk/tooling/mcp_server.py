@@ -31,10 +31,10 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from . import __version__
-from .client import JobForgeClient
-from .core import validate
-from .errors import (
+from jobforge_sdk import __version__
+from jobforge_sdk._client.sync import JobForgeClient
+from jobforge_sdk._operations._machinery import validate
+from jobforge_sdk.errors import (
     ConfigurationError,
     FeatureDisabledError,
     InvalidInputError,
@@ -43,12 +43,12 @@ from .errors import (
     PermissionDeniedError,
     PolicyDeniedError,
 )
-from .flags import Feature
-from .manifests import generate_manifest_report
-from .models.events import ListEventsParams, SubmitEventParams
-from .models.jobs import GetJobParams, JobStatus
-from .models.manifests import GetManifestParams
-from .models.templates import ACTION_TEMPLATE_KEYS, RequestJobParams
+from jobforge_sdk.flags import Feature
+from jobforge_sdk.manifests import generate_manifest_report
+from jobforge_sdk.models.events import ListEventsParams, SubmitEventParams
+from jobforge_sdk.models.jobs import GetJobParams, JobStatus
+from jobforge_sdk.models.manifests import GetManifestParams
+from jobforge_sdk.models.templates import ACTION_TEMPLATE_KEYS, RequestJobParams
 
 if TYPE_CHECKING:
     import mcp.types as mcp_types
