@@ -18,11 +18,11 @@ from jobforge_sdk import FeatureFlags, JobForgeClient, JobStatus, ManifestStatus
 from tests.support.cli import JOBFORGE, run_cli
 
 FLAGS = {
-    "JOBFORGE_EVENTS": "1",
-    "JOBFORGE_TRIGGERS": "1",
-    "JOBFORGE_AUTOPILOT_JOBS": "1",
-    "JOBFORGE_MANIFESTS": "1",
-    "JOBFORGE_AUDIT_LOGGING": "1",
+    "JOBFORGE_EVENTS_ENABLED": "1",
+    "JOBFORGE_TRIGGERS_ENABLED": "1",
+    "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1",
+    "JOBFORGE_MANIFESTS_ENABLED": "1",
+    "JOBFORGE_AUDIT_LOGGING_ENABLED": "1",
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from jobforge_sdk import FeatureFlags, JobForgeClient, generate_policy_token
+from jobforge_sdk.flags import Feature
 from tests.support.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -120,10 +121,43 @@ def test_doctor(migrated_db_url: str) -> None:
         "doctor",
         "--database-url",
         migrated_db_url,
-        env={"JOBFORGE_ACTION_JOBS": "true", "JOBFORGE_POLICY_TOKEN_SECRET": SECRET},
+        env={"JOBFORGE_ACTION_JOBS_ENABLED": "true", "JOBFORGE_POLICY_TOKEN_SECRET": SECRET},
     )
     assert unhappy.returncode == 1
     assert "no active policy key" in unhappy.stdout
+
+
+def test_doctor_prints_the_flags_by_variable_name(migrated_db_url: str) -> None:
+    result = run_cli(
+        "doctor", "--database-url", migrated_db_url, env={"JOBFORGE_EVENTS_ENABLED": "yes"}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "  JOBFORGE_EVENTS_ENABLED: True" in result.stdout
+    assert "  JOBFORGE_TRIGGERS_ENABLED: False" in result.stdout
+    assert "  JOBFORGE_POLICY_TOKEN_SECRET: unset" in result.stdout
+    assert "settings: every JOBFORGE_* variable is known" in result.stdout
+
+
+def test_doctor_fails_on_a_misspelt_or_old_variable(migrated_db_url: str) -> None:
+    result = run_cli(
+        "doctor",
+        "--database-url",
+        migrated_db_url,
+        env={"JOBFORGE_EVENTS": "1", "JOBFORGE_POLICY_TOKEN_SECRT": "do-not-print-me"},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        "problem: JOBFORGE_EVENTS=1 is not a JobForge setting; "
+        "did you mean JOBFORGE_EVENTS_ENABLED?"
+    ) in result.stdout.splitlines()
+    assert (
+        "problem: JOBFORGE_POLICY_TOKEN_SECRT is not a JobForge setting; "
+        "did you mean JOBFORGE_POLICY_TOKEN_SECRET?"
+    ) in result.stdout.splitlines()
+    assert "settings: 2 unknown JOBFORGE_* variable(s)" in result.stdout
+    assert "doctor: 2 problem(s)" in result.stdout
+    assert "do-not-print-me" not in result.stdout + result.stderr
+    assert "  JOBFORGE_EVENTS_ENABLED: False" in result.stdout  # the old name is not read
 
 
 def test_doctor_reports_pending_migrations(empty_db: str) -> None:
@@ -185,9 +219,22 @@ def test_missing_database_exits_2() -> None:
     assert "JOBFORGE_DATABASE_URL" in _one_error_line(result)
 
 
-def test_a_bad_flag_value_exits_2(migrated_db_url: str) -> None:
-    result = run_cli("smoke", "--database-url", migrated_db_url, env={"JOBFORGE_EVENTS": "maybe"})
-    assert "JOBFORGE_EVENTS" in _one_error_line(result)
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("JOBFORGE_EVENTS_ENABLED", "maybe", "1, 0, true, false, yes, no, on, off"),
+        ("JOBFORGE_POLICY_TOKEN_EXPIRY_HOURS", "soon", "greater than 0 and at most 720"),
+    ],
+)
+def test_a_bad_flag_value_exits_2(
+    migrated_db_url: str, name: str, value: str, accepted: str
+) -> None:
+    for command in (("smoke",), ("doctor",), ("jobs", "list", "--tenant-id", TENANT)):
+        result = run_cli(*command, "--database-url", migrated_db_url, env={name: value})
+        line = _one_error_line(result)
+        assert name in line
+        assert repr(value) in line
+        assert accepted in line
 
 
 def test_usage_errors_exit_2() -> None:
@@ -214,6 +261,19 @@ def test_smoke_json_with_flags_off(fresh_db_url: str) -> None:
         "manifest report and env fingerprint",
     ]
     assert all(set(c) == {"name", "passed", "detail"} for c in document["checks"])
+
+
+def test_smoke_tests_the_off_state_whatever_the_environment_turns_on(fresh_db_url: str) -> None:
+    switches = {f.env_var: "1" for f in Feature}
+    result = run_cli(
+        "smoke",
+        "--database-url",
+        fresh_db_url,
+        "--json",
+        env={**switches, "JOBFORGE_POLICY_TOKEN_SECRET": SECRET},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["passed"] is True
 
 
 def test_smoke_enable_all_runs_the_full_flow_and_cleans_up(fresh_db_url: str) -> None:

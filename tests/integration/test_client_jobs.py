@@ -17,7 +17,7 @@ from jobforge_sdk import (
     NotFoundError,
     PermissionDeniedError,
 )
-from jobforge_sdk.models import JobResultRow, JobRow, JobStatus
+from jobforge_sdk.models import JobAttemptRow, JobResultRow, JobRow, JobStatus
 from tests.support.roles import tenant_claims
 
 
@@ -311,3 +311,29 @@ def test_release_hands_a_job_back_without_counting_the_attempt(client: Any) -> N
     with pytest.raises(ConflictError):
         client.release_job(job_id=job.id, worker_id="w")
     assert [j.attempts for j in client.claim_jobs(worker_id="w2", types=[job_type])] == [1]
+
+
+def test_list_job_attempts_oldest_first_and_only_the_tenants(client: Any) -> None:
+    tenant, other = uuid.uuid4(), uuid.uuid4()
+    job_type = _type()
+    job = client.enqueue_job(tenant_id=tenant, type=job_type, max_attempts=3)
+    assert client.list_job_attempts(job_id=job.id, tenant_id=tenant) == []
+
+    worker = f"w-{uuid.uuid4().hex[:8]}"
+    [claimed] = client.claim_jobs(worker_id=worker, limit=1, types=[job_type])
+    client.complete_job(
+        job_id=claimed.id, worker_id=worker, status="failed", error={"message": "boom"}
+    )
+    [attempt] = client.list_job_attempts(job_id=job.id, tenant_id=tenant)
+    assert isinstance(attempt, JobAttemptRow)
+    assert (attempt.job_id, attempt.attempt, attempt.worker_id) == (job.id, 1, worker)
+    assert attempt.status == "failed"
+    assert attempt.error == {"message": "boom"}
+
+    with pytest.raises(NotFoundError):
+        client.list_job_attempts(job_id=job.id, tenant_id=other)
+    with pytest.raises(NotFoundError):
+        client.list_job_attempts(job_id=uuid.uuid4(), tenant_id=tenant)
+    with pytest.raises(InvalidInputError) as bad:
+        client.list_job_attempts(job_id="not-a-uuid", tenant_id=tenant)
+    assert bad.value.field == "job_id"

@@ -47,7 +47,7 @@ def test_examples_run(
     monkeypatch.setenv("SUPABASE_SERVICE_ROLE_KEY", make_jwt(JWT_SECRET, "service_role"))
     monkeypatch.setenv("JOBFORGE_POLICY_TOKEN_SECRET", "docs-example-secret-of-32-characters!")
     for feature in Feature:
-        monkeypatch.delenv(f"JOBFORGE_{feature.value.upper()}", raising=False)
+        monkeypatch.delenv(feature.env_var, raising=False)
     namespace: dict[str, Any] = {"__name__": f"docs_{path.stem}"}
     for line, code in blocks:
         compiled = compile(code, f"{path.relative_to(REPO)}:{line}", "exec")

@@ -41,9 +41,9 @@ ALL_TOOLS = {
     "jobforge.artifacts.manifest.get",
 }
 ALL_FLAGS = {
-    "JOBFORGE_EVENTS": "1",
-    "JOBFORGE_AUTOPILOT_JOBS": "1",
-    "JOBFORGE_MANIFESTS": "1",
+    "JOBFORGE_EVENTS_ENABLED": "1",
+    "JOBFORGE_AUTOPILOT_JOBS_ENABLED": "1",
+    "JOBFORGE_MANIFESTS_ENABLED": "1",
 }
 SCAN = "autopilot.ops.scan"
 APPLY = "autopilot.ops.apply"
@@ -146,7 +146,7 @@ async def test_tools_of_flags_that_are_off_are_neither_listed_nor_callable(
     migrated_db_url: str,
 ) -> None:
     tenant = str(uuid.uuid4())
-    env = {"JOBFORGE_EVENTS": "1"}
+    env = {"JOBFORGE_EVENTS_ENABLED": "1"}
     async with mcp_server(migrated_db_url, "--tenant-id", tenant, env=env) as session:
         listed = await session.list_tools()
         refused = await session.call_tool(
@@ -164,8 +164,8 @@ async def test_tools_of_flags_that_are_off_are_neither_listed_nor_callable(
     }
     message = _error(refused)
     assert "feature autopilot_jobs is off" in message
-    assert "JOBFORGE_AUTOPILOT_JOBS=1" in message
-    assert "JOBFORGE_MANIFESTS=1" in _error(manifest)
+    assert "JOBFORGE_AUTOPILOT_JOBS_ENABLED=1" in message
+    assert "JOBFORGE_MANIFESTS_ENABLED=1" in _error(manifest)
     assert _counts(migrated_db_url, tenant) == (0, 0)
 
 
@@ -308,7 +308,7 @@ async def test_action_template_needs_a_policy_token_from_the_caller(fresh_db_url
     secret = "mcp-tests-secret-0123456789-abcdefgh"
     env = {
         **ALL_FLAGS,
-        "JOBFORGE_ACTION_JOBS": "1",
+        "JOBFORGE_ACTION_JOBS_ENABLED": "1",
         "JOBFORGE_REQUIRE_POLICY_TOKENS": "0",
         "JOBFORGE_POLICY_TOKEN_SECRET": secret,
     }

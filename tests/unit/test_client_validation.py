@@ -113,7 +113,7 @@ def test_from_env_without_configuration_says_what_to_set(monkeypatch: pytest.Mon
 
 def test_from_env_prefers_the_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOBFORGE_DATABASE_URL", UNREACHABLE)
-    monkeypatch.setenv("JOBFORGE_EVENTS", "true")
+    monkeypatch.setenv("JOBFORGE_EVENTS_ENABLED", "true")
     with JobForgeClient.from_env() as client:
         assert client.flags.events is True
         assert type(client.transport).__name__ == "PostgresTransport"

@@ -71,6 +71,7 @@ GATED_CALLS: dict[str, tuple[Feature, dict[str, Any]]] = {
         },
     ),
     "list_triggers": (Feature.TRIGGERS, {"tenant_id": T}),
+    "list_cron_triggers": (Feature.TRIGGERS, {}),
     "set_trigger_enabled": (
         Feature.TRIGGERS,
         {"trigger_id": str(uuid.uuid4()), "tenant_id": T, "enabled": True},
@@ -88,6 +89,7 @@ LIST_METHODS = {
     "list_events",
     "list_templates",
     "list_triggers",
+    "list_cron_triggers",
     "list_audit_logs",
 }
 
@@ -123,7 +125,7 @@ def test_flag_off_is_a_no_op_on_the_async_client(method: str) -> None:
 def test_strict_clients_raise_naming_the_flag(method: str) -> None:
     feature, kwargs = GATED_CALLS[method]
     client = JobForgeClient.from_postgres(UNREACHABLE, flags=FeatureFlags(), strict=True)
-    with pytest.raises(FeatureDisabledError, match=f"JOBFORGE_{feature.value.upper()}=1"):
+    with pytest.raises(FeatureDisabledError, match=f"{feature.env_var}=1"):
         getattr(client, method)(**kwargs)
 
 
@@ -133,7 +135,7 @@ def test_action_templates_also_need_action_jobs() -> None:
     assert client.request_job(tenant_id=T, template_key="autopilot.ops.apply") is None
     assert client.transport.pool.closed  # type: ignore[attr-defined]
     strict = JobForgeClient.from_postgres(UNREACHABLE, flags=flags, strict=True)
-    with pytest.raises(FeatureDisabledError, match="JOBFORGE_ACTION_JOBS"):
+    with pytest.raises(FeatureDisabledError, match="JOBFORGE_ACTION_JOBS_ENABLED"):
         strict.request_job(tenant_id=T, template_key="autopilot.ops.apply")
 
 
@@ -146,8 +148,8 @@ def test_the_off_state_is_logged_once_per_feature(caplog: pytest.LogCaptureFixtu
         client.list_triggers(tenant_id=T)
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2
-    assert "JOBFORGE_EVENTS" in messages[0]
-    assert "JOBFORGE_TRIGGERS" in messages[1]
+    assert "JOBFORGE_EVENTS_ENABLED" in messages[0]
+    assert "JOBFORGE_TRIGGERS_ENABLED" in messages[1]
 
 
 def test_the_core_queue_is_never_gated() -> None:
@@ -170,4 +172,8 @@ def test_the_core_queue_is_never_gated() -> None:
         "list_jobs",
         "get_job",
         "get_result",
+        "list_job_attempts",
+        # Not a core-queue method, but a worker's: a template job's definition is read
+        # whatever the worker's own flags (the job exists, so its requester had them on).
+        "template_of_job",
     }

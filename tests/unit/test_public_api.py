@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import jobforge_sdk
 from jobforge_sdk import AsyncJobForgeClient, JobForgeClient
 from jobforge_sdk._client._base import AsyncMethod, SyncMethod
+from jobforge_sdk._operations import REGISTRY
 
 EXPECTED = {
     "ACTION_TEMPLATE_KEYS",
@@ -84,14 +86,15 @@ def test_all_is_pinned() -> None:
         assert hasattr(jobforge_sdk, name), name
 
 
-def _methods(cls: type, kind: type) -> dict[str, object]:
+def _methods(cls: type, kind: type) -> dict[str, Any]:
     return {n: v.build for n, v in vars(cls).items() if isinstance(v, kind)}
 
 
-def test_sync_and_async_clients_expose_the_same_operations() -> None:
+def test_every_registered_operation_is_a_method_of_both_clients() -> None:
     sync_ops = _methods(JobForgeClient, SyncMethod)
     async_ops = _methods(AsyncJobForgeClient, AsyncMethod)
     assert sync_ops == async_ops
+    assert sync_ops == REGISTRY, "an operation is missing from a client, or a method from REGISTRY"
     assert {
         "enqueue_job",
         "enqueue_jobs",
@@ -106,9 +109,9 @@ def test_sync_and_async_clients_expose_the_same_operations() -> None:
         "get_job",
         "get_result",
     } <= set(sync_ops)
-    for name, build in sync_ops.items():
-        assert build.__name__ == name  # type: ignore[attr-defined]
-        params = inspect.signature(build).parameters  # type: ignore[arg-type]
+    for name, op in REGISTRY.items():
+        assert op.name == name
+        params = inspect.signature(op.build).parameters
         positional = [p.name for p in params.values() if p.kind is not p.KEYWORD_ONLY]
         # Only submit_event takes one positional argument: a whole envelope.
         assert positional == (["envelope"] if name == "submit_event" else []), name

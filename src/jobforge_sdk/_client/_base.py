@@ -9,8 +9,8 @@ clients differ only in whether the transport call is awaited.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Generic, ParamSpec, Protocol, TypeVar, overload
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from jobforge_sdk._operations._machinery import (
     FlagsRequest,
@@ -18,10 +18,9 @@ from jobforge_sdk._operations._machinery import (
     Operation,
     Plan,
     RpcCall,
-    operation_of,
 )
 from jobforge_sdk.errors import ConfigurationError, FeatureDisabledError
-from jobforge_sdk.flags import Feature, FeatureFlags
+from jobforge_sdk.flags import Feature, FeatureFlags, warn_unknown_settings
 
 __all__ = ["AsyncMethod", "ClientBase", "SyncMethod"]
 
@@ -33,6 +32,7 @@ logger = logging.getLogger("jobforge_sdk")
 
 class ClientBase:
     def __init__(self, *, flags: FeatureFlags | None, strict: bool) -> None:
+        warn_unknown_settings()  # a misspelt JOBFORGE_* variable: once per process
         self.flags = flags if flags is not None else FeatureFlags()
         self.strict = strict
         self._reported_off: set[Feature] = set()
@@ -42,16 +42,16 @@ class ClientBase:
             and self.flags.policy_token_secret is None
         ):
             raise ConfigurationError(
-                "JOBFORGE_ACTION_JOBS is on and JOBFORGE_REQUIRE_POLICY_TOKENS is on, but "
-                "JOBFORGE_POLICY_TOKEN_SECRET is not set: action jobs could never be authorised"
+                "JOBFORGE_ACTION_JOBS_ENABLED is on and JOBFORGE_REQUIRE_POLICY_TOKENS is on, "
+                "but JOBFORGE_POLICY_TOKEN_SECRET is not set: action jobs could never be "
+                "authorised"
             )
 
-    def _allowed(self, method: str, op: Operation) -> bool:
+    def _allowed(self, method: str, feature: Feature | None) -> bool:
         """False when the method's feature is off (logged once per feature), unless strict."""
-        feature = op.feature
         if feature is None or self.flags.enabled(feature):
             return True
-        env = f"JOBFORGE_{feature.value.upper()}"
+        env = feature.env_var
         if self.strict:
             raise FeatureDisabledError(f"{method} needs feature {feature.value} ({env}=1)")
         if feature not in self._reported_off:
@@ -64,16 +64,42 @@ class ClientBase:
     def _answer(self, step: Gate | FlagsRequest) -> object:
         """Answer a step of a multi-step operation that needs the client, not the network."""
         if isinstance(step, Gate):
-            return self._allowed(step.method, Operation(step.feature))
+            return self._allowed(step.method, step.feature)
         return self.flags
 
 
+def _round_trips(client: _Answers, plan: Plan[T]) -> Generator[RpcCall[Any], Any, T]:
+    """The plan's round trips, and nothing else: the one place a plan is driven.
+
+    Yields each ``RpcCall`` and takes its parsed answer back; the steps that need the
+    client rather than the network (a gate, the flags) are answered here. The sync and
+    async methods differ only in whether they await the transport between two yields.
+    """
+    if isinstance(plan, RpcCall):
+        answer: T = yield plan
+        return answer
+    try:
+        step = next(plan)
+        while True:
+            if isinstance(step, RpcCall):
+                step = plan.send((yield step))
+            else:
+                step = plan.send(client._answer(step))
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+class _Answers(Protocol):
+    def _answer(self, step: Gate | FlagsRequest) -> object: ...
+
+
 class _Method(Generic[P, T]):
-    def __init__(self, build: Callable[P, Plan[T]]) -> None:
-        self.build = build
-        self.op = operation_of(build)
-        self.name = build.__name__
-        self.__doc__ = build.__doc__
+    def __init__(self, op: Operation[P, T]) -> None:
+        self.build = op
+        self.op = op
+        self.name = op.name
+        self.__doc__ = op.build.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -92,19 +118,14 @@ class SyncMethod(_Method[P, T]):
         build, op, name = self.build, self.op, self.name
 
         def method(*args: P.args, **kwargs: P.kwargs) -> T:
-            if not obj._allowed(name, op):
-                empty: T = op.empty() if callable(op.empty) else op.empty
+            if not obj._allowed(name, op.feature):
+                empty: T = op.empty_value()
                 return empty
-            plan = build(*args, **kwargs)
-            if isinstance(plan, RpcCall):
-                return obj._run(plan)
+            steps = _round_trips(obj, build(*args, **kwargs))
             try:
-                step = next(plan)
+                call = next(steps)
                 while True:
-                    if isinstance(step, RpcCall):
-                        step = plan.send(obj._run(step))
-                    else:
-                        step = plan.send(obj._answer(step))
+                    call = steps.send(obj._run(call))
             except StopIteration as done:
                 result: T = done.value
                 return result
@@ -129,19 +150,14 @@ class AsyncMethod(_Method[P, T]):
         build, op, name = self.build, self.op, self.name
 
         async def method(*args: P.args, **kwargs: P.kwargs) -> T:
-            if not obj._allowed(name, op):
-                empty: T = op.empty() if callable(op.empty) else op.empty
+            if not obj._allowed(name, op.feature):
+                empty: T = op.empty_value()
                 return empty
-            plan = build(*args, **kwargs)
-            if isinstance(plan, RpcCall):
-                return await obj._run(plan)
+            steps = _round_trips(obj, build(*args, **kwargs))
             try:
-                step = next(plan)
+                call = next(steps)
                 while True:
-                    if isinstance(step, RpcCall):
-                        step = plan.send(await obj._run(step))
-                    else:
-                        step = plan.send(obj._answer(step))
+                    call = steps.send(await obj._run(call))
             except StopIteration as done:
                 result: T = done.value
                 return result
@@ -154,7 +170,7 @@ class AsyncMethod(_Method[P, T]):
 class SyncRunner(Protocol):
     """What a ``SyncMethod`` needs of the client it is bound to."""
 
-    def _allowed(self, method: str, op: Operation) -> bool: ...
+    def _allowed(self, method: str, feature: Feature | None) -> bool: ...
 
     def _answer(self, step: Gate | FlagsRequest) -> object: ...
 
@@ -162,7 +178,7 @@ class SyncRunner(Protocol):
 
 
 class AsyncRunner(Protocol):
-    def _allowed(self, method: str, op: Operation) -> bool: ...
+    def _allowed(self, method: str, feature: Feature | None) -> bool: ...
 
     def _answer(self, step: Gate | FlagsRequest) -> object: ...
 

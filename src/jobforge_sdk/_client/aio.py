@@ -125,6 +125,7 @@ class AsyncJobForgeClient(ClientBase):
     list_jobs = AsyncMethod(ops.list_jobs)
     get_job = AsyncMethod(ops.get_job)
     get_result = AsyncMethod(ops.get_result)
+    list_job_attempts = AsyncMethod(ops.list_job_attempts)
 
     # -- the execution plane (each method behind its feature flag) -----------------------
 
@@ -134,6 +135,7 @@ class AsyncJobForgeClient(ClientBase):
     purge_expired_events = AsyncMethod(plane.purge_expired_events)
     list_templates = AsyncMethod(plane.list_templates)
     get_template = AsyncMethod(plane.get_template)
+    template_of_job = AsyncMethod(plane.template_of_job)
     set_template_enabled = AsyncMethod(plane.set_template_enabled)
     request_job = AsyncMethod(plane.request_job)
     verify_policy_token = AsyncMethod(plane.verify_policy_token)
@@ -144,6 +146,7 @@ class AsyncJobForgeClient(ClientBase):
     create_cron_trigger = AsyncMethod(plane.create_cron_trigger)
     create_event_trigger = AsyncMethod(plane.create_event_trigger)
     list_triggers = AsyncMethod(plane.list_triggers)
+    list_cron_triggers = AsyncMethod(plane.list_cron_triggers)
     set_trigger_enabled = AsyncMethod(plane.set_trigger_enabled)
     delete_trigger = AsyncMethod(plane.delete_trigger)
     fire_cron_trigger = AsyncMethod(plane.fire_cron_trigger)

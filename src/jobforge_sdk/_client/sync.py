@@ -155,6 +155,7 @@ class JobForgeClient(ClientBase):
     list_jobs = SyncMethod(ops.list_jobs)
     get_job = SyncMethod(ops.get_job)
     get_result = SyncMethod(ops.get_result)
+    list_job_attempts = SyncMethod(ops.list_job_attempts)
 
     # -- the execution plane (each method behind its feature flag) -----------------------
 
@@ -164,6 +165,7 @@ class JobForgeClient(ClientBase):
     purge_expired_events = SyncMethod(plane.purge_expired_events)
     list_templates = SyncMethod(plane.list_templates)
     get_template = SyncMethod(plane.get_template)
+    template_of_job = SyncMethod(plane.template_of_job)
     set_template_enabled = SyncMethod(plane.set_template_enabled)
     request_job = SyncMethod(plane.request_job)
     verify_policy_token = SyncMethod(plane.verify_policy_token)
@@ -174,6 +176,7 @@ class JobForgeClient(ClientBase):
     create_cron_trigger = SyncMethod(plane.create_cron_trigger)
     create_event_trigger = SyncMethod(plane.create_event_trigger)
     list_triggers = SyncMethod(plane.list_triggers)
+    list_cron_triggers = SyncMethod(plane.list_cron_triggers)
     set_trigger_enabled = SyncMethod(plane.set_trigger_enabled)
     delete_trigger = SyncMethod(plane.delete_trigger)
     fire_cron_trigger = SyncMethod(plane.fire_cron_trigger)

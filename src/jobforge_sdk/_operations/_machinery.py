@@ -4,7 +4,8 @@ Every public method is an *operation*: a function that validates its keyword arg
 with pydantic (raising ``InvalidInputError`` before any I/O) and returns an ``RpcCall``
 saying which RPC to call, with which named arguments, and how to parse the JSON answer.
 ``JobForgeClient`` and ``AsyncJobForgeClient`` only execute these calls, so the sync and
-async clients cannot drift apart: they are built from the same list (see ``ops``).
+async clients cannot drift apart: they are built from the same operations, all listed in
+``REGISTRY``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -21,6 +22,7 @@ from jobforge_sdk.flags import Feature
 
 __all__ = [
     "FLAGS",
+    "REGISTRY",
     "FlagsRequest",
     "Gate",
     "Operation",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -68,33 +70,51 @@ Plan = RpcCall[T] | Steps[T]
 
 
 @dataclass(frozen=True, slots=True)
-class Operation:
-    """Metadata of an operation: its feature gate and what a gated-off call returns."""
+class Operation(Generic[P, T]):
+    """One RPC as the clients expose it: the builder of its plan (validates the keyword
+    arguments, does no I/O), its feature gate, and what a gated-off call returns
+    (``empty``: ``None``, or a factory such as ``list``).
 
-    feature: Feature | None = None
-    empty: Any = None
-
-
-def operation(feature: Feature | None = None, *, empty: Any = None) -> Callable[[F], F]:
-    """Mark a call builder with its gate; clients read it before building the call.
-
-    ``empty`` is what a gated-off call returns: ``None``, or a factory such as ``list``.
+    Calling an operation builds its plan. Every operation is in ``REGISTRY`` under its
+    name, which is also the client method's name: tests derive their lists from it.
     """
 
-    def mark(build: F) -> F:
-        build.__jobforge_operation__ = Operation(feature, empty)  # type: ignore[attr-defined]
-        return build
+    build: Callable[P, Plan[T]]
+    feature: Feature | None
+    empty: Any
+    name: str
 
-    return mark
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Plan[T]:
+        return self.build(*args, **kwargs)
+
+    def empty_value(self) -> Any:
+        return self.empty() if callable(self.empty) else self.empty
 
 
-def operation_of(build: Callable[..., Any]) -> Operation:
-    op = getattr(build, "__jobforge_operation__", None)
-    return op if isinstance(op, Operation) else Operation()
+REGISTRY: dict[str, Operation[..., Any]] = {}
+
+
+def operation(
+    feature: Feature | None = None, *, empty: Any = None
+) -> Callable[[Callable[P, Plan[T]]], Operation[P, T]]:
+    """Make a call builder an ``Operation`` with its gate, and register it."""
+
+    def make(build: Callable[P, Plan[T]]) -> Operation[P, T]:
+        op = Operation(build, feature, empty, build.__name__)
+        if op.name in REGISTRY:
+            raise RuntimeError(f"two operations are named {op.name}")
+        REGISTRY[op.name] = op
+        return op
+
+    return make
 
 
 def validate(model: type[M], values: dict[str, Any]) -> M:
-    """Validate keyword arguments; the first error becomes ``InvalidInputError(field=...)``."""
+    """Validate keyword arguments; the first error becomes ``InvalidInputError(field=...)``.
+
+    An operation passes ``locals()`` as its first statement: its keyword arguments as the
+    signature names them, so a parameter is written in the signature and the params model
+    and nowhere else."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:

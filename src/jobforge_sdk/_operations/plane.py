@@ -82,6 +82,7 @@ __all__ = [
     "get_run_manifest",
     "get_template",
     "list_audit_logs",
+    "list_cron_triggers",
     "list_events",
     "list_templates",
     "list_triggers",
@@ -93,6 +94,7 @@ __all__ = [
     "set_trigger_enabled",
     "submit_event",
     "submit_events",
+    "template_of_job",
     "verify_policy_token",
 ]
 
@@ -212,22 +214,7 @@ def list_events(
     service-role caller asks for ``raw`` payloads."""
     params = validate(
         ListEventsParams,
-        {
-            "tenant_id": tenant_id,
-            "project_id": project_id,
-            "event_type": event_type,
-            "source_app": source_app,
-            "source_module": source_module,
-            "processed": processed,
-            "trace_id": trace_id,
-            "subject_type": subject_type,
-            "subject_id": subject_id,
-            "since": since,
-            "until": until,
-            "limit": limit,
-            "offset": offset,
-            "raw": raw,
-        },
+        locals(),
     )
     return RpcCall("jobforge_list_events", params.rpc_args(), parse_list(EventRow))
 
@@ -248,14 +235,23 @@ def list_templates(
     *, category: TemplateCategory | str | None = None, enabled: bool | None = None
 ) -> RpcCall[list[TemplateRow]]:
     """The template registry, by key."""
-    params = validate(ListTemplatesParams, {"category": category, "enabled": enabled})
+    params = validate(ListTemplatesParams, locals())
     return RpcCall("jobforge_list_templates", params.rpc_args(), parse_list(TemplateRow))
 
 
 @operation(Feature.AUTOPILOT_JOBS)
 def get_template(*, template_key: str) -> RpcCall[TemplateRow | None]:
     """One template; ``NotFoundError`` for an unknown key."""
-    params = validate(GetTemplateParams, {"template_key": template_key})
+    params = validate(GetTemplateParams, locals())
+    return RpcCall("jobforge_get_template", params.rpc_args(), parse_one(TemplateRow))
+
+
+@operation()
+def template_of_job(*, template_key: str) -> RpcCall[TemplateRow | None]:
+    """The template of a job a worker is about to run. Not gated, on purpose: the job
+    exists, so whoever requested it had AUTOPILOT_JOBS on, and a worker must check its
+    inputs against the template whatever its own flags say."""
+    params = validate(GetTemplateParams, locals())
     return RpcCall("jobforge_get_template", params.rpc_args(), parse_one(TemplateRow))
 
 
@@ -266,7 +262,7 @@ def set_template_enabled(
     """Enable or disable a template for everyone (service role; audited)."""
     params = validate(
         SetTemplateEnabledParams,
-        {"template_key": template_key, "enabled": enabled, "actor_id": actor_id},
+        locals(),
     )
     return RpcCall("jobforge_set_template_enabled", params.rpc_args(), parse_one(TemplateRow))
 
@@ -368,12 +364,7 @@ def verify_policy_token(
     """Have the database check a token for an action (audited, ``jti`` not consumed)."""
     params = validate(
         VerifyPolicyTokenParams,
-        {
-            "tenant_id": tenant_id,
-            "template_key": template_key,
-            "policy_token": policy_token,
-            "actor_id": actor_id,
-        },
+        locals(),
     )
     return RpcCall("jobforge_verify_policy_token", params.rpc_args(), parse_one(PolicyCheckResult))
 
@@ -381,14 +372,14 @@ def verify_policy_token(
 @operation(Feature.ACTION_JOBS)
 def add_policy_key(*, kid: str, secret: str) -> RpcCall[PolicyKeyRow | None]:
     """Register a signing key in the database's private key table (service role)."""
-    params = validate(AddPolicyKeyParams, {"kid": kid, "secret": secret})
+    params = validate(AddPolicyKeyParams, locals())
     return RpcCall("jobforge_add_policy_key", params.rpc_args(), parse_one(PolicyKeyRow))
 
 
 @operation(Feature.ACTION_JOBS)
 def retire_policy_key(*, kid: str) -> RpcCall[PolicyKeyRow | None]:
     """Stop accepting tokens signed with ``kid`` (service role)."""
-    params = validate(RetirePolicyKeyParams, {"kid": kid})
+    params = validate(RetirePolicyKeyParams, locals())
     return RpcCall("jobforge_retire_policy_key", params.rpc_args(), parse_one(PolicyKeyRow))
 
 
@@ -400,16 +391,14 @@ def create_manifest(
     *, run_id: Id, tenant_id: Id, manifest: ArtifactManifest | Mapping[str, Any]
 ) -> RpcCall[ManifestRow | None]:
     """Write the run's manifest (service role); a pending one may be updated later."""
-    params = validate(
-        CreateManifestParams, {"run_id": run_id, "tenant_id": tenant_id, "manifest": manifest}
-    )
+    params = validate(CreateManifestParams, locals())
     return RpcCall("jobforge_create_manifest", params.rpc_args(), parse_one(ManifestRow))
 
 
 @operation(Feature.MANIFESTS)
 def get_run_manifest(*, run_id: Id, tenant_id: Id) -> RpcCall[ManifestRow | None]:
     """The manifest of a run, or ``None`` when it has none."""
-    params = validate(GetManifestParams, {"run_id": run_id, "tenant_id": tenant_id})
+    params = validate(GetManifestParams, locals())
     return RpcCall("jobforge_get_manifest", params.rpc_args(), parse_optional(ManifestRow))
 
 
@@ -490,6 +479,12 @@ def create_event_trigger(
 
 
 @operation(Feature.TRIGGERS, empty=list)
+def list_cron_triggers() -> RpcCall[list[Trigger]]:
+    """Every enabled cron trigger of every tenant: what the scheduler fires (service role)."""
+    return RpcCall("jobforge_list_cron_triggers", {}, parse_list(Trigger))
+
+
+@operation(Feature.TRIGGERS, empty=list)
 def list_triggers(
     *,
     tenant_id: Id,
@@ -501,13 +496,7 @@ def list_triggers(
     """Triggers of the tenant, newest first."""
     params = validate(
         ListTriggersParams,
-        {
-            "tenant_id": tenant_id,
-            "trigger_type": trigger_type,
-            "enabled": enabled,
-            "limit": limit,
-            "offset": offset,
-        },
+        locals(),
     )
     return RpcCall("jobforge_list_triggers", params.rpc_args(), parse_list(Trigger))
 
@@ -519,12 +508,7 @@ def set_trigger_enabled(
     """Turn a trigger on or off (audited)."""
     params = validate(
         SetTriggerEnabledParams,
-        {
-            "trigger_id": trigger_id,
-            "tenant_id": tenant_id,
-            "enabled": enabled,
-            "actor_id": actor_id,
-        },
+        locals(),
     )
     return RpcCall("jobforge_set_trigger_enabled", params.rpc_args(), parse_one(Trigger))
 
@@ -534,9 +518,7 @@ def delete_trigger(
     *, trigger_id: Id, tenant_id: Id, actor_id: str | None = None
 ) -> RpcCall[Trigger | None]:
     """Delete a trigger; returns the deleted row (audited)."""
-    params = validate(
-        TriggerRef, {"trigger_id": trigger_id, "tenant_id": tenant_id, "actor_id": actor_id}
-    )
+    params = validate(TriggerRef, locals())
     return RpcCall("jobforge_delete_trigger", params.rpc_args(), parse_one(Trigger))
 
 
@@ -544,9 +526,7 @@ def delete_trigger(
 def fire_cron_trigger(*, trigger_id: Id, scheduled_for: datetime) -> RpcCall[CronFireResult | None]:
     """Fire a cron trigger for one slot: at most one job per trigger and slot, however
     often or concurrently this is called (service role; the scheduler's call)."""
-    params = validate(
-        FireCronTriggerParams, {"trigger_id": trigger_id, "scheduled_for": scheduled_for}
-    )
+    params = validate(FireCronTriggerParams, locals())
     return RpcCall("jobforge_fire_cron_trigger", params.rpc_args(), parse_one(CronFireResult))
 
 
@@ -572,19 +552,7 @@ def list_audit_logs(
     (template and policy-key changes); only the service role may."""
     params = validate(
         ListAuditLogsParams,
-        {
-            "tenant_id": tenant_id,
-            "action": action,
-            "actor_id": actor_id,
-            "trace_id": trace_id,
-            "target_type": target_type,
-            "target_id": target_id,
-            "outcome": outcome,
-            "since": since,
-            "until": until,
-            "limit": limit,
-            "offset": offset,
-        },
+        locals(),
     )
     return RpcCall("jobforge_list_audit_logs", params.rpc_args(), parse_list(AuditLogEntry))
 

@@ -30,6 +30,7 @@ from jobforge_sdk.models.jobs import (
     EnqueueJobsParams,
     GetJobParams,
     HeartbeatJobParams,
+    JobAttemptRow,
     JobCompletion,
     JobResultRow,
     JobRow,
@@ -50,6 +51,7 @@ __all__ = [
     "get_job",
     "get_result",
     "heartbeat_job",
+    "list_job_attempts",
     "list_jobs",
     "reap_stale_jobs",
     "release_job",
@@ -91,7 +93,7 @@ def enqueue_jobs(
     *, tenant_id: UUID | str, jobs: list[JobSpec] | list[dict[str, Any]]
 ) -> RpcCall[list[JobRow]]:
     """Queue up to 1,000 jobs in one statement; rows come back in input order."""
-    params = validate(EnqueueJobsParams, {"tenant_id": tenant_id, "jobs": jobs})
+    params = validate(EnqueueJobsParams, locals())
     return RpcCall("jobforge_enqueue_jobs", params.rpc_args(), parse_list(JobRow))
 
 
@@ -100,14 +102,14 @@ def claim_jobs(
     *, worker_id: str, limit: int = 10, types: list[str] | None = None
 ) -> RpcCall[list[JobRow]]:
     """Claim up to ``limit`` due jobs for ``worker_id`` (service role only)."""
-    params = validate(ClaimJobsParams, {"worker_id": worker_id, "limit": limit, "types": types})
+    params = validate(ClaimJobsParams, locals())
     return RpcCall("jobforge_claim_jobs", params.rpc_args(), parse_list(JobRow))
 
 
 @operation()
 def heartbeat_job(*, job_id: UUID | str, worker_id: str) -> RpcCall[JobRow]:
     """Tell the queue the worker holding ``job_id`` is still alive."""
-    params = validate(HeartbeatJobParams, {"job_id": job_id, "worker_id": worker_id})
+    params = validate(HeartbeatJobParams, locals())
     return RpcCall("jobforge_heartbeat_job", params.rpc_args(), parse_one(JobRow))
 
 
@@ -124,14 +126,7 @@ def complete_job(
     """Finish the held job: ``succeeded`` stores the result, ``failed`` retries or kills."""
     params = validate(
         CompleteJobParams,
-        {
-            "job_id": job_id,
-            "worker_id": worker_id,
-            "status": status,
-            "error": error,
-            "result": result,
-            "artifact_ref": artifact_ref,
-        },
+        locals(),
     )
     return RpcCall("jobforge_complete_job", params.rpc_args(), parse_one(JobRow))
 
@@ -143,7 +138,7 @@ def complete_jobs(
     """Finish up to 1,000 held jobs in one statement and one commit, all or nothing:
     ``ConflictError`` names the first job the worker does not hold, and nothing changes.
     Each item is ``{job_id, status, result?, error?, artifact_ref?}``."""
-    params = validate(CompleteJobsParams, {"worker_id": worker_id, "results": results})
+    params = validate(CompleteJobsParams, locals())
     return RpcCall("jobforge_complete_jobs", params.rpc_args(), parse_list(JobRow))
 
 
@@ -151,21 +146,21 @@ def complete_jobs(
 def release_job(*, job_id: UUID | str, worker_id: str) -> RpcCall[JobRow]:
     """Hand a held job back to the queue unfinished (a worker shutting down); the attempt
     is not counted against the job."""
-    params = validate(HeartbeatJobParams, {"job_id": job_id, "worker_id": worker_id})
+    params = validate(HeartbeatJobParams, locals())
     return RpcCall("jobforge_release_job", params.rpc_args(), parse_one(JobRow))
 
 
 @operation()
 def reap_stale_jobs(*, timeout: timedelta = timedelta(minutes=5)) -> RpcCall[int]:
     """Requeue (or kill) running jobs whose worker stopped heartbeating; returns how many."""
-    params = validate(ReapStaleJobsParams, {"timeout": timeout})
+    params = validate(ReapStaleJobsParams, locals())
     return RpcCall("jobforge_reap_stale_jobs", params.rpc_args(), _count)
 
 
 @operation()
 def cancel_job(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobRow]:
     """Cancel a queued or running job of the tenant."""
-    params = validate(CancelJobParams, {"job_id": job_id, "tenant_id": tenant_id})
+    params = validate(CancelJobParams, locals())
     return RpcCall("jobforge_cancel_job", params.rpc_args(), parse_one(JobRow))
 
 
@@ -174,9 +169,7 @@ def reschedule_job(
     *, job_id: UUID | str, tenant_id: UUID | str, run_at: datetime
 ) -> RpcCall[JobRow]:
     """Move a queued job to another time."""
-    params = validate(
-        RescheduleJobParams, {"job_id": job_id, "tenant_id": tenant_id, "run_at": run_at}
-    )
+    params = validate(RescheduleJobParams, locals())
     return RpcCall("jobforge_reschedule_job", params.rpc_args(), parse_one(JobRow))
 
 
@@ -192,7 +185,7 @@ def list_jobs(
     """Jobs of the tenant, newest first."""
     params = validate(
         ListJobsParams,
-        {"tenant_id": tenant_id, "status": status, "type": type, "limit": limit, "offset": offset},
+        locals(),
     )
     return RpcCall("jobforge_list_jobs", params.rpc_args(), parse_list(JobRow))
 
@@ -200,12 +193,20 @@ def list_jobs(
 @operation()
 def get_job(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobRow | None]:
     """The job, or ``None`` when the tenant has no such job."""
-    params = validate(GetJobParams, {"job_id": job_id, "tenant_id": tenant_id})
+    params = validate(GetJobParams, locals())
     return RpcCall("jobforge_get_job", params.rpc_args(), parse_optional(JobRow))
+
+
+@operation()
+def list_job_attempts(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[list[JobAttemptRow]]:
+    """The finished attempts of the tenant's job, oldest first (each with its worker,
+    status and error); ``NotFoundError`` when the tenant has no such job."""
+    params = validate(GetJobParams, locals())
+    return RpcCall("jobforge_list_job_attempts", params.rpc_args(), parse_list(JobAttemptRow))
 
 
 @operation()
 def get_result(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobResultRow | None]:
     """The stored result of a succeeded job, or ``None``."""
-    params = validate(GetJobParams, {"job_id": job_id, "tenant_id": tenant_id})
+    params = validate(GetJobParams, locals())
     return RpcCall("jobforge_get_result", params.rpc_args(), parse_optional(JobResultRow))

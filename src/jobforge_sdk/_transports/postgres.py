@@ -118,6 +118,10 @@ class PostgresTransport:
         if self._owns_pool and not self.pool.closed:
             self.pool.close()
 
+    def listen_conninfo(self) -> str | None:
+        """Where a worker can LISTEN: the pool's own server."""
+        return str(self.pool.conninfo)
+
 
 class AsyncPostgresTransport:
     """Async twin of ``PostgresTransport``; statement building and error mapping are shared."""
@@ -186,3 +190,7 @@ class AsyncPostgresTransport:
     async def close(self) -> None:
         if self._owns_pool and not self.pool.closed:
             await self.pool.close()
+
+    def listen_conninfo(self) -> str | None:
+        """Where a worker can LISTEN: the pool's own server."""
+        return str(self.pool.conninfo)

@@ -59,6 +59,10 @@ class SupabaseTransport:
         if self._http is not None:
             self._http.close()
 
+    def listen_conninfo(self) -> str | None:
+        """None: there is no LISTEN over HTTP, so a worker polls."""
+        return None
+
 
 class AsyncSupabaseTransport:
     def __init__(self, client: AsyncClient, *, http: httpx.AsyncClient | None = None) -> None:
@@ -84,3 +88,7 @@ class AsyncSupabaseTransport:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.aclose()
+
+    def listen_conninfo(self) -> str | None:
+        """None: there is no LISTEN over HTTP, so a worker polls."""
+        return None

@@ -17,10 +17,8 @@ from typing import Any
 from croniter import croniter
 
 from jobforge_sdk._client.sync import JobForgeClient
-from jobforge_sdk._operations._machinery import Operation, RpcCall, parse_list
 from jobforge_sdk.errors import JobForgeError
-from jobforge_sdk.flags import Feature
-from jobforge_sdk.models.triggers import CronFireResult, Trigger
+from jobforge_sdk.models.triggers import CronFireResult
 
 __all__ = ["Scheduler", "due_slots"]
 
@@ -74,11 +72,10 @@ class Scheduler:
 
         Gated by the TRIGGERS flag: with it off this does nothing and returns ``[]``.
         """
-        if not self.client._allowed("Scheduler.tick", _TRIGGERS_GATE):
-            return []
+        triggers = self.client.list_cron_triggers()  # [] without I/O when TRIGGERS is off
         now = self.clock()
         results: list[CronFireResult] = []
-        for trigger in self._cron_triggers():
+        for trigger in triggers:
             start = max(
                 trigger.last_scheduled_for or trigger.created_at,
                 self._fired.get(trigger.id, trigger.created_at),
@@ -105,9 +102,3 @@ class Scheduler:
                         extra={"trigger_id": str(trigger.id), "tenant_id": str(trigger.tenant_id)},
                     )
         return results
-
-    def _cron_triggers(self) -> list[Trigger]:
-        return self.client._run(RpcCall("jobforge_list_cron_triggers", {}, parse_list(Trigger)))
-
-
-_TRIGGERS_GATE = Operation(Feature.TRIGGERS)

@@ -27,8 +27,6 @@ from typing import Any
 import psycopg
 
 from jobforge_sdk._client.sync import JobForgeClient
-from jobforge_sdk._operations.plane import get_template
-from jobforge_sdk._transports.postgres import PostgresTransport
 from jobforge_sdk.errors import ConflictError, JobForgeError, NotFoundError
 from jobforge_sdk.manifests import calculate_run_metrics, generate_env_fingerprint
 from jobforge_sdk.models.jobs import JobCompletion, JobRow, JobStatus
@@ -203,10 +201,7 @@ class Worker:
             thread.start()
 
     def _listen_dsn(self) -> str | None:
-        transport = self.client.transport
-        if isinstance(transport, PostgresTransport):
-            return str(transport.pool.conninfo)
-        return None  # Supabase: no LISTEN over HTTP; polling only.
+        return self.client.transport.listen_conninfo()  # None over HTTP: poll only
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -389,9 +384,7 @@ class Worker:
         if cached and time.monotonic() - cached[0] < 60:
             return cached[1]
         try:
-            # Read past the AUTOPILOT_JOBS gate on purpose: the job exists, so whoever
-            # requested it had the flag on, and its inputs must be checked all the same.
-            template = self.client._run(get_template(template_key=key))
+            template = self.client.template_of_job(template_key=key)
         except NotFoundError:
             raise InvalidJobInputs(f"template {key} no longer exists") from None
         if template is None:

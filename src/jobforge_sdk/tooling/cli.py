@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import psycopg
-from pydantic import ValidationError
 
 from jobforge_sdk._client.sync import JobForgeClient
 from jobforge_sdk.errors import ConfigurationError, JobForgeError
-from jobforge_sdk.flags import Feature, FeatureFlags
+from jobforge_sdk.flags import Feature, FeatureFlags, unknown_setting_message, unknown_settings
 from jobforge_sdk.policy import generate_policy_token, validate_policy_token
 from jobforge_sdk.runtime.registry import Handler
 from jobforge_sdk.runtime.worker import Worker
@@ -50,12 +49,8 @@ def _database_url(args: argparse.Namespace) -> str:
 
 
 def _flags(**overrides: Any) -> FeatureFlags:
-    try:
-        return FeatureFlags(**overrides)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "JOBFORGE_" + str(first["loc"][0]).upper() if first["loc"] else "JOBFORGE_*"
-        raise ConfigurationError(f"{name}: {first['msg']} (got {first.get('input')!r})") from None
+    """The flags from the environment; a bad value is a ConfigurationError naming it."""
+    return FeatureFlags(**overrides)
 
 
 def _check_reachable(dsn: str) -> None:
@@ -338,8 +333,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     print("feature flags:")
     for key, value in flags.summary().items():
         print(f"  {key}: {value}")
+    unknown = unknown_settings()
+    print(
+        f"settings: {len(unknown)} unknown JOBFORGE_* variable(s)"
+        if unknown
+        else "settings: every JOBFORGE_* variable is known"
+    )
+    problems.extend(
+        unknown_setting_message(name, suggestion, os.environ.get(name))
+        for name, suggestion in unknown
+    )
     dsn = _database_url(args)
     if not dsn:
+        for problem in problems:  # a misspelt JOBFORGE_DATABASE_URL is why, perhaps
+            print(f"problem: {problem}")
         raise ConfigurationError("no database: pass --database-url or set JOBFORGE_DATABASE_URL")
     _check_reachable(dsn)
     print("database: reachable")
@@ -361,7 +368,9 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         print(f"policy keys: {active_keys} active")
         print(f"templates enabled: {', '.join(enabled) or 'none'}")
         if flags.enabled(Feature.ACTION_JOBS) and active_keys == 0:
-            problems.append("ACTION_JOBS is on but no active policy key is in the database")
+            problems.append(
+                f"{Feature.ACTION_JOBS.env_var} is on but no active policy key is in the database"
+            )
     for problem in problems:
         print(f"problem: {problem}")
     print("doctor: ok" if not problems else f"doctor: {len(problems)} problem(s)")

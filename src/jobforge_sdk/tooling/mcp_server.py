@@ -306,7 +306,7 @@ def _request_job(client: JobForgeClient, tenant: UUID, args: dict[str, Any]) -> 
         if not client.flags.enabled(Feature.ACTION_JOBS):
             raise FeatureDisabledError(
                 f"template_key: {params.template_key} is an action template and feature "
-                "action_jobs is off (JOBFORGE_ACTION_JOBS=1)"
+                "action_jobs is off (JOBFORGE_ACTION_JOBS_ENABLED=1)"
             )
         if params.policy_token is None:
             raise PolicyDeniedError(
@@ -417,10 +417,6 @@ TOOLS: tuple[ToolSpec, ...] = (
 )
 
 
-def _flag_env(feature: Feature) -> str:
-    return f"JOBFORGE_{feature.value.upper()}"
-
-
 class JobForgeTools:
     """The tools bound to one client and scope, independent of any MCP transport.
 
@@ -471,7 +467,7 @@ class JobForgeTools:
         if spec.feature is not None and not self._is_on(spec):
             raise ToolError(
                 f"{name} is disabled: feature {spec.feature.value} is off "
-                f"(set {_flag_env(spec.feature)}=1 on the server)",
+                f"(set {spec.feature.env_var}=1 on the server)",
                 kind=FeatureDisabledError.__name__,
             )
         args = dict(arguments or {})

@@ -168,12 +168,13 @@ class SmokeTest:
         expect(not any(defaults.values()), f"a flag defaults to on: {defaults}")
         expect(
             FeatureFlags.model_fields["require_policy_tokens"].default is True,
-            "REQUIRE_POLICY_TOKENS must default to on",
+            "JOBFORGE_REQUIRE_POLICY_TOKENS must default to on",
         )
-        return "events, triggers, autopilot_jobs, action_jobs, audit_logging, manifests: off"
+        return ", ".join(f.env_var for f in Feature) + ": off by default"
 
     def check_backward_compatibility(self) -> str:
-        with self.make_client(FeatureFlags()) as client:
+        # Every flag off whatever the environment says: the core queue must not need one.
+        with self.make_client(FeatureFlags.all_off()) as client:
             job = client.enqueue_job(
                 tenant_id=self.tenant_id, type="smoke.legacy", payload={"n": 1}
             )
@@ -185,7 +186,7 @@ class SmokeTest:
 
     def check_gated_noops(self) -> str:
         t = self.tenant_id
-        with self.make_client(FeatureFlags()) as off:
+        with self.make_client(FeatureFlags.all_off()) as off:
             results = {
                 "submit_event": off.submit_event(
                     tenant_id=t, event_type="smoke.noop", source_app="jobforge"
@@ -202,7 +203,7 @@ class SmokeTest:
         if self.enable_all:
             with self.make_client(FeatureFlags(events=True)) as on:
                 stored = on.list_events(tenant_id=t, event_type="smoke.noop")
-            expect(stored == [], "an event was stored while EVENTS was off")
+            expect(stored == [], f"an event was stored while {Feature.EVENTS.env_var} was off")
             return f"{len(results)} gated methods returned None/[]; nothing was written"
         return f"{len(results)} gated methods returned None/[] without touching the database"
 
