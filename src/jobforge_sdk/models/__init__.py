@@ -1,4 +1,19 @@
-"""Pydantic v2 models, one module per area of the contract."""
+"""Pydantic v2 models, one module per area of the contract.
+
+Which models are public (re-exported from ``jobforge_sdk`` and pinned by
+tests/unit/test_public_api.py):
+
+- every row model a method returns (``JobRow``, ``EventRow``, ``ManifestRow``, ...), the
+  enums of their fields, and the value objects users build (``EventEnvelope``,
+  ``JobSpec``, ``JobCompletion``, ``ArtifactManifest``, ``PolicyToken``);
+- the params models of the calls apps assemble as data and pass around before calling —
+  an event to submit, an event query, a job request, a trigger to create
+  (``SubmitEventParams``, ``ListEventsParams``, ``RequestJobParams``,
+  ``Create*TriggerParams``); the MCP tools publish their JSON Schemas.
+
+Every other ``*Params`` model is how an operation validates its keyword arguments: it is
+importable from here, but it is not API and may change with its method's signature.
+"""
 
 from __future__ import annotations
 
