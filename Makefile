@@ -40,7 +40,7 @@ lint: $(STAMP)
 	$(BIN)/python scripts/build_baseline.py --check
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src tests
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench scripts

