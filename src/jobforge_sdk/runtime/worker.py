@@ -140,11 +140,14 @@ class Worker:
         self._templates: dict[str, tuple[float, TemplateRow]] = {}
         self._fingerprint: dict[str, Any] | None = None
         self._threads: list[threading.Thread] = []
+        # Set by the signal handler, read by the loop: a plain attribute, see _install_signals.
+        self._signalled: int | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop claiming; ``run`` then drains and returns. Safe from any thread or signal."""
+        """Stop claiming; ``run`` then drains and returns. Safe from any thread (not from a
+        signal handler: ``Event.set`` takes a lock the interrupted thread may hold)."""
         self._stopping.set()
         self._wake.set()
 
@@ -177,8 +180,12 @@ class Worker:
             return {}
 
         def on_signal(signum: int, _frame: FrameType | None) -> None:
-            logger.info("signal %s: stopping, finishing running jobs", signum)
-            self.stop()
+            # Only a flag. The handler runs on the main thread between two bytecodes, maybe
+            # while that thread holds the lock inside one of our Events (in Event.clear or
+            # on its way out of Event.wait); Event.set here would then wait for that lock
+            # forever, and the worker would hang on SIGTERM. The loop sees the flag within
+            # one poll interval and stops properly.
+            self._signalled = signum
 
         previous: dict[int, Any] = {}
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -208,6 +215,10 @@ class Worker:
     def _loop(self, *, until_idle: bool, deadline: float | None = None) -> None:
         next_beat = next_reap = next_tick = time.monotonic()
         while not self._stopping.is_set():
+            if self._signalled is not None:
+                logger.info("signal %s: stopping, finishing running jobs", self._signalled)
+                self.stop()
+                break
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 raise TimeoutError("run_until_idle: jobs still running at the deadline")
