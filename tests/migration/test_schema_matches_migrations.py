@@ -81,3 +81,30 @@ def test_a_second_migrate_applies_nothing(prepared_db: str) -> None:
     before = snapshot(prepared_db)
     assert Migrator(prepared_db, echo=lines.append).apply() == []
     assert snapshot(prepared_db) == before
+
+
+def test_upgrade_from_the_baseline_applies_only_the_new_file(
+    prepared_db: str, tmp_path: Path
+) -> None:
+    """After the first release a change is a new file beside the frozen baseline: a
+    database at the baseline gets that file only, and it records itself too."""
+    Migrator(prepared_db, echo=lambda _line: None).apply()
+    migrations = tmp_path / "migrations"
+    migrations.mkdir()
+    baseline = ROOT / "supabase" / "migrations" / "001_jobforge_baseline.sql"
+    (migrations / baseline.name).write_bytes(baseline.read_bytes())
+    (migrations / "002_probe.sql").write_text(
+        "create table public.jobforge_upgrade_probe (id int primary key);\n"
+        "insert into jobforge_migrations.history (version, name)"
+        " values ('002', 'probe');\n"
+    )
+    applied = Migrator(prepared_db, directory=migrations, echo=lambda _line: None).apply()
+    assert [m.filename for m in applied] == ["002_probe.sql"]
+    with psycopg.connect(prepared_db) as conn:
+        versions = conn.execute(
+            "select version from jobforge_migrations.history order by version"
+        ).fetchall()
+        probe = conn.execute("select to_regclass('public.jobforge_upgrade_probe')").fetchone()
+    assert versions == [("001",), ("002",)]
+    assert probe is not None
+    assert probe[0] is not None
