@@ -296,6 +296,15 @@ def test_smoke_human_report(fresh_db_url: str) -> None:
     assert result.stdout.rstrip().endswith("6 passed, 0 failed")
 
 
+def test_the_demo_counts_what_it_prints() -> None:
+    """`make demo` (the embedded PostgreSQL): one PASS line per check it counts."""
+    result = run_cli("smoke", "--enable-all", env={"JOBFORGE_DATABASE_URL": ""})
+    assert result.returncode == 0, result.stdout + result.stderr
+    passes = [line for line in result.stdout.splitlines() if line.startswith("PASS ")]
+    assert "database: embedded PostgreSQL, migrated" in result.stdout
+    assert result.stdout.rstrip().endswith(f"{len(passes)} passed, 0 failed")
+
+
 def test_the_smoke_script_calls_the_package(fresh_db_url: str) -> None:
     result = subprocess.run(
         [

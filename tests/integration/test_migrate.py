@@ -1,39 +1,78 @@
 """The migration runner against a real PostgreSQL: apply, re-run, status, dry run,
-concurrency, refusal of changed files, rollback of broken files, and bad URLs."""
+concurrency, refusal of changed files, rollback of broken files, the library's own
+history (jobforge_migrations.history) beside the Supabase CLI's, export, bootstrap and
+bad URLs. The round trips with the Supabase CLI itself are in tests/tooling."""
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from jobforge_sdk.tooling.migrate import Migrator, discover, migrations_dir
+from jobforge_sdk.errors import MigrationError
+from jobforge_sdk.tooling.migrate import (
+    Migrator,
+    checksum,
+    discover,
+    export_migrations,
+    migrations_dir,
+)
+from jobforge_sdk.tooling.sqltext import split_statements
 from tests.support.cli import JOBFORGE, run_cli
+from tests.support.database import Server
+from tests.support.supabase_project import drop_supabase_project, make_supabase_project
 
 REPO = Path(__file__).resolve().parents[2]
+APPLIED = re.compile(r"^applied (\S+\.sql) in \d+\.\d\d s$")
+# What every library migration carries (the baseline has the same, longer): the history
+# table if missing, and at its end its own row.
+HISTORY_DDL = (
+    "create schema if not exists jobforge_migrations;\n"
+    "create table if not exists jobforge_migrations.history (version text primary key,"
+    " name text not null, checksum text, applied_at timestamptz not null default now(),"
+    " applied_by text not null default current_user);\n"
+)
 
 
-def _history(url: str) -> list[tuple[str, str, list[str]]]:
+def _write(migdir: Path, filename: str, body: str) -> Path:
+    """A migration file following the library's rule: it records itself."""
+    version, name = filename.removesuffix(".sql").split("_", 1)
+    path = migdir / filename
+    path.write_text(
+        body + HISTORY_DDL + "insert into jobforge_migrations.history (version, name)"
+        f" values ('{version}', '{name}');\n"
+    )
+    return path
+
+
+def _history(url: str) -> list[tuple[str, str, str | None]]:
+    """(version, name, checksum) of jobforge_migrations.history."""
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "select version, name, statements from supabase_migrations.schema_migrations"
-            " order by version"
+            "select version, name, checksum from jobforge_migrations.history order by version"
         ).fetchall()
-    return [(str(v), str(n), list(s)) for v, n, s in rows]
+    return [(str(v), str(n), None if c is None else str(c)) for v, n, c in rows]
 
 
 def _table_exists(url: str, name: str) -> bool:
     with psycopg.connect(url) as conn:
         row = conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()
     return bool(row and row[0])
+
+
+def _applied_lines(text: str) -> list[str]:
+    return [m.group(1) for line in text.splitlines() if (m := APPLIED.match(line))]
 
 
 @pytest.fixture
@@ -45,22 +84,29 @@ def migdir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def test_first_apply_records_every_file_with_its_statements(empty_db: str) -> None:
+def test_first_apply_records_every_file_with_its_checksum(empty_db: str) -> None:
     lines: list[str] = []
     applied = Migrator(empty_db, echo=lines.append).apply()
 
     files = discover(migrations_dir())
     assert files, "the project ships migrations"
     assert [m.version for m in applied] == [m.version for m in files]
-    history = _history(empty_db)
-    assert [(v, n) for v, n, _ in history] == [(m.version, m.name) for m in files]
-    for (_, _, statements), migration in zip(history, files, strict=True):
-        assert statements == migration.statements
+    assert _history(empty_db) == [(m.version, m.name, checksum(m.statements)) for m in files]
     assert any("applying supabase/bootstrap" in line for line in lines)
-    assert [line for line in lines if line.startswith("applied ")] == [
-        f"applied {m.filename}" for m in files
-    ]
+    assert _applied_lines("\n".join(lines)) == [m.filename for m in files]
     assert _table_exists(empty_db, "public.jobforge_jobs")
+    # The app's Supabase CLI history is none of the runner's business.
+    assert not _table_exists(empty_db, "supabase_migrations.schema_migrations")
+
+
+def test_every_library_migration_records_itself_as_its_version() -> None:
+    for migration in discover(migrations_dir()):
+        assert migration.records_version == migration.version, migration.filename
+        last = " ".join(migration.statements[-1].split())
+        assert last.endswith(
+            "insert into jobforge_migrations.history (version, name)"
+            f" values ('{migration.version}', '{migration.name}')"
+        ), f"{migration.filename} does not end with its self-record: {last[-120:]!r}"
 
 
 def test_second_run_applies_nothing_and_says_so(empty_db: str) -> None:
@@ -74,24 +120,32 @@ def test_second_run_applies_nothing_and_says_so(empty_db: str) -> None:
 
 
 def test_status_lists_applied_and_pending(empty_db: str, migdir: Path) -> None:
-    (migdir / "001_a.sql").write_text("create table t_a (id int);\n")
-    (migdir / "002_b.sql").write_text("create table t_b (id int);\n")
+    _write(migdir, "001_a.sql", "create table t_a (id int);\n")
+    _write(migdir, "002_b.sql", "create table t_b (id int);\n")
     result = run_cli(
         "migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir)
     )
     assert result.returncode == 0, result.stderr
     assert "pending  001  001_a.sql" in result.stdout
     assert "pending  002  002_b.sql" in result.stdout
+    assert "bootstrap needed" in result.stdout
 
     Migrator(empty_db, directory=migdir, echo=lambda _: None).apply()
-    (migdir / "003_c.sql").write_text("create table t_c (id int);\n")
+    _write(migdir, "003_c.sql", "create table t_c (id int);\n")
     result = run_cli(
         "migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir)
     )
     assert result.returncode == 0, result.stderr
-    assert "applied  001" in result.stdout
-    assert "applied  002" in result.stdout
+    assert "applied  001  001_a.sql  (by jobforge migrate" in result.stdout
+    assert "applied  002  002_b.sql  (by jobforge migrate" in result.stdout
     assert "pending  003  003_c.sql" in result.stdout
+    assert "bootstrap" not in result.stdout
+
+    (migdir / "002_b.sql").unlink()
+    result = run_cli(
+        "migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir)
+    )
+    assert "unknown  002" in result.stdout
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(empty_db: str) -> None:
@@ -100,6 +154,7 @@ def test_dry_run_prints_the_plan_and_changes_nothing(empty_db: str) -> None:
     for migration in discover(migrations_dir()):
         assert f"would apply {migration.filename}" in result.stdout
     assert "would apply supabase/bootstrap" in result.stdout
+    assert not _table_exists(empty_db, "jobforge_migrations.history")
     assert not _table_exists(empty_db, "supabase_migrations.schema_migrations")
     assert not _table_exists(empty_db, "public.jobforge_jobs")
     with psycopg.connect(empty_db) as conn:
@@ -108,8 +163,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(empty_db: str) -> None:
 
 
 def test_two_concurrent_runners_never_apply_a_file_twice(empty_db: str, migdir: Path) -> None:
-    (migdir / "001_counter.sql").write_text("create table counter (n int);\nselect pg_sleep(1);\n")
-    (migdir / "002_bump.sql").write_text("insert into counter values (1);\n")
+    _write(migdir, "001_counter.sql", "create table counter (n int);\nselect pg_sleep(1);\n")
+    _write(migdir, "002_bump.sql", "insert into counter values (1);\n")
     args = [JOBFORGE, "migrate", "--database-url", empty_db, "--migrations-dir", str(migdir)]
     procs = [
         subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -120,19 +175,22 @@ def test_two_concurrent_runners_never_apply_a_file_twice(empty_db: str, migdir: 
     with psycopg.connect(empty_db) as conn:
         assert conn.execute("select count(*) from counter").fetchone() == (1,)
     assert [v for v, _, _ in _history(empty_db)] == ["001", "002"]
-    applied_lines = [
-        line for out, _ in outputs for line in out.splitlines() if line.startswith("applied")
-    ]
-    assert sorted(applied_lines) == ["applied 001_counter.sql", "applied 002_bump.sql"]
+    applied = [name for out, _ in outputs for name in _applied_lines(out)]
+    assert sorted(applied) == ["001_counter.sql", "002_bump.sql"]
+    # No lock outlives its transaction.
+    with psycopg.connect(empty_db) as conn:
+        assert conn.execute(
+            "select count(*) from pg_locks where locktype = 'advisory'"
+        ).fetchone() == (0,)
 
 
 def test_changed_applied_file_is_refused_and_nothing_after_it_runs(
     empty_db: str, migdir: Path
 ) -> None:
-    (migdir / "001_a.sql").write_text("create table t_a (id int);\n")
+    _write(migdir, "001_a.sql", "create table t_a (id int);\n")
     Migrator(empty_db, directory=migdir, echo=lambda _: None).apply()
-    (migdir / "001_a.sql").write_text("create table t_a (id bigint);\n")
-    (migdir / "002_b.sql").write_text("create table t_b (id int);\n")
+    _write(migdir, "001_a.sql", "create table t_a (id bigint);\n")
+    _write(migdir, "002_b.sql", "create table t_b (id int);\n")
 
     result = run_cli("migrate", "--database-url", empty_db, "--migrations-dir", str(migdir))
     assert result.returncode == 2
@@ -141,23 +199,35 @@ def test_changed_applied_file_is_refused_and_nothing_after_it_runs(
     assert "Traceback" not in result.stderr
     assert not _table_exists(empty_db, "public.t_b")
     assert [v for v, _, _ in _history(empty_db)] == ["001"]
+    status = run_cli(
+        "migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir)
+    )
+    assert "CHANGED  001  001_a.sql  (differs from the recorded checksum)" in status.stdout
+    dry = run_cli(
+        "migrate", "--database-url", empty_db, "--dry-run", "--migrations-dir", str(migdir)
+    )
+    assert dry.returncode == 2
+    assert "001_a.sql" in dry.stderr
 
 
 def test_whitespace_only_edits_do_not_count_as_changes(empty_db: str, migdir: Path) -> None:
-    (migdir / "001_a.sql").write_text("create table t_a (id int);\n")
+    _write(migdir, "001_a.sql", "create table t_a (id int);\n")
     Migrator(empty_db, directory=migdir, echo=lambda _: None).apply()
-    (migdir / "001_a.sql").write_text("create table t_a\n  (id int);\n\n")
+    _write(migdir, "001_a.sql", "create table t_a\n  (id int);\n\n")
     lines: list[str] = []
     assert Migrator(empty_db, directory=migdir, echo=lines.append).apply() == []
     assert lines == ["database is up to date: nothing to apply"]
 
 
 def test_broken_sql_rolls_back_that_file_and_exits_2(empty_db: str, migdir: Path) -> None:
-    (migdir / "001_ok.sql").write_text("create table t_ok (id int);\n")
-    (migdir / "002_broken.sql").write_text(
-        "create table t_half (id int);\n-- a comment\ninsert into t_half values ('not a number');\n"
+    _write(migdir, "001_ok.sql", "create table t_ok (id int);\n")
+    _write(
+        migdir,
+        "002_broken.sql",
+        "create table t_half (id int);\n-- a comment\n"
+        "insert into t_half values ('not a number');\n",
     )
-    (migdir / "003_later.sql").write_text("create table t_later (id int);\n")
+    _write(migdir, "003_later.sql", "create table t_later (id int);\n")
 
     result = run_cli("migrate", "--database-url", empty_db, "--migrations-dir", str(migdir))
     assert result.returncode == 2
@@ -172,6 +242,238 @@ def test_broken_sql_rolls_back_that_file_and_exits_2(empty_db: str, migdir: Path
     assert not _table_exists(empty_db, "public.t_half")
     assert not _table_exists(empty_db, "public.t_later")
     assert [v for v, _, _ in _history(empty_db)] == ["001"]
+
+
+def test_a_file_that_does_not_record_itself_is_refused(empty_db: str, migdir: Path) -> None:
+    _write(migdir, "001_ok.sql", "create table t_ok (id int);\n")
+    (migdir / "002_silent.sql").write_text("create table t_silent (id int);\n")
+    # Records itself, but as another version: refused as well.
+    (migdir / "003_liar.sql").write_text(
+        "insert into jobforge_migrations.history (version, name) values ('009', 'liar');\n"
+    )
+    result = run_cli("migrate", "--database-url", empty_db, "--migrations-dir", str(migdir))
+    assert result.returncode == 2
+    assert "002_silent.sql does not record itself" in result.stderr
+    assert "values ('002', 'silent')" in result.stderr
+    assert not _table_exists(empty_db, "public.t_silent")
+    assert [v for v, _, _ in _history(empty_db)] == ["001"]
+
+    (migdir / "002_silent.sql").unlink()
+    result = run_cli("migrate", "--database-url", empty_db, "--migrations-dir", str(migdir))
+    assert result.returncode == 2
+    assert "003_liar.sql does not record itself" in result.stderr
+    assert [v for v, _, _ in _history(empty_db)] == ["001"]
+
+
+def _apply_as_another_tool(url: str, path: Path) -> None:
+    """What `supabase db push` (or psql) leaves behind: the file applied, its self-record
+    (checksum null), nothing in the runner's hands."""
+    with psycopg.connect(url) as conn:
+        for statement in split_statements(path.read_text()):
+            conn.execute(statement.encode(), prepare=False)
+
+
+def _record_like_the_cli(url: str, version: str, name: str, statements: list[str]) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("create schema if not exists supabase_migrations")
+        conn.execute(
+            "create table if not exists supabase_migrations.schema_migrations"
+            " (version text primary key, statements text[], name text)"
+        )
+        conn.execute(
+            "insert into supabase_migrations.schema_migrations values (%s, %s, %s)",
+            (version, statements, name),
+        )
+
+
+def test_a_file_applied_by_another_tool_is_accepted_and_its_checksum_recorded(
+    empty_db: str, migdir: Path
+) -> None:
+    first = _write(migdir, "001_a.sql", "create table t_a (id int);\n")
+    _write(migdir, "002_b.sql", "create table t_b (id int);\n")
+    Migrator(empty_db, echo=lambda _: None).bootstrap()
+    _apply_as_another_tool(empty_db, first)
+    assert _history(empty_db) == [("001", "a", None)]
+
+    status = run_cli(
+        "migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir)
+    )
+    assert "applied  001  001_a.sql  (by another tool: its statements are not on record" in (
+        status.stdout
+    )
+    lines: list[str] = []
+    applied = Migrator(empty_db, directory=migdir, echo=lines.append).apply()
+    assert [m.filename for m in applied] == ["002_b.sql"]
+    assert any("001_a.sql was applied by another tool" in line for line in lines), lines
+    assert any("checksum recorded" in line for line in lines), lines
+    history = {v: c for v, _, c in _history(empty_db)}
+    assert history["001"] == checksum(discover(migdir)[0].statements)
+
+    # From now on a change is refused as for any file the runner applied.
+    _write(migdir, "001_a.sql", "create table t_a (id bigint);\n")
+    with pytest.raises(MigrationError, match=r"001_a\.sql was already applied but its content"):
+        Migrator(empty_db, directory=migdir, echo=lambda _: None).apply()
+
+
+def test_a_file_the_cli_applied_is_compared_with_what_the_cli_recorded(
+    empty_db: str, migdir: Path
+) -> None:
+    first = _write(migdir, "001_a.sql", "create table t_a (id int);\n")
+    Migrator(empty_db, echo=lambda _: None).bootstrap()
+    _apply_as_another_tool(empty_db, first)
+    # Exported under a timestamp; the CLI also records a trailing comment-only chunk.
+    statements = [*split_statements(first.read_text()), "-- the end"]
+    _record_like_the_cli(empty_db, "20260101000001", "jobforge_001_a", statements)
+
+    lines: list[str] = []
+    assert Migrator(empty_db, directory=migdir, echo=lines.append).apply() == []
+    assert lines == ["database is up to date: nothing to apply"]
+    assert _history(empty_db) == [("001", "a", None)]  # still: applied by another tool
+    status = run_cli(
+        "migrate", "--database-url", empty_db, "--status", "--migrations-dir", str(migdir)
+    )
+    assert (
+        "applied  001  001_a.sql  (by another tool: same statements as"
+        " supabase_migrations.schema_migrations version 20260101000001)"
+    ) in status.stdout
+
+    _write(migdir, "001_a.sql", "create table t_a (id bigint);\n")
+    result = run_cli("migrate", "--database-url", empty_db, "--migrations-dir", str(migdir))
+    assert result.returncode == 2
+    assert "001_a.sql was already applied but its content has changed" in result.stderr
+    assert "version 20260101000001" in result.stderr
+
+
+def test_export_names_files_by_timestamp_after_the_apps_and_skips_what_is_there(
+    migdir: Path,
+) -> None:
+    into = migdir / "supabase" / "migrations"
+    into.mkdir(parents=True)
+    (into / "20260101000000_app.sql").write_text("create table app_things (id int);\n")
+    (into / "20990101000000_future.sql").write_text("select 1;\n")
+    lines: list[str] = []
+    written = export_migrations(into, echo=lines.append, now=datetime(2026, 3, 1, tzinfo=UTC))
+    library = discover(migrations_dir())
+    assert [p.name for p in written] == [
+        f"209901010000{i:02d}_jobforge_{m.version}_{m.name}.sql"
+        for i, m in enumerate(library, start=1)
+    ]
+    for path, migration in zip(written, library, strict=True):
+        assert path.read_bytes() == migration.path.read_bytes()
+    assert len(lines) == len(library)
+    assert all(line.startswith("wrote ") for line in lines)
+
+    again: list[str] = []
+    assert export_migrations(into, echo=again.append) == []
+    assert [line.split(":")[0] for line in again] == [f"skipped {m.filename}" for m in library]
+
+    # On its own the clock decides; the timestamps are 14 digits, UTC.
+    other = migdir / "other"
+    other.mkdir()
+    result = run_cli("migrations", "export", "--into", str(other))
+    assert result.returncode == 0, result.stderr
+    (name,) = [p.name for p in other.iterdir()]
+    assert re.fullmatch(r"\d{14}_jobforge_001_jobforge_baseline\.sql", name)
+    assert name[:8] == datetime.now(UTC).strftime("%Y%m%d")
+    assert result.stdout.count("\n") == len(library)
+
+    missing = run_cli("migrations", "export", "--into", str(migdir / "no" / "such" / "dir"))
+    assert missing.returncode == 2
+    assert "not a folder" in missing.stderr
+
+
+def test_supabase_project_without_the_library_files_is_refused(empty_db: str, migdir: Path) -> None:
+    (migdir / "supabase" / "migrations").mkdir(parents=True)
+    result = run_cli("migrate", "--database-url", empty_db, "--supabase-project", str(migdir))
+    assert result.returncode == 2
+    assert "has no copy of 001_jobforge_baseline.sql" in result.stderr
+    assert "jobforge migrations export --into" in result.stderr
+    assert not _table_exists(empty_db, "public.jobforge_jobs")
+
+
+def test_supabase_project_records_in_the_cli_history_only_when_asked(
+    empty_db: str, migdir: Path
+) -> None:
+    into = migdir / "supabase" / "migrations"
+    into.mkdir(parents=True)
+    (exported,) = export_migrations(into, echo=lambda _: None)
+    Migrator(empty_db, echo=lambda _: None).apply()
+    assert not _table_exists(empty_db, "supabase_migrations.schema_migrations")
+
+    result = run_cli("migrate", "--database-url", empty_db, "--supabase-project", str(migdir))
+    assert result.returncode == 0, result.stderr
+    version = exported.name.split("_", 1)[0]
+    assert f"in supabase_migrations.schema_migrations as {version}" in result.stdout
+    with psycopg.connect(empty_db) as conn:
+        rows = conn.execute(
+            "select version, name, statements from supabase_migrations.schema_migrations"
+        ).fetchall()
+    (library,) = discover(migrations_dir())
+    assert rows == [(version, exported.name[len(version) + 1 : -4], library.statements)]
+    again = run_cli("migrate", "--database-url", empty_db, "--supabase-project", str(migdir))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == "database is up to date: nothing to apply"
+
+
+def test_bootstrap_command_creates_what_is_missing_and_is_idempotent(empty_db: str) -> None:
+    first = run_cli("bootstrap", "--database-url", empty_db)
+    assert first.returncode == 0, first.stderr
+    assert "bootstrap created" in first.stdout
+    assert "function auth.jwt()" in first.stdout
+    second = run_cli("bootstrap", "--database-url", empty_db)
+    assert second.returncode == 0, second.stderr
+    assert "nothing to create" in second.stdout
+    assert not _table_exists(empty_db, "public.jobforge_jobs")
+    with psycopg.connect(empty_db) as conn:
+        nologin = conn.execute(
+            "select not rolcanlogin from pg_roles where rolname = 'authenticator'"
+        ).fetchone()
+    if nologin == (True,):
+        assert "authenticator is NOLOGIN" in second.stdout
+        assert "LOGIN and a password" in second.stdout
+    else:  # roles are cluster-wide: someone gave it LOGIN before this test
+        assert "authenticator can log in already" in second.stdout
+
+
+def _roles_and_auth(url: str) -> dict[str, list[tuple[object, ...]]]:
+    """What the bootstrap could touch: every role, membership, schema auth, its functions."""
+    queries = {
+        "roles": "select rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb,"
+        " rolcanlogin, rolreplication, rolbypassrls from pg_roles order by 1",
+        "members": "select r.rolname, m.rolname, am.admin_option from pg_auth_members am"
+        " join pg_roles r on r.oid = am.roleid join pg_roles m on m.oid = am.member"
+        " order by 1, 2",
+        "schemas": "select nspname, nspowner::regrole::text, nspacl::text from pg_namespace"
+        " order by 1",
+        "auth_functions": "select p.oid::regprocedure::text, p.prosrc, p.proowner::regrole::text,"
+        " p.proacl::text, p.provolatile from pg_proc p"
+        " where p.pronamespace = 'auth'::regnamespace order by 1",
+    }
+    with psycopg.connect(url) as conn:
+        return {k: conn.execute(q).fetchall() for k, q in queries.items()}
+
+
+def test_bootstrap_changes_nothing_on_a_supabase_shaped_database(pg_server: Server) -> None:
+    name = f"jobforge_boot_{os.getpid()}_{secrets.token_hex(3)}"
+    owner = make_supabase_project(pg_server.admin_url, name)
+    try:
+        superuser = pg_server.url_for(name)
+        before = _roles_and_auth(superuser)
+        assert before["auth_functions"], "the Supabase-shaped database has auth.* functions"
+        result = run_cli("bootstrap", "--database-url", owner)
+        assert result.returncode == 0, result.stderr
+        assert "nothing to create" in result.stdout
+        assert _roles_and_auth(superuser) == before
+        # jobforge migrate does not apply it there either.
+        migrated = run_cli("migrate", "--database-url", owner)
+        assert migrated.returncode == 0, migrated.stderr
+        assert "bootstrap" not in migrated.stdout
+        after = _roles_and_auth(superuser)
+        assert after["roles"] == before["roles"]
+        assert after["members"] == before["members"]
+        assert after["auth_functions"] == before["auth_functions"]
+    finally:
+        drop_supabase_project(pg_server.admin_url, name)
 
 
 @pytest.mark.parametrize(
@@ -268,6 +570,10 @@ def test_bootstrap_creates_the_roles_on_a_vanilla_cluster() -> None:
         lines: list[str] = []
         Migrator(url, echo=lines.append).apply()
         assert any("applying supabase/bootstrap" in line for line in lines)
+        assert any("role authenticator" in line for line in lines if "created" in line)
+        assert any(
+            "authenticator is NOLOGIN" in line and "LOGIN and a password" in line for line in lines
+        ), lines
         with psycopg.connect(url) as conn:
             assert conn.execute(
                 "select count(*) from pg_roles where rolname in"

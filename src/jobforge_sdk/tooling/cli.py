@@ -27,7 +27,7 @@ from jobforge_sdk.flags import Feature, FeatureFlags, unknown_setting_message, u
 from jobforge_sdk.policy import generate_policy_token, validate_policy_token
 from jobforge_sdk.runtime.registry import Handler
 from jobforge_sdk.runtime.worker import Worker
-from jobforge_sdk.tooling.migrate import Migrator
+from jobforge_sdk.tooling.migrate import Migrator, export_migrations
 from jobforge_sdk.tooling.smoke import Check, SmokeTest
 
 __all__ = ["main"]
@@ -108,21 +108,26 @@ def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     directory = Path(args.migrations_dir) if args.migrations_dir else None
-    migrator = Migrator(_database_url(args), directory=directory, echo=print)
+    project = Path(args.supabase_project) if args.supabase_project else None
+    migrator = Migrator(
+        _database_url(args), directory=directory, echo=print, supabase_project=project
+    )
     if args.status:
-        status = migrator.status()
-        for version in status.applied:
-            print(f"applied  {version}")
-        for migration in status.pending:
-            print(f"pending  {migration.version}  {migration.filename}")
-        for migration in status.changed:
-            print(f"CHANGED  {migration.version}  {migration.filename} (differs from applied)")
-        for version in status.unknown:
-            print(f"unknown  {version} (applied, no file on disk)")
-        if status.needs_bootstrap:
-            print("bootstrap needed (Supabase roles or auth.jwt() missing)")
+        for line in migrator.status().lines(migrator.files()):
+            print(line)
         return EXIT_OK
     migrator.apply(dry_run=args.dry_run)
+    return EXIT_OK
+
+
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    Migrator(_database_url(args), echo=print).bootstrap()
+    return EXIT_OK
+
+
+def _cmd_migrations_export(args: argparse.Namespace) -> int:
+    directory = Path(args.migrations_dir) if args.migrations_dir else None
+    export_migrations(Path(args.into), directory=directory, echo=print)
     return EXIT_OK
 
 
@@ -144,6 +149,13 @@ class Progress:
             self.stream.write(f"\r\033[K… {name}")
         else:
             self.stream.write(f"running: {name}\n")
+        self.stream.flush()
+
+    def info(self, text: str) -> None:
+        if self.quiet:
+            return
+        prefix = "\r\033[K" if self.tty else ""
+        self.stream.write(f"{prefix}{text}\n")
         self.stream.flush()
 
     def check(self, check: Check) -> None:
@@ -172,7 +184,8 @@ def _smoke_database(args: argparse.Namespace, progress: Progress) -> Iterator[st
     with embedded_database() as url:
         progress.step("applying bootstrap and migrations")
         Migrator(url, echo=lambda _line: None).apply()
-        progress.check(Check("embedded PostgreSQL started and migrated", True, url.split("?")[0]))
+        # Setup, not a check of the smoke test: the summary line counts only the checks.
+        progress.info(f"database: embedded PostgreSQL, migrated ({url.split('?')[0]})")
         yield url
 
 
@@ -463,10 +476,39 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply supabase/migrations to a database")
     _db(migrate)
     mode = migrate.add_mutually_exclusive_group()
-    mode.add_argument("--status", action="store_true", help="list applied and pending versions")
+    mode.add_argument(
+        "--status",
+        action="store_true",
+        help="list library versions: applied (by which tool), pending, CHANGED, unknown",
+    )
     mode.add_argument("--dry-run", action="store_true", help="print what would run; change nothing")
+    migrate.add_argument(
+        "--supabase-project",
+        metavar="DIR",
+        help="also record each applied file in the Supabase CLI history, under the version "
+        "it has in DIR/supabase/migrations",
+    )
     migrate.add_argument("--migrations-dir", help=argparse.SUPPRESS)
     migrate.set_defaults(handler=_cmd_migrate)
+
+    bootstrap = commands.add_parser(
+        "bootstrap",
+        help="create the Supabase roles and auth helpers on plain PostgreSQL "
+        "(run before supabase db push there)",
+    )
+    _db(bootstrap)
+    bootstrap.set_defaults(handler=_cmd_bootstrap)
+
+    migrations = commands.add_parser("migrations", help="the library's migration files")
+    migrations_commands = migrations.add_subparsers(
+        dest="migrations_command", required=True, parser_class=_Parser
+    )
+    export = migrations_commands.add_parser(
+        "export", help="copy them, timestamped, into an app's supabase/migrations"
+    )
+    export.add_argument("--into", required=True, metavar="DIR", help="<app>/supabase/migrations")
+    export.add_argument("--migrations-dir", help=argparse.SUPPRESS)
+    export.set_defaults(handler=_cmd_migrations_export)
 
     smoke = commands.add_parser("smoke", help="run the execution-plane smoke test")
     _db(smoke, supabase=True)

@@ -1,9 +1,10 @@
 """Split a SQL file into statements the way psql and the Supabase CLI see them.
 
 The runner executes a migration one statement at a time so that an error can name the
-statement that failed, and records the statements in
-``supabase_migrations.schema_migrations.statements`` as the Supabase CLI does. Splitting
-must therefore respect quotes, dollar quotes and comments; nothing else is needed.
+statement that failed, checksums the statements, and compares them with those the
+Supabase CLI recorded in ``supabase_migrations.schema_migrations.statements`` (which it
+splits the same way, except that it keeps comment-only chunks). Splitting must therefore
+respect quotes, dollar quotes and comments; nothing else is needed.
 """
 
 from __future__ import annotations
