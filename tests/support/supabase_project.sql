@@ -161,8 +161,19 @@ alter default privileges in schema public
 
 -- Extensions live in their own schema.
 create schema if not exists extensions;
-create extension if not exists "uuid-ossp" with schema extensions;
-create extension if not exists pgcrypto with schema extensions;
+-- Where the server ships them (the embedded PostgreSQL has neither): the migrations must
+-- not depend on them either way.
+do $extensions$
+declare
+  v_name text;
+begin
+  foreach v_name in array array['uuid-ossp', 'pgcrypto'] loop
+    if exists (select 1 from pg_catalog.pg_available_extensions where name = v_name) then
+      execute format('create extension if not exists %I with schema extensions', v_name);
+    end if;
+  end loop;
+end
+$extensions$;
 grant all on schema extensions to jobforge_project_owner;
 grant usage on schema extensions to anon, authenticated, service_role;
 grant all on all tables in schema extensions to jobforge_project_owner;
