@@ -6,6 +6,7 @@ The clients point at a port nobody listens on, so any attempt at I/O would raise
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -20,12 +21,14 @@ from jobforge_sdk import (
     FeatureFlags,
     JobForgeClient,
 )
-from jobforge_sdk._client._base import SyncMethod
+from jobforge_sdk._operations import REGISTRY, queue
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/none?connect_timeout=1"
 T = str(uuid.uuid4())
 NOW = datetime.now(UTC)
 
+# Valid arguments for each gated operation, by operation name (an internal one is the
+# client's ``_`` + name); the feature is checked against the registry.
 GATED_CALLS: dict[str, tuple[Feature, dict[str, Any]]] = {
     "submit_event": (Feature.EVENTS, {"tenant_id": T, "event_type": "a.b", "source_app": "aias"}),
     "submit_events": (
@@ -84,31 +87,32 @@ GATED_CALLS: dict[str, tuple[Feature, dict[str, Any]]] = {
     "list_audit_logs": (Feature.AUDIT_LOGGING, {"tenant_id": T}),
     "purge_audit_logs": (Feature.AUDIT_LOGGING, {}),
 }
-LIST_METHODS = {
-    "submit_events",
-    "list_events",
-    "list_templates",
-    "list_triggers",
-    "list_cron_triggers",
-    "list_audit_logs",
-}
+GATED = {name: op for name, op in REGISTRY.items() if op.feature is not None}
 
 
-def test_every_gated_method_is_covered() -> None:
-    gated = {
-        name
-        for name, attr in vars(JobForgeClient).items()
-        if isinstance(attr, SyncMethod) and attr.op.feature is not None
-    }
-    assert gated == set(GATED_CALLS)
+def test_every_gated_operation_is_covered() -> None:
+    assert set(GATED) == set(GATED_CALLS)
+    for name, (feature, _) in GATED_CALLS.items():
+        assert GATED[name].feature is feature, name
+
+
+@pytest.mark.parametrize("name", sorted(GATED))
+def test_a_gated_off_list_is_empty_and_anything_else_none(name: str) -> None:
+    op = GATED[name]
+    returns_list = str(inspect.signature(op.build).return_annotation).startswith("RpcCall[list[")
+    assert op.empty_value() == ([] if returns_list else None), name
+
+
+def _method(client: JobForgeClient | AsyncJobForgeClient, name: str) -> Any:
+    return getattr(client, REGISTRY[name].method_name)
 
 
 @pytest.mark.parametrize("method", sorted(GATED_CALLS))
 def test_flag_off_is_a_no_op_without_io(method: str) -> None:
     _, kwargs = GATED_CALLS[method]
     client = JobForgeClient.from_postgres(UNREACHABLE, flags=FeatureFlags(), timeout=1)
-    result = getattr(client, method)(**kwargs)
-    assert result == ([] if method in LIST_METHODS else None)
+    result = _method(client, method)(**kwargs)
+    assert result == REGISTRY[method].empty_value()
     assert client.transport.pool.closed  # type: ignore[attr-defined]
 
 
@@ -116,8 +120,8 @@ def test_flag_off_is_a_no_op_without_io(method: str) -> None:
 def test_flag_off_is_a_no_op_on_the_async_client(method: str) -> None:
     _, kwargs = GATED_CALLS[method]
     client = AsyncJobForgeClient.from_postgres(UNREACHABLE, flags=FeatureFlags(), timeout=1)
-    result = asyncio.run(getattr(client, method)(**kwargs))
-    assert result == ([] if method in LIST_METHODS else None)
+    result = asyncio.run(_method(client, method)(**kwargs))
+    assert result == REGISTRY[method].empty_value()
     assert client.transport.pool.closed  # type: ignore[attr-defined]
 
 
@@ -126,7 +130,7 @@ def test_strict_clients_raise_naming_the_flag(method: str) -> None:
     feature, kwargs = GATED_CALLS[method]
     client = JobForgeClient.from_postgres(UNREACHABLE, flags=FeatureFlags(), strict=True)
     with pytest.raises(FeatureDisabledError, match=f"{feature.env_var}=1"):
-        getattr(client, method)(**kwargs)
+        _method(client, method)(**kwargs)
 
 
 def test_action_templates_also_need_action_jobs() -> None:
@@ -153,27 +157,10 @@ def test_the_off_state_is_logged_once_per_feature(caplog: pytest.LogCaptureFixtu
 
 
 def test_the_core_queue_is_never_gated() -> None:
-    ungated = {
-        name
-        for name, attr in vars(JobForgeClient).items()
-        if isinstance(attr, SyncMethod) and attr.op.feature is None
-    }
-    assert ungated == {
-        "enqueue_job",
-        "enqueue_jobs",
-        "claim_jobs",
-        "heartbeat_job",
-        "complete_job",
-        "complete_jobs",
-        "release_job",
-        "reap_stale_jobs",
-        "cancel_job",
-        "reschedule_job",
-        "list_jobs",
-        "get_job",
-        "get_result",
-        "list_job_attempts",
-        # Not a core-queue method, but a worker's: a template job's definition is read
-        # whatever the worker's own flags (the job exists, so its requester had them on).
-        "template_of_job",
-    }
+    core_queue = {op.name for op in REGISTRY.values() if op.build.__module__ == queue.__name__}
+    assert {"enqueue_job", "claim_jobs", "complete_job", "list_job_attempts"} <= core_queue
+    ungated = {name for name, op in REGISTRY.items() if op.feature is None}
+    # Beside the core queue, one worker's call: a template job's definition is read
+    # whatever the worker's own flags (the job exists, so its requester had them on).
+    assert ungated == core_queue | {"template_of_job"}
+    assert REGISTRY["template_of_job"].internal

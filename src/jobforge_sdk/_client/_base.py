@@ -1,28 +1,25 @@
-"""What the sync and async clients share: configuration, feature gating, and the
-descriptors that turn an operation of ``ops`` into a method.
+"""What the sync and async clients share: configuration, feature gating, the one driver
+that runs an operation, and the descriptors that turn an operation into a method.
 
-A method is declared once per client as ``enqueue_job = SyncMethod(ops.enqueue_job)``;
-its signature, docstring, validation and parsing all come from the operation, so the two
-clients differ only in whether the transport call is awaited.
+A method is declared once per client as ``enqueue_job = SyncMethod(queue.enqueue_job)``
+(an internal operation under ``_`` + its name); its signature, docstring, validation and
+parsing all come from the operation, so the two clients differ only in whether the
+transport call is awaited. Only this module calls a client's ``_allowed`` and ``_run``.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
-from jobforge_sdk._operations._machinery import (
-    FlagsRequest,
-    Gate,
-    Operation,
-    Plan,
-    RpcCall,
-)
+from jobforge_sdk._operations._machinery import FlagsRequest, Gate, Operation, RpcCall
 from jobforge_sdk.errors import ConfigurationError, FeatureDisabledError
 from jobforge_sdk.flags import Feature, FeatureFlags, warn_unknown_settings
 
-__all__ = ["AsyncMethod", "ClientBase", "SyncMethod"]
+__all__ = ["AsyncMethod", "ClientBase", "SyncMethod", "method_signature"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -68,13 +65,21 @@ class ClientBase:
         return self.flags
 
 
-def _round_trips(client: _Answers, plan: Plan[T]) -> Generator[RpcCall[Any], Any, T]:
-    """The plan's round trips, and nothing else: the one place a plan is driven.
+def _drive(
+    client: _Client, op: Operation[P, T], *args: P.args, **kwargs: P.kwargs
+) -> Generator[RpcCall[Any], Any, T]:
+    """The one place an operation is run: its gate, then its plan's round trips.
 
-    Yields each ``RpcCall`` and takes its parsed answer back; the steps that need the
-    client rather than the network (a gate, the flags) are answered here. The sync and
-    async methods differ only in whether they await the transport between two yields.
+    Yields each ``RpcCall`` and takes its parsed answer back; a gated-off operation
+    returns its empty value without building its plan (no validation, no I/O), and the
+    steps that need the client rather than the network (a gate that depends on the
+    arguments, the flags) are answered here. The sync and async methods differ only in
+    whether they await the transport between two yields.
     """
+    if not client._allowed(op.name, op.feature):
+        empty: T = op.empty_value()
+        return empty
+    plan = op(*args, **kwargs)
     if isinstance(plan, RpcCall):
         answer: T = yield plan
         return answer
@@ -90,19 +95,41 @@ def _round_trips(client: _Answers, plan: Plan[T]) -> Generator[RpcCall[Any], Any
         return result
 
 
-class _Answers(Protocol):
-    def _answer(self, step: Gate | FlagsRequest) -> object: ...
+_PLAN_TYPE = re.compile(r"^(?:RpcCall|Steps|Plan)\[(.*)\]$")
+
+
+def method_signature(op: Operation[..., Any]) -> inspect.Signature:
+    """The client method's signature: the operation's parameters, returning what its
+    plan's answer is (``RpcCall[JobRow]`` becomes ``JobRow``)."""
+    signature = inspect.signature(op.build)
+    returns = signature.return_annotation
+    match = _PLAN_TYPE.match(returns) if isinstance(returns, str) else None
+    return signature.replace(return_annotation=match.group(1) if match else inspect.Signature.empty)
 
 
 class _Method(Generic[P, T]):
+    """A client method made from an operation: declared once per client, under the
+    operation's ``method_name``."""
+
     def __init__(self, op: Operation[P, T]) -> None:
-        self.build = op
         self.op = op
-        self.name = op.name
+        self.name = self.qualname = op.method_name
+        self.signature = method_signature(op)
         self.__doc__ = op.build.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
+        if name != self.op.method_name:
+            raise TypeError(
+                f"{owner.__name__}.{name} runs operation {self.op.name}: declare it as "
+                f"{self.op.method_name}"
+            )
+        self.qualname = f"{owner.__name__}.{name}"
+
+    def _decorate(self, method: Callable[..., Any]) -> None:
+        method.__name__ = self.name
+        method.__qualname__ = self.qualname
+        method.__doc__ = self.__doc__
+        method.__signature__ = self.signature  # type: ignore[attr-defined]
 
 
 class SyncMethod(_Method[P, T]):
@@ -115,13 +142,10 @@ class SyncMethod(_Method[P, T]):
     def __get__(self, obj: SyncRunner | None, owner: type) -> SyncMethod[P, T] | Callable[P, T]:
         if obj is None:
             return self
-        build, op, name = self.build, self.op, self.name
+        op = self.op
 
         def method(*args: P.args, **kwargs: P.kwargs) -> T:
-            if not obj._allowed(name, op.feature):
-                empty: T = op.empty_value()
-                return empty
-            steps = _round_trips(obj, build(*args, **kwargs))
+            steps = _drive(obj, op, *args, **kwargs)
             try:
                 call = next(steps)
                 while True:
@@ -130,8 +154,7 @@ class SyncMethod(_Method[P, T]):
                 result: T = done.value
                 return result
 
-        method.__name__ = name
-        method.__doc__ = build.__doc__
+        self._decorate(method)
         return method
 
 
@@ -147,13 +170,10 @@ class AsyncMethod(_Method[P, T]):
     ) -> AsyncMethod[P, T] | Callable[P, Awaitable[T]]:
         if obj is None:
             return self
-        build, op, name = self.build, self.op, self.name
+        op = self.op
 
         async def method(*args: P.args, **kwargs: P.kwargs) -> T:
-            if not obj._allowed(name, op.feature):
-                empty: T = op.empty_value()
-                return empty
-            steps = _round_trips(obj, build(*args, **kwargs))
+            steps = _drive(obj, op, *args, **kwargs)
             try:
                 call = next(steps)
                 while True:
@@ -162,24 +182,25 @@ class AsyncMethod(_Method[P, T]):
                 result: T = done.value
                 return result
 
-        method.__name__ = name
-        method.__doc__ = build.__doc__
+        self._decorate(method)
         return method
 
 
-class SyncRunner(Protocol):
-    """What a ``SyncMethod`` needs of the client it is bound to."""
+class _Client(Protocol):
+    """What the driver needs of a client: its gate and the answers to client steps."""
 
     def _allowed(self, method: str, feature: Feature | None) -> bool: ...
 
     def _answer(self, step: Gate | FlagsRequest) -> object: ...
+
+
+class SyncRunner(_Client, Protocol):
+    """What a ``SyncMethod`` needs of the client it is bound to."""
 
     def _run(self, call: RpcCall[T]) -> T: ...
 
 
-class AsyncRunner(Protocol):
-    def _allowed(self, method: str, feature: Feature | None) -> bool: ...
-
-    def _answer(self, step: Gate | FlagsRequest) -> object: ...
+class AsyncRunner(_Client, Protocol):
+    """What an ``AsyncMethod`` needs of the client it is bound to."""
 
     async def _run(self, call: RpcCall[T]) -> T: ...

@@ -1,5 +1,5 @@
 """``AsyncJobForgeClient``: the asyncio client, built from the same operations as
-``JobForgeClient`` (see ``_clientbase``)."""
+``JobForgeClient`` (see ``_client/_base.py``)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobforge_sdk._client._base import AsyncMethod, ClientBase
 from jobforge_sdk._client.sync import env_connection
-from jobforge_sdk._operations import plane
-from jobforge_sdk._operations import queue as ops
+from jobforge_sdk._operations import plane, queue
 from jobforge_sdk._operations._machinery import RpcCall
 from jobforge_sdk._transports.base import AsyncTransport
 from jobforge_sdk._transports.postgres import AsyncPostgresTransport
 from jobforge_sdk.errors import ConfigurationError
 from jobforge_sdk.flags import FeatureFlags
 
-if TYPE_CHECKING:  # imported lazily: see client.py
+if TYPE_CHECKING:  # imported lazily: see _client/sync.py
     import httpx
     from supabase import AsyncClient
 
@@ -112,20 +111,22 @@ class AsyncJobForgeClient(ClientBase):
     async def _run(self, call: RpcCall[T]) -> T:
         return call.parse(await self.transport.call(call.fn, call.args))
 
-    enqueue_job = AsyncMethod(ops.enqueue_job)
-    enqueue_jobs = AsyncMethod(ops.enqueue_jobs)
-    claim_jobs = AsyncMethod(ops.claim_jobs)
-    heartbeat_job = AsyncMethod(ops.heartbeat_job)
-    complete_job = AsyncMethod(ops.complete_job)
-    complete_jobs = AsyncMethod(ops.complete_jobs)
-    release_job = AsyncMethod(ops.release_job)
-    reap_stale_jobs = AsyncMethod(ops.reap_stale_jobs)
-    cancel_job = AsyncMethod(ops.cancel_job)
-    reschedule_job = AsyncMethod(ops.reschedule_job)
-    list_jobs = AsyncMethod(ops.list_jobs)
-    get_job = AsyncMethod(ops.get_job)
-    get_result = AsyncMethod(ops.get_result)
-    list_job_attempts = AsyncMethod(ops.list_job_attempts)
+    # -- the core queue -----------------------------------------------------------------
+
+    enqueue_job = AsyncMethod(queue.enqueue_job)
+    enqueue_jobs = AsyncMethod(queue.enqueue_jobs)
+    claim_jobs = AsyncMethod(queue.claim_jobs)
+    heartbeat_job = AsyncMethod(queue.heartbeat_job)
+    complete_job = AsyncMethod(queue.complete_job)
+    complete_jobs = AsyncMethod(queue.complete_jobs)
+    release_job = AsyncMethod(queue.release_job)
+    reap_stale_jobs = AsyncMethod(queue.reap_stale_jobs)
+    cancel_job = AsyncMethod(queue.cancel_job)
+    reschedule_job = AsyncMethod(queue.reschedule_job)
+    list_jobs = AsyncMethod(queue.list_jobs)
+    get_job = AsyncMethod(queue.get_job)
+    get_result = AsyncMethod(queue.get_result)
+    list_job_attempts = AsyncMethod(queue.list_job_attempts)
 
     # -- the execution plane (each method behind its feature flag) -----------------------
 
@@ -135,7 +136,6 @@ class AsyncJobForgeClient(ClientBase):
     purge_expired_events = AsyncMethod(plane.purge_expired_events)
     list_templates = AsyncMethod(plane.list_templates)
     get_template = AsyncMethod(plane.get_template)
-    template_of_job = AsyncMethod(plane.template_of_job)
     set_template_enabled = AsyncMethod(plane.set_template_enabled)
     request_job = AsyncMethod(plane.request_job)
     verify_policy_token = AsyncMethod(plane.verify_policy_token)
@@ -146,9 +146,13 @@ class AsyncJobForgeClient(ClientBase):
     create_cron_trigger = AsyncMethod(plane.create_cron_trigger)
     create_event_trigger = AsyncMethod(plane.create_event_trigger)
     list_triggers = AsyncMethod(plane.list_triggers)
-    list_cron_triggers = AsyncMethod(plane.list_cron_triggers)
     set_trigger_enabled = AsyncMethod(plane.set_trigger_enabled)
     delete_trigger = AsyncMethod(plane.delete_trigger)
     fire_cron_trigger = AsyncMethod(plane.fire_cron_trigger)
     list_audit_logs = AsyncMethod(plane.list_audit_logs)
     purge_audit_logs = AsyncMethod(plane.purge_audit_logs)
+
+    # -- internal: the worker's and the scheduler's calls, not part of the client's API ---
+
+    _template_of_job = AsyncMethod(plane.template_of_job)
+    _list_cron_triggers = AsyncMethod(plane.list_cron_triggers)

@@ -8,8 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobforge_sdk._client._base import ClientBase, SyncMethod
-from jobforge_sdk._operations import plane
-from jobforge_sdk._operations import queue as ops
+from jobforge_sdk._operations import plane, queue
 from jobforge_sdk._operations._machinery import RpcCall
 from jobforge_sdk._transports.base import Transport
 from jobforge_sdk._transports.postgres import PostgresTransport
@@ -142,20 +141,20 @@ class JobForgeClient(ClientBase):
 
     # -- the core queue -----------------------------------------------------------------
 
-    enqueue_job = SyncMethod(ops.enqueue_job)
-    enqueue_jobs = SyncMethod(ops.enqueue_jobs)
-    claim_jobs = SyncMethod(ops.claim_jobs)
-    heartbeat_job = SyncMethod(ops.heartbeat_job)
-    complete_job = SyncMethod(ops.complete_job)
-    complete_jobs = SyncMethod(ops.complete_jobs)
-    release_job = SyncMethod(ops.release_job)
-    reap_stale_jobs = SyncMethod(ops.reap_stale_jobs)
-    cancel_job = SyncMethod(ops.cancel_job)
-    reschedule_job = SyncMethod(ops.reschedule_job)
-    list_jobs = SyncMethod(ops.list_jobs)
-    get_job = SyncMethod(ops.get_job)
-    get_result = SyncMethod(ops.get_result)
-    list_job_attempts = SyncMethod(ops.list_job_attempts)
+    enqueue_job = SyncMethod(queue.enqueue_job)
+    enqueue_jobs = SyncMethod(queue.enqueue_jobs)
+    claim_jobs = SyncMethod(queue.claim_jobs)
+    heartbeat_job = SyncMethod(queue.heartbeat_job)
+    complete_job = SyncMethod(queue.complete_job)
+    complete_jobs = SyncMethod(queue.complete_jobs)
+    release_job = SyncMethod(queue.release_job)
+    reap_stale_jobs = SyncMethod(queue.reap_stale_jobs)
+    cancel_job = SyncMethod(queue.cancel_job)
+    reschedule_job = SyncMethod(queue.reschedule_job)
+    list_jobs = SyncMethod(queue.list_jobs)
+    get_job = SyncMethod(queue.get_job)
+    get_result = SyncMethod(queue.get_result)
+    list_job_attempts = SyncMethod(queue.list_job_attempts)
 
     # -- the execution plane (each method behind its feature flag) -----------------------
 
@@ -165,7 +164,6 @@ class JobForgeClient(ClientBase):
     purge_expired_events = SyncMethod(plane.purge_expired_events)
     list_templates = SyncMethod(plane.list_templates)
     get_template = SyncMethod(plane.get_template)
-    template_of_job = SyncMethod(plane.template_of_job)
     set_template_enabled = SyncMethod(plane.set_template_enabled)
     request_job = SyncMethod(plane.request_job)
     verify_policy_token = SyncMethod(plane.verify_policy_token)
@@ -176,9 +174,13 @@ class JobForgeClient(ClientBase):
     create_cron_trigger = SyncMethod(plane.create_cron_trigger)
     create_event_trigger = SyncMethod(plane.create_event_trigger)
     list_triggers = SyncMethod(plane.list_triggers)
-    list_cron_triggers = SyncMethod(plane.list_cron_triggers)
     set_trigger_enabled = SyncMethod(plane.set_trigger_enabled)
     delete_trigger = SyncMethod(plane.delete_trigger)
     fire_cron_trigger = SyncMethod(plane.fire_cron_trigger)
     list_audit_logs = SyncMethod(plane.list_audit_logs)
     purge_audit_logs = SyncMethod(plane.purge_audit_logs)
+
+    # -- internal: the worker's and the scheduler's calls, not part of the client's API ---
+
+    _template_of_job = SyncMethod(plane.template_of_job)
+    _list_cron_triggers = SyncMethod(plane.list_cron_triggers)

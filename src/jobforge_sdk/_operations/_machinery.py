@@ -1,4 +1,5 @@
-"""What each client method sends and how its answer is read: the one shared core.
+"""What each client method sends and how its answer is read: the machinery shared by
+every operation (``RpcCall``, ``Operation``, ``REGISTRY``, validation and parsing).
 
 Every public method is an *operation*: a function that validates its keyword arguments
 with pydantic (raising ``InvalidInputError`` before any I/O) and returns an ``RpcCall``
@@ -30,6 +31,7 @@ __all__ = [
     "RpcCall",
     "Steps",
     "operation",
+    "steps_of",
     "validate",
 ]
 
@@ -76,16 +78,25 @@ class Operation(Generic[P, T]):
     (``empty``: ``None``, or a factory such as ``list``).
 
     Calling an operation builds its plan. Every operation is in ``REGISTRY`` under its
-    name, which is also the client method's name: tests derive their lists from it.
+    name; tests derive their lists from it. A *public* operation is the client method of
+    the same name. An *internal* one is what the SDK's own runtime (worker, scheduler)
+    needs and users do not: the clients declare it under ``method_name`` (``_`` + name),
+    so it runs through the same gate and driver without being part of the client's API.
     """
 
     build: Callable[P, Plan[T]]
     feature: Feature | None
     empty: Any
     name: str
+    internal: bool = False
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Plan[T]:
         return self.build(*args, **kwargs)
+
+    @property
+    def method_name(self) -> str:
+        """The attribute the clients declare this operation under."""
+        return f"_{self.name}" if self.internal else self.name
 
     def empty_value(self) -> Any:
         return self.empty() if callable(self.empty) else self.empty
@@ -94,13 +105,23 @@ class Operation(Generic[P, T]):
 REGISTRY: dict[str, Operation[..., Any]] = {}
 
 
+def steps_of(plan: Plan[T]) -> Steps[T]:
+    """Another operation's plan as steps of a multi-step one:
+    ``row = yield from steps_of(other_op(...))`` (one call or many, the same way)."""
+    if isinstance(plan, RpcCall):
+        answer: T = yield plan
+        return answer
+    return (yield from plan)
+
+
 def operation(
-    feature: Feature | None = None, *, empty: Any = None
+    feature: Feature | None = None, *, empty: Any = None, internal: bool = False
 ) -> Callable[[Callable[P, Plan[T]]], Operation[P, T]]:
-    """Make a call builder an ``Operation`` with its gate, and register it."""
+    """Make a call builder an ``Operation`` behind ``feature`` (``None``: never gated)
+    and register it in ``REGISTRY``; ``internal`` keeps it off the clients' public API."""
 
     def make(build: Callable[P, Plan[T]]) -> Operation[P, T]:
-        op = Operation(build, feature, empty, build.__name__)
+        op = Operation(build, feature, empty, build.__name__, internal)
         if op.name in REGISTRY:
             raise RuntimeError(f"two operations are named {op.name}")
         REGISTRY[op.name] = op
@@ -114,7 +135,8 @@ def validate(model: type[M], values: dict[str, Any]) -> M:
 
     An operation passes ``locals()`` as its first statement: its keyword arguments as the
     signature names them, so a parameter is written in the signature and the params model
-    and nowhere else."""
+    and nowhere else (what ``None`` means for a field, such as "no inputs", the model
+    says, not the operation)."""
     try:
         return model.model_validate(values)
     except ValidationError as exc:

@@ -1,4 +1,5 @@
-"""Operations of the execution plane (``002_execution_plane.sql``), each behind its flag.
+"""Operations of the execution plane (``supabase/schema/30_events.sql`` to ``60_triggers.sql``
+and ``10_audit.sql``), each behind its flag.
 
 A gated operation whose flag is off never builds its call: the client returns ``None``
 (or ``[]``) without I/O, or raises ``FeatureDisabledError`` when strict.
@@ -22,10 +23,12 @@ from jobforge_sdk._operations._machinery import (
     parse_list,
     parse_one,
     parse_optional,
+    steps_of,
     validate,
 )
 from jobforge_sdk.errors import InvalidInputError, PolicyDeniedError
 from jobforge_sdk.flags import Feature, FeatureFlags
+from jobforge_sdk.models import PurgeParams
 from jobforge_sdk.models.audit import AuditAction, AuditLogEntry, AuditOutcome, ListAuditLogsParams
 from jobforge_sdk.models.events import (
     EventEnvelope,
@@ -138,26 +141,11 @@ def submit_event(
 ) -> RpcCall[EventRow | None]:
     """Store one event (an ``EventEnvelope``, its dict, or keyword fields) and fire the
     tenant's matching event triggers. Re-submitting the same event returns the stored row."""
-    given = {
-        "tenant_id": tenant_id,
-        "event_type": event_type,
-        "source_app": source_app,
-        "payload": payload,
-        "source_module": source_module,
-        "project_id": project_id,
-        "trace_id": trace_id,
-        "actor_id": actor_id,
-        "subject_type": subject_type,
-        "subject_id": subject_id,
-        "occurred_at": occurred_at,
-        "event_version": event_version,
-        "contains_pii": contains_pii,
-        "redaction_hints": redaction_hints,
-    }
-    fields = _event_fields(envelope)
+    given = locals()
+    fields = _event_fields(given.pop("envelope"))
     for name, value in given.items():
         if value is None:
-            continue
+            continue  # not given: the envelope's value, or the model's default
         if name in fields and str(fields[name]) != str(value):
             raise InvalidInputError(f"{name}: the envelope and the argument differ")
         fields[name] = value
@@ -174,9 +162,12 @@ def submit_events(
     Items may be ``EventEnvelope`` objects or their JSON (which carry a ``tenant_id``: it
     must then be this batch's tenant), or plain dicts of ``submit_event`` fields.
     """
-    items = [_batch_item(index, event, tenant_id) for index, event in enumerate(events)]
-    params = validate(SubmitEventsParams, {"tenant_id": tenant_id, "events": items})
+    params = validate(SubmitEventsParams, {**locals(), "events": _batch_items(events, tenant_id)})
     return RpcCall("jobforge_submit_events", params.rpc_args(), parse_list(EventRow))
+
+
+def _batch_items(events: Sequence[EventEnvelope | Mapping[str, Any]], tenant_id: Id) -> list[Any]:
+    return [_batch_item(index, event, tenant_id) for index, event in enumerate(events)]
 
 
 def _batch_item(index: int, event: EventEnvelope | Mapping[str, Any], tenant_id: Id) -> Any:
@@ -212,19 +203,15 @@ def list_events(
 ) -> RpcCall[list[EventRow]]:
     """Events of the tenant, newest first. Redacted fields read ``"[REDACTED]"`` unless a
     service-role caller asks for ``raw`` payloads."""
-    params = validate(
-        ListEventsParams,
-        locals(),
-    )
+    params = validate(ListEventsParams, locals())
     return RpcCall("jobforge_list_events", params.rpc_args(), parse_list(EventRow))
 
 
 @operation(Feature.EVENTS)
 def purge_expired_events(*, retention_days: int = 30) -> RpcCall[int | None]:
     """Delete events older than ``retention_days``; returns how many (service role)."""
-    if not 1 <= retention_days <= 36500:
-        raise InvalidInputError("retention_days: must be between 1 and 36500")
-    return RpcCall("jobforge_purge_expired_events", {"p_retention_days": retention_days}, _count)
+    params = validate(PurgeParams, locals())
+    return RpcCall("jobforge_purge_expired_events", params.rpc_args(), _count)
 
 
 # -- templates and job requests -------------------------------------------------------
@@ -246,11 +233,11 @@ def get_template(*, template_key: str) -> RpcCall[TemplateRow | None]:
     return RpcCall("jobforge_get_template", params.rpc_args(), parse_one(TemplateRow))
 
 
-@operation()
-def template_of_job(*, template_key: str) -> RpcCall[TemplateRow | None]:
-    """The template of a job a worker is about to run. Not gated, on purpose: the job
-    exists, so whoever requested it had AUTOPILOT_JOBS on, and a worker must check its
-    inputs against the template whatever its own flags say."""
+@operation(internal=True)
+def template_of_job(*, template_key: str) -> RpcCall[TemplateRow]:
+    """The template of a job a worker is about to run (internal: the worker's call). Not
+    gated, on purpose: the job exists, so whoever requested it had AUTOPILOT_JOBS on, and a
+    worker must check its inputs against the template whatever its own flags say."""
     params = validate(GetTemplateParams, locals())
     return RpcCall("jobforge_get_template", params.rpc_args(), parse_one(TemplateRow))
 
@@ -260,10 +247,7 @@ def set_template_enabled(
     *, template_key: str, enabled: bool, actor_id: str | None = None
 ) -> RpcCall[TemplateRow | None]:
     """Enable or disable a template for everyone (service role; audited)."""
-    params = validate(
-        SetTemplateEnabledParams,
-        locals(),
-    )
+    params = validate(SetTemplateEnabledParams, locals())
     return RpcCall("jobforge_set_template_enabled", params.rpc_args(), parse_one(TemplateRow))
 
 
@@ -286,20 +270,7 @@ def request_job(
     (which audits the verdict even when the token is refused), then requests the job,
     which verifies it again and consumes its ``jti``.
     """
-    params = validate(
-        RequestJobParams,
-        {
-            "tenant_id": tenant_id,
-            "template_key": template_key,
-            "inputs": dict(inputs or {}),
-            "project_id": project_id,
-            "trace_id": trace_id,
-            "actor_id": actor_id,
-            "dry_run": dry_run,
-            "idempotency_key": idempotency_key,
-            "policy_token": policy_token,
-        },
-    )
+    params = validate(RequestJobParams, locals())
     # Known action templates, and any request that brings a token (a template the SDK
     # does not know may still be an action job: the database decides), go through the
     # ACTION_JOBS gate and the audited verification first.
@@ -333,9 +304,7 @@ def _self_issued_token(params: RequestJobParams, flags: FeatureFlags) -> Steps[s
             f"{params.template_key}",
             code=None,
         )
-    template: TemplateRow = yield RpcCall(
-        "jobforge_get_template", {"p_template_key": params.template_key}, parse_one(TemplateRow)
-    )
+    template = yield from steps_of(template_of_job(template_key=params.template_key))
     return generate_policy_token(
         secret=flags.policy_token_secret.get_secret_value(),
         kid=flags.policy_token_kid,
@@ -362,10 +331,7 @@ def verify_policy_token(
     *, tenant_id: Id, template_key: str, policy_token: str, actor_id: str | None = None
 ) -> RpcCall[PolicyCheckResult | None]:
     """Have the database check a token for an action (audited, ``jti`` not consumed)."""
-    params = validate(
-        VerifyPolicyTokenParams,
-        locals(),
-    )
+    params = validate(VerifyPolicyTokenParams, locals())
     return RpcCall("jobforge_verify_policy_token", params.rpc_args(), parse_one(PolicyCheckResult))
 
 
@@ -421,22 +387,7 @@ def create_cron_trigger(
     actor_id: str | None = None,
 ) -> RpcCall[Trigger | None]:
     """A trigger that requests ``target_template_key`` on a 5-field cron schedule (UTC)."""
-    params = validate(
-        CreateCronTriggerParams,
-        {
-            "tenant_id": tenant_id,
-            "name": name,
-            "cron_expression": cron_expression,
-            "target_template_key": target_template_key,
-            "target_inputs": dict(target_inputs or {}),
-            "enabled": enabled,
-            "dry_run": dry_run,
-            "cooldown_seconds": cooldown_seconds,
-            "max_fires_per_hour": max_fires_per_hour,
-            "project_id": project_id,
-            "actor_id": actor_id,
-        },
-    )
+    params = validate(CreateCronTriggerParams, locals())
     return RpcCall("jobforge_create_trigger", params.rpc_args(), parse_one(Trigger))
 
 
@@ -458,29 +409,14 @@ def create_event_trigger(
 ) -> RpcCall[Trigger | None]:
     """A trigger that requests ``target_template_key`` for each matching event
     (``event_type_filter``: an exact type, or a prefix ending in ``.*``)."""
-    params = validate(
-        CreateEventTriggerParams,
-        {
-            "tenant_id": tenant_id,
-            "name": name,
-            "event_type_filter": event_type_filter,
-            "event_source_filter": event_source_filter,
-            "target_template_key": target_template_key,
-            "target_inputs": dict(target_inputs or {}),
-            "enabled": enabled,
-            "dry_run": dry_run,
-            "cooldown_seconds": cooldown_seconds,
-            "max_fires_per_hour": max_fires_per_hour,
-            "project_id": project_id,
-            "actor_id": actor_id,
-        },
-    )
+    params = validate(CreateEventTriggerParams, locals())
     return RpcCall("jobforge_create_trigger", params.rpc_args(), parse_one(Trigger))
 
 
-@operation(Feature.TRIGGERS, empty=list)
+@operation(Feature.TRIGGERS, empty=list, internal=True)
 def list_cron_triggers() -> RpcCall[list[Trigger]]:
-    """Every enabled cron trigger of every tenant: what the scheduler fires (service role)."""
+    """Every enabled cron trigger of every tenant: what the scheduler fires (internal: the
+    scheduler's call; service role)."""
     return RpcCall("jobforge_list_cron_triggers", {}, parse_list(Trigger))
 
 
@@ -494,10 +430,7 @@ def list_triggers(
     offset: int = 0,
 ) -> RpcCall[list[Trigger]]:
     """Triggers of the tenant, newest first."""
-    params = validate(
-        ListTriggersParams,
-        locals(),
-    )
+    params = validate(ListTriggersParams, locals())
     return RpcCall("jobforge_list_triggers", params.rpc_args(), parse_list(Trigger))
 
 
@@ -506,10 +439,7 @@ def set_trigger_enabled(
     *, trigger_id: Id, tenant_id: Id, enabled: bool, actor_id: str | None = None
 ) -> RpcCall[Trigger | None]:
     """Turn a trigger on or off (audited)."""
-    params = validate(
-        SetTriggerEnabledParams,
-        locals(),
-    )
+    params = validate(SetTriggerEnabledParams, locals())
     return RpcCall("jobforge_set_trigger_enabled", params.rpc_args(), parse_one(Trigger))
 
 
@@ -550,16 +480,12 @@ def list_audit_logs(
 ) -> RpcCall[list[AuditLogEntry]]:
     """The tenant's audit trail, newest first. ``tenant_id=None`` lists the global rows
     (template and policy-key changes); only the service role may."""
-    params = validate(
-        ListAuditLogsParams,
-        locals(),
-    )
+    params = validate(ListAuditLogsParams, locals())
     return RpcCall("jobforge_list_audit_logs", params.rpc_args(), parse_list(AuditLogEntry))
 
 
 @operation(Feature.AUDIT_LOGGING)
 def purge_audit_logs(*, retention_days: int = 365) -> RpcCall[int | None]:
     """The only way audit rows are ever removed: those older than ``retention_days``."""
-    if not 1 <= retention_days <= 36500:
-        raise InvalidInputError("retention_days: must be between 1 and 36500")
-    return RpcCall("jobforge_purge_audit_logs", {"p_retention_days": retention_days}, _count)
+    params = validate(PurgeParams, locals())
+    return RpcCall("jobforge_purge_audit_logs", params.rpc_args(), _count)

@@ -1,4 +1,5 @@
-"""The operations of the core queue, one function per RPC of ``001_jobforge_core.sql``.
+"""The operations of the core queue, one per RPC of ``supabase/schema/20_jobs.sql`` and
+``25_workers.sql``.
 
 Keyword arguments are the RPC's parameter names without ``p_``. These functions do no
 I/O; ``JobForgeClient`` and ``AsyncJobForgeClient`` expose each of them as a method.
@@ -74,17 +75,7 @@ def enqueue_job(
     max_attempts: int = 5,
 ) -> RpcCall[JobRow]:
     """Queue one job. With an ``idempotency_key`` a repeat returns the existing job."""
-    params = validate(
-        EnqueueJobParams,
-        {
-            "tenant_id": tenant_id,
-            "type": type,
-            "payload": {} if payload is None else payload,
-            "idempotency_key": idempotency_key,
-            "run_at": run_at,
-            "max_attempts": max_attempts,
-        },
-    )
+    params = validate(EnqueueJobParams, locals())
     return RpcCall("jobforge_enqueue_job", params.rpc_args(), parse_one(JobRow))
 
 
@@ -124,10 +115,7 @@ def complete_job(
     artifact_ref: str | None = None,
 ) -> RpcCall[JobRow]:
     """Finish the held job: ``succeeded`` stores the result, ``failed`` retries or kills."""
-    params = validate(
-        CompleteJobParams,
-        locals(),
-    )
+    params = validate(CompleteJobParams, locals())
     return RpcCall("jobforge_complete_job", params.rpc_args(), parse_one(JobRow))
 
 
@@ -183,10 +171,7 @@ def list_jobs(
     offset: int = 0,
 ) -> RpcCall[list[JobRow]]:
     """Jobs of the tenant, newest first."""
-    params = validate(
-        ListJobsParams,
-        locals(),
-    )
+    params = validate(ListJobsParams, locals())
     return RpcCall("jobforge_list_jobs", params.rpc_args(), parse_list(JobRow))
 
 

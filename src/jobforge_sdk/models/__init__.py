@@ -17,6 +17,7 @@ importable from here, but it is not API and may change with its method's signatu
 
 from __future__ import annotations
 
+from ._base import PurgeParams
 from .audit import AuditAction, AuditLogEntry, AuditOutcome, ListAuditLogsParams
 from .events import (
     EventEnvelope,
@@ -116,6 +117,7 @@ __all__ = [
     "PolicyCheckResult",
     "PolicyKeyRow",
     "PolicyToken",
+    "PurgeParams",
     "ReapStaleJobsParams",
     "RedactionHints",
     "RequestJobParams",

@@ -8,12 +8,31 @@ import re
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, JsonValue, StringConstraints
 
-__all__ = ["NonEmptyStr", "Params", "Row", "TenantId", "check_json"]
+__all__ = [
+    "JsonObject",
+    "NonEmptyStr",
+    "NoneIsEmpty",
+    "Params",
+    "PurgeParams",
+    "Row",
+    "TenantId",
+    "check_json",
+]
 
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 TenantId = UUID
+
+
+def _none_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+# A JSON-object argument left out (``None``, the signature's default) is the empty object:
+# said here once, so an operation hands its arguments to the model unchanged.
+NoneIsEmpty = BeforeValidator(_none_is_empty)
+JsonObject = Annotated[dict[str, JsonValue], NoneIsEmpty]
 
 
 class Row(BaseModel):
@@ -31,6 +50,12 @@ class Params(BaseModel):
     def rpc_args(self) -> dict[str, Any]:
         """JSON-ready named arguments; unset optional values are left to the SQL default."""
         return {f"p_{k}": v for k, v in self.model_dump(mode="json", exclude_none=True).items()}
+
+
+class PurgeParams(Params):
+    """A retention purge: ``purge_expired_events`` and ``purge_audit_logs`` alike."""
+
+    retention_days: Annotated[int, Field(ge=1, le=36500)]
 
 
 # A \u0000 escape preceded by an even number of backslashes is a real NUL character (an

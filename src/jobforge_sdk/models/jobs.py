@@ -1,6 +1,6 @@
 """The core queue: job rows as the database returns them, and the parameters of its RPCs.
 
-Limits mirror the checks in ``001_jobforge_core.sql`` so bad input is refused before any
+Limits mirror the checks in ``supabase/schema/20_jobs.sql`` so bad input is refused before any
 I/O; the database checks again for callers who skip the SDK.
 """
 
@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import Field, field_validator
 
-from ._base import NonEmptyStr, Params, Row, TenantId, check_json
+from ._base import NoneIsEmpty, NonEmptyStr, Params, Row, TenantId, check_json
 
 __all__ = [
     "MAX_BATCH",
@@ -101,7 +101,7 @@ class JobSpec(Params):
     """One job of a batch (``enqueue_jobs``)."""
 
     type: NonEmptyStr
-    payload: Any = Field(default_factory=dict)
+    payload: Annotated[Any, NoneIsEmpty] = Field(default_factory=dict)
     idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     run_at: datetime | None = None
     max_attempts: MaxAttempts = 5

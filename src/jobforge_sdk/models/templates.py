@@ -6,9 +6,9 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, JsonValue
+from pydantic import Field
 
-from ._base import NonEmptyStr, Params, Row, TenantId
+from ._base import JsonObject, NonEmptyStr, Params, Row, TenantId
 from .jobs import JobRow
 
 __all__ = [
@@ -104,7 +104,7 @@ class SetTemplateEnabledParams(Params):
 class RequestJobParams(Params):
     tenant_id: TenantId
     template_key: TemplateKey
-    inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    inputs: JsonObject = Field(default_factory=dict)
     project_id: UUID | None = None
     trace_id: NonEmptyStr | None = None
     actor_id: NonEmptyStr | None = None

@@ -7,9 +7,9 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, JsonValue, field_validator
+from pydantic import Field, field_validator
 
-from ._base import NonEmptyStr, Params, Row, TenantId
+from ._base import JsonObject, NonEmptyStr, Params, Row, TenantId
 from .events import SourceApp
 from .jobs import JobRow
 
@@ -61,7 +61,7 @@ class _CreateTrigger(Params):
     tenant_id: TenantId
     name: NonEmptyStr
     target_template_key: NonEmptyStr
-    target_inputs: dict[str, JsonValue] = Field(default_factory=dict)
+    target_inputs: JsonObject = Field(default_factory=dict)
     enabled: bool = False
     dry_run: bool = False
     cooldown_seconds: Annotated[int, Field(ge=0, le=86400)] = 0

@@ -72,7 +72,8 @@ class Scheduler:
 
         Gated by the TRIGGERS flag: with it off this does nothing and returns ``[]``.
         """
-        triggers = self.client.list_cron_triggers()  # [] without I/O when TRIGGERS is off
+        # An internal operation of the client: [] without I/O when TRIGGERS is off.
+        triggers = self.client._list_cron_triggers()
         now = self.clock()
         results: list[CronFireResult] = []
         for trigger in triggers:
