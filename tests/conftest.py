@@ -190,22 +190,40 @@ def act_as(migrated_db_url: str) -> Iterator[Callable[..., RoleSession]]:
 
 
 @pytest.fixture(scope="session")
-def shared_stub(migrated_db_url: str) -> Iterator[Any]:
+def start_stub(pg_server: Server) -> Callable[..., Any]:
+    """``start_stub(url, secret=JWT_SECRET, pool_size=...)``: the PostgREST-compatible
+    stub serving the database of ``url``, logged in as the authenticator role, with the API
+    roles' statement timeouts set in that database as Supabase sets them (the caller stops
+    it)."""
     from tests.support.clients import JWT_SECRET
-    from tests.support.postgrest import PostgrestStub
+    from tests.support.postgrest import PostgrestStub, authenticator_url, prepare_database
 
-    with PostgrestStub(migrated_db_url, JWT_SECRET) as stub:
+    def start(url: str, secret: str = JWT_SECRET, **options: Any) -> Any:
+        dbname = str(psycopg.conninfo.conninfo_to_dict(url)["dbname"])
+        prepare_database(pg_server.url_for(dbname))
+        return PostgrestStub(authenticator_url(url), secret, **options).start()
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def shared_stub(migrated_db_url: str, start_stub: Callable[..., Any]) -> Iterator[Any]:
+    stub = start_stub(migrated_db_url)
+    try:
         yield stub
+    finally:
+        stub.stop()
 
 
 @pytest.fixture
 def stub_for(
-    migrated_db_url: str, request: pytest.FixtureRequest
+    migrated_db_url: str, request: pytest.FixtureRequest, start_stub: Callable[..., Any]
 ) -> Iterator[Callable[[str], Any]]:
     """The PostgREST-compatible stub for a database URL, started on first use."""
     from tests.support.clients import stubs
 
-    with stubs(migrated_db_url, lambda: request.getfixturevalue("shared_stub")) as factory:
+    shared = lambda: request.getfixturevalue("shared_stub")  # noqa: E731
+    with stubs(migrated_db_url, shared, start_stub) as factory:
         yield factory
 
 

@@ -12,8 +12,13 @@ so a caller sees the same exception whichever way the call travelled::
     ├── FeatureDisabledError     a gated method called with strict=True and its flag off
     ├── ConfigurationError       a client that cannot be built as configured
     ├── MigrationError           the migration runner could not finish
-    ├── TransportError           network failure or timeout (``retryable`` says if safe)
+    ├── TransportError           network failure, statement timeout (57014), or the HTTP
+    │                            endpoint unreachable (``retryable`` says if safe)
     └── DatabaseError            any other server-side error
+
+An API gateway in front of PostgREST (Supabase's) refuses a wrong or missing API key
+before the database sees the request, with a body that has a message and no code; those
+refusals are ``PermissionDeniedError`` too.
 """
 
 from __future__ import annotations
@@ -108,6 +113,13 @@ class DatabaseError(JobForgeError):
 # A PT403 whose message starts with this prefix comes from a policy-token check.
 POLICY_DENIED_PREFIX = "policy token refused"
 
+# What Supabase's API gateway answers (HTTP 401, no ``code``) for a wrong or missing key.
+API_KEY_REFUSALS = frozenset({"Invalid API key", "No API key found in request"})
+
+# A statement cancelled by statement_timeout (or by an operator): rolled back, so nothing
+# of the call took effect.
+STATEMENT_CANCELLED = "57014"
+
 _BY_CODE: dict[str, type[JobForgeError]] = {
     "PT400": InvalidInputError,
     "PT403": PermissionDeniedError,
@@ -130,6 +142,10 @@ def _field_of(message: str) -> str | None:
 
 def error_from_sqlstate(code: str | None, message: str, *, details: Any = None) -> JobForgeError:
     """Build the SDK exception for a server error identified by its SQLSTATE (or PGRST code)."""
+    if code is None and message in API_KEY_REFUSALS:
+        return PermissionDeniedError(message, code=None, details=details)
+    if code == STATEMENT_CANCELLED:
+        return TransportError(f"statement timeout: {message}", retryable=True, code=code)
     if code == "PT403" and message.startswith(POLICY_DENIED_PREFIX):
         return PolicyDeniedError(message, code=code, details=details)
     if code is not None and code.startswith("22"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -22,9 +22,13 @@ import supabase
 from postgrest.exceptions import APIError
 from psycopg.conninfo import make_conninfo
 
-from tests.support.postgrest import PostgrestStub, make_jwt
+from jobforge_sdk import AsyncJobForgeClient, JobForgeClient, PermissionDeniedError, TransportError
+from tests.support.clients import user_jwt_claims
+from tests.support.postgrest import AUTHENTICATOR, PostgrestStub, make_jwt
+from tests.support.roles import tenant_claims
 
 SECRET = "pgrst-test-jwt-secret-that-is-long-enough-for-hs256"
+ANON_KEY = make_jwt(SECRET, "anon")  # the project's public key: what the gateway checks
 
 # supabase-py 2.x warns about its own internal use of deprecated postgrest-py arguments.
 pytestmark = pytest.mark.filterwarnings(
@@ -67,8 +71,16 @@ create function public.pgrst_test_whoami() returns jsonb language sql stable
 set search_path = '' as $$
   select pg_catalog.jsonb_build_object(
     'role', pg_catalog.current_setting('role'), 'current_user', current_user,
-    'claims', auth.jwt(), 'uid', auth.uid())
+    'session_user', session_user, 'claims', auth.jwt(), 'uid', auth.uid())
 $$;
+
+create function public.pgrst_test_settings() returns jsonb language sql volatile
+set search_path = '' as $$
+  select pg_catalog.jsonb_build_object(
+    'statement_timeout', pg_catalog.current_setting('statement_timeout'),
+    'read_only', pg_catalog.current_setting('transaction_read_only'))
+$$;
+
 
 create function public.pgrst_test_raise(p_code text, p_message text default 'boom')
 returns jsonb language plpgsql set search_path = '' as $$
@@ -91,6 +103,14 @@ begin
   insert into public.pgrst_test_log (label) values (p_label);
   raise exception using errcode = 'PT409', message = 'refused after writing';
 end
+$$;
+
+-- Mislabelled STABLE, as an RPC that calls an audit writer would be: PL/pgSQL refuses an
+-- INSERT in its own body, but not in a volatile function it calls.
+create function public.pgrst_test_stable_write(p_label text) returns integer
+language sql stable security definer set search_path = '' as $$
+  select public.pgrst_test_record(p_label);
+  select 1
 $$;
 
 create function public.pgrst_test_series(p_n integer) returns setof integer
@@ -117,7 +137,8 @@ revoke all on function
   public.pgrst_test_private(), public.pgrst_test_record(text),
   public.pgrst_test_record_then_fail(text), public.pgrst_test_series(integer),
   public.pgrst_test_overloaded(integer), public.pgrst_test_overloaded(text),
-  public.pgrst_test_body(jsonb), public.pgrst_test_full_control()
+  public.pgrst_test_body(jsonb), public.pgrst_test_full_control(),
+  public.pgrst_test_settings(), public.pgrst_test_stable_write(text)
 from public, anon, authenticated, service_role;
 
 grant execute on function
@@ -128,20 +149,30 @@ grant execute on function
   public.pgrst_test_full_control()
 to authenticated, service_role;
 
-grant execute on function public.pgrst_test_whoami(), public.pgrst_test_raise(text, text)
+grant execute on function public.pgrst_test_whoami(), public.pgrst_test_raise(text, text),
+  public.pgrst_test_settings(), public.pgrst_test_stable_write(text)
 to anon, authenticated, service_role;
 """
 
 
+# A function that outlasts a statement timeout, for the timeout tests' own database.
+SLEEP_SQL = """
+create function public.pgrst_test_sleep(p_seconds double precision) returns integer
+language sql set search_path = '' as 'select 1 from pg_catalog.pg_sleep(p_seconds)';
+grant execute on function public.pgrst_test_sleep(double precision) to anon;
+"""
+
+
 @pytest.fixture(scope="module")
-def stub(migrated_db_url: str) -> Iterator[PostgrestStub]:
+def stub(migrated_db_url: str, start_stub: Callable[..., PostgrestStub]) -> Iterator[PostgrestStub]:
     with psycopg.connect(migrated_db_url, autocommit=True) as conn:
         conn.execute(DROP_SQL)
         conn.execute(CREATE_SQL)
+    running = start_stub(migrated_db_url, SECRET)
     try:
-        with PostgrestStub(migrated_db_url, SECRET) as running:
-            yield running
+        yield running
     finally:
+        running.stop()
         with psycopg.connect(migrated_db_url, autocommit=True) as conn:
             conn.execute(DROP_SQL)
 
@@ -153,13 +184,20 @@ def service(stub: PostgrestStub) -> supabase.Client:
 
 @pytest.fixture(scope="module")
 def anon(stub: PostgrestStub) -> supabase.Client:
-    return supabase.create_client(stub.url, make_jwt(SECRET, "anon"))
+    return supabase.create_client(stub.url, ANON_KEY)
 
 
 @pytest.fixture
 def http(stub: PostgrestStub) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{stub.url}/rest/v1/rpc/") as client:
+    """Plain HTTP with the project's anon key, as every browser request carries it."""
+    with httpx.Client(base_url=f"{stub.url}/rest/v1/rpc/", headers={"apikey": ANON_KEY}) as client:
         yield client
+
+
+def user_client(stub: PostgrestStub, token: str) -> supabase.Client:
+    """supabase-py as a signed-in app uses it: the anon key, and the user's JWT as bearer."""
+    options = supabase.ClientOptions(headers={"Authorization": f"Bearer {token}"})
+    return supabase.create_client(stub.url, ANON_KEY, options)
 
 
 def bearer(role: str, **claims: object) -> dict[str, str]:
@@ -244,11 +282,12 @@ def test_unknown_function_is_pgrst202(service: supabase.Client) -> None:
 @pytest.mark.parametrize("role", ["service_role", "authenticated"])
 def test_function_runs_as_the_jwt_role_with_its_claims(stub: PostgrestStub, role: str) -> None:
     sub = str(uuid.uuid4())
-    client = supabase.create_client(stub.url, make_jwt(SECRET, role, sub=sub))
+    client = user_client(stub, make_jwt(SECRET, role, sub=sub))
 
     seen = as_object(client.rpc("pgrst_test_whoami", {}).execute().data)
 
     assert (seen["role"], seen["current_user"], seen["uid"]) == (role, role, sub)
+    assert seen["session_user"] == AUTHENTICATOR
     assert seen["claims"]["sub"] == sub
     assert seen["claims"]["exp"] > time.time() + 3000  # make_jwt: an hour ahead
 
@@ -260,6 +299,7 @@ def test_no_authorization_header_means_anon(http: httpx.Client) -> None:
     assert response.json() == {
         "role": "anon",
         "current_user": "anon",
+        "session_user": AUTHENTICATOR,
         "claims": {"role": "anon"},
         "uid": None,
     }
@@ -285,7 +325,7 @@ def test_unverifiable_jwt_is_401(http: httpx.Client, token: str, message: str) -
 
 def test_forged_jwt_reaches_supabase_as_pgrst301(stub: PostgrestStub) -> None:
     forged = make_jwt("some-other-secret-which-is-also-long-enough", "service_role")
-    client = supabase.create_client(stub.url, forged)
+    client = user_client(stub, forged)
 
     with pytest.raises(APIError) as caught:
         client.rpc("pgrst_test_whoami", {}).execute()
@@ -459,7 +499,9 @@ def test_malformed_requests_get_postgrest_errors(
 
 async def test_async_client_calls_and_errors(stub: PostgrestStub) -> None:
     sub = str(uuid.uuid4())
-    client = await supabase.acreate_client(stub.url, make_jwt(SECRET, "authenticated", sub=sub))
+    token = make_jwt(SECRET, "authenticated", sub=sub)
+    options = supabase.AsyncClientOptions(headers={"Authorization": f"Bearer {token}"})
+    client = await supabase.acreate_client(stub.url, ANON_KEY, options)
 
     seen = as_object((await client.rpc("pgrst_test_whoami", {}).execute()).data)
     with pytest.raises(APIError) as caught:
@@ -469,14 +511,16 @@ async def test_async_client_calls_and_errors(stub: PostgrestStub) -> None:
     assert caught.value.code == "PT403"
 
 
-def test_concurrent_requests_keep_their_own_role_and_claims(migrated_db_url: str) -> None:
+def test_concurrent_requests_keep_their_own_role_and_claims(
+    stub: PostgrestStub, migrated_db_url: str, start_stub: Callable[..., PostgrestStub]
+) -> None:
     subs = [str(uuid.uuid4()) for _ in range(24)]
     roles = ["authenticated", "service_role", "anon"]
 
-    with PostgrestStub(migrated_db_url, SECRET, pool_size=3) as small:
+    with start_stub(migrated_db_url, SECRET, pool_size=3) as small:
 
         def call(index: int) -> dict[str, Any]:
-            headers = bearer(roles[index % 3], sub=subs[index])
+            headers = bearer(roles[index % 3], sub=subs[index]) | {"apikey": ANON_KEY}
             url = f"{small.url}/rest/v1/rpc/pgrst_test_whoami"
             response = httpx.post(url, headers=headers, timeout=30)
             assert response.status_code == 200
@@ -491,13 +535,15 @@ def test_concurrent_requests_keep_their_own_role_and_claims(migrated_db_url: str
     ]
 
 
-def test_stop_releases_the_port_and_every_connection(migrated_db_url: str) -> None:
+def test_stop_releases_the_port_and_every_connection(
+    stub: PostgrestStub, migrated_db_url: str, start_stub: Callable[..., PostgrestStub]
+) -> None:
     app = f"pgrst-test-{uuid.uuid4().hex[:8]}"
     count = "select count(*) from pg_catalog.pg_stat_activity where application_name = %s"
 
-    with PostgrestStub(make_conninfo(migrated_db_url, application_name=app), SECRET) as own:
+    with start_stub(make_conninfo(migrated_db_url, application_name=app), SECRET) as own:
         url = f"{own.url}/rest/v1/rpc/pgrst_test_whoami"
-        assert httpx.post(url).status_code == 200
+        assert httpx.post(url, headers={"apikey": ANON_KEY}).status_code == 200
     with pytest.raises(httpx.ConnectError):
         httpx.post(url)
 
@@ -506,3 +552,175 @@ def test_stop_releases_the_port_and_every_connection(migrated_db_url: str) -> No
         while (conn.execute(count, [app]).fetchone() or (0,))[0] and time.monotonic() < deadline:
             time.sleep(0.05)
         assert conn.execute(count, [app]).fetchone() == (0,)
+
+
+# -- what Supabase puts around PostgREST: the gateway's key check, the authenticator login,
+# -- read-only transactions for STABLE functions, per-role statement timeouts ------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "No API key found in request"),
+        ({"apikey": "not-a-key"}, "Invalid API key"),
+        (
+            {"apikey": make_jwt("some-other-secret-which-is-also-long-enough", "anon")},
+            "Invalid API key",
+        ),
+        ({"apikey": make_jwt(SECRET, "authenticated")}, "Invalid API key"),  # a user's JWT
+    ],
+    ids=["missing", "garbage", "forged", "user-jwt"],
+)
+def test_the_gateway_refuses_a_call_without_a_project_key(
+    stub: PostgrestStub, migrated_db_url: str, headers: dict[str, str], message: str
+) -> None:
+    label = f"no-key-{uuid.uuid4()}"
+    url = f"{stub.url}/rest/v1/rpc/pgrst_test_record"
+    headers |= bearer("service_role")
+
+    response = httpx.post(url, json={"p_label": label}, headers=headers)
+
+    assert response.status_code == 401
+    body = response.json()
+    assert body["message"] == message
+    assert "code" not in body  # the gateway answers, not PostgREST
+    assert not logged(migrated_db_url, label)
+
+
+def test_the_stub_logs_in_as_an_authenticator_and_never_as_a_superuser(
+    stub: PostgrestStub, pg_server: Any, migrated_db_url: str
+) -> None:
+    dbname = str(psycopg.conninfo.conninfo_to_dict(migrated_db_url)["dbname"])
+    with psycopg.connect(migrated_db_url) as conn:
+        row = conn.execute(
+            "select rolcanlogin, rolinherit, rolsuper from pg_catalog.pg_roles where rolname = %s",
+            [AUTHENTICATOR],
+        ).fetchone()
+
+    assert row == (True, False, False)
+    with pytest.raises(RuntimeError, match="NOINHERIT role that is not a superuser"):
+        PostgrestStub(pg_server.url_for(dbname), SECRET).start()
+
+
+def test_a_stable_function_runs_in_a_read_only_transaction(
+    http: httpx.Client, migrated_db_url: str
+) -> None:
+    label = f"stable-{uuid.uuid4()}"
+
+    refused = http.post(
+        "pgrst_test_stable_write", json={"p_label": label}, headers=bearer("service_role")
+    )
+    volatile = http.post("pgrst_test_settings", headers=bearer("service_role"))
+
+    assert refused.status_code == 405
+    assert refused.json()["code"] == "25006"
+    assert not logged(migrated_db_url, label)
+    assert volatile.json()["read_only"] == "off"
+
+
+@pytest.mark.parametrize(
+    ("role", "timeout"), [("anon", "3s"), ("authenticated", "8s"), ("service_role", "0")]
+)
+def test_each_role_runs_under_its_own_statement_timeout(
+    http: httpx.Client, role: str, timeout: str
+) -> None:
+    headers = {} if role == "anon" else bearer(role)
+
+    response = http.post("pgrst_test_settings", headers=headers)
+
+    assert response.status_code == 200
+    assert response.json()["statement_timeout"] == timeout
+
+
+@pytest.fixture
+def slow_stub(
+    fresh_db_url: str, pg_server: Any, start_stub: Callable[..., PostgrestStub]
+) -> Iterator[PostgrestStub]:
+    """A stub on a database of its own whose anon role times out after 200 ms: the
+    database's role setting, which the stub must apply over the cluster-wide one."""
+    dbname = str(psycopg.conninfo.conninfo_to_dict(fresh_db_url)["dbname"])
+    running = start_stub(fresh_db_url, SECRET)
+    with psycopg.connect(pg_server.url_for(dbname), autocommit=True) as conn:
+        conn.execute(SLEEP_SQL)
+        conn.execute(f"alter role anon in database {dbname} set statement_timeout = '200ms'")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_statement_timeout_is_57014_and_the_sdk_raises_transport_error(
+    slow_stub: PostgrestStub,
+) -> None:
+    response = httpx.post(
+        f"{slow_stub.url}/rest/v1/rpc/pgrst_test_sleep",
+        json={"p_seconds": 5},
+        headers={"apikey": ANON_KEY},
+    )
+    with (
+        JobForgeClient.from_supabase(slow_stub.url, ANON_KEY) as client,
+        pytest.raises(TransportError) as caught,
+    ):
+        client.transport.call("pgrst_test_sleep", {"p_seconds": 5})
+
+    assert response.status_code == 500
+    assert response.json()["code"] == "57014"
+    assert (caught.value.code, caught.value.retryable) == ("57014", True)
+    assert "statement timeout" in caught.value.message
+
+
+async def test_the_async_sdk_raises_transport_error_on_a_statement_timeout(
+    slow_stub: PostgrestStub,
+) -> None:
+    async with AsyncJobForgeClient.from_supabase(slow_stub.url, ANON_KEY) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.transport.call("pgrst_test_sleep", {"p_seconds": 5})
+
+    assert caught.value.code == "57014"
+
+
+def test_a_direct_connection_maps_a_statement_timeout_the_same_way(fresh_db_url: str) -> None:
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute(SLEEP_SQL)
+    url = make_conninfo(fresh_db_url, options="-c statement_timeout=200")
+    with JobForgeClient.from_postgres(url) as client, pytest.raises(TransportError) as caught:
+        client.transport.call("pgrst_test_sleep", {"p_seconds": 5})
+
+    assert (caught.value.code, caught.value.retryable) == ("57014", True)
+
+
+@pytest.mark.parametrize("key", ["not-a-key", make_jwt(SECRET, "authenticated")])
+def test_a_bad_api_key_is_permission_denied_in_the_sdk(stub: PostgrestStub, key: str) -> None:
+    tenant = uuid.uuid4()
+    with (
+        JobForgeClient.from_supabase(stub.url, key) as client,
+        pytest.raises(PermissionDeniedError) as caught,
+    ):
+        client.enqueue_job(tenant_id=tenant, type="pgrst.test", payload={})
+
+    assert caught.value.message == "Invalid API key"
+    assert caught.value.code is None
+
+
+async def test_a_bad_api_key_is_permission_denied_in_the_async_sdk(stub: PostgrestStub) -> None:
+    async with AsyncJobForgeClient.from_supabase(stub.url, "not-a-key") as client:
+        with pytest.raises(PermissionDeniedError) as caught:
+            await client.list_jobs(tenant_id=uuid.uuid4())
+
+    assert caught.value.message == "Invalid API key"
+
+
+def test_a_user_client_sends_the_anon_key_and_runs_as_the_user(
+    stub: PostgrestStub, migrated_db_url: str
+) -> None:
+    tenant = uuid.uuid4()
+    token = make_jwt(SECRET, "authenticated", **user_jwt_claims(tenant_claims(tenant)))
+    with (
+        JobForgeClient.from_supabase(stub.url, ANON_KEY, access_token=token) as user,
+        JobForgeClient.from_supabase(stub.url, ANON_KEY) as anonymous,
+    ):
+        job = user.enqueue_job(tenant_id=tenant, type="pgrst.user", payload={})
+        with pytest.raises(PermissionDeniedError):
+            anonymous.enqueue_job(tenant_id=tenant, type="pgrst.user", payload={})
+
+    assert job.tenant_id == tenant

@@ -100,16 +100,19 @@ class ClientFactory:
             self._made.append(client)
             return client
         stub = self._stub_for(dsn)
+        # A backend calls with the service-role key; a user's call carries the anon key
+        # for the gateway and the user's JWT as the bearer, as supabase-js sends them.
+        token: str | None = None
         if claims is None:
             key = make_jwt(JWT_SECRET, "service_role")
         else:
-            key = make_jwt(JWT_SECRET, "authenticated", **user_jwt_claims(claims))
+            key = make_jwt(JWT_SECRET, "anon")
+            token = make_jwt(JWT_SECRET, "authenticated", **user_jwt_claims(claims))
+        options: dict[str, Any] = {"access_token": token, "flags": flags, "strict": strict}
         if kind == "supabase":
-            client = JobForgeClient.from_supabase(stub.url, key, flags=flags, strict=strict)
+            client = JobForgeClient.from_supabase(stub.url, key, **options)
         elif kind == "supabase-async":
-            client = SyncFacade(
-                AsyncJobForgeClient.from_supabase(stub.url, key, flags=flags, strict=strict)
-            )
+            client = SyncFacade(AsyncJobForgeClient.from_supabase(stub.url, key, **options))
         else:
             raise ValueError(kind)
         self._made.append(client)
@@ -122,16 +125,19 @@ class ClientFactory:
 
 @contextmanager
 def stubs(
-    shared_url: str, shared: Callable[[], PostgrestStub]
+    shared_url: str,
+    shared: Callable[[], PostgrestStub],
+    start: Callable[[str], PostgrestStub],
 ) -> Iterator[Callable[[str], PostgrestStub]]:
-    """Stubs for the databases a test uses; the shared database's stub lives all session."""
+    """Stubs for the databases a test uses; the shared database's stub lives all session.
+    ``start(url)`` starts one (the ``start_stub`` fixture)."""
     running: dict[str, PostgrestStub] = {}
 
     def stub_for(url: str) -> PostgrestStub:
         if url == shared_url:
             return shared()
         if url not in running:
-            running[url] = PostgrestStub(url, JWT_SECRET).start()
+            running[url] = start(url)
         return running[url]
 
     try:

@@ -3,10 +3,21 @@
 PostgREST cannot be installed where the tests run, yet the SDK's Supabase transport must be
 exercised end to end: real HTTP requests from supabase-py, real JWT checks, real roles and
 real SQL errors. This module serves ``POST /rest/v1/rpc/{function}`` the way PostgREST v12
-does: it verifies the bearer JWT, switches to the role it names inside one transaction,
-calls ``public.{function}`` with named arguments converted by ``json_to_record`` and maps
-SQLSTATEs to HTTP statuses with PostgREST's error body. Unlike PostgREST it keeps no schema
-cache: functions are looked up on every request, so tests never need a cache reload.
+does, behind a gateway that checks the API key the way Supabase's does:
+
+- the ``apikey`` header must be one of the project's keys (an HS256 JWT signed with the
+  project's secret whose role is ``anon`` or ``service_role``), else 401 with
+  ``{"message": "Invalid API key"}`` and no ``code``, before the database is touched;
+- it connects as an authenticator-like role (LOGIN, NOINHERIT, not a superuser, member
+  of the API roles: ``prepare_database`` makes it) and, inside one transaction per
+  request, switches to the role the bearer JWT names, applies that role's settings
+  (Supabase sets ``statement_timeout`` 3 s for anon and 8 s for authenticated) and runs a
+  STABLE or IMMUTABLE function in a read-only transaction;
+- it calls ``public.{function}`` with named arguments converted by ``json_to_record`` and
+  maps SQLSTATEs to HTTP statuses with PostgREST's error body.
+
+Unlike PostgREST it keeps no schema cache: functions and role settings are looked up on
+every request, so tests never need a cache reload.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from urllib.parse import unquote, urlsplit
 import jwt
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 if TYPE_CHECKING:
@@ -31,6 +43,12 @@ if TYPE_CHECKING:
 RPC_PREFIX = "/rest/v1/rpc/"
 SCHEMA = "public"
 ANON_ROLE = "anon"
+API_ROLES = ("anon", "authenticated", "service_role")
+KEY_ROLES = frozenset({"anon", "service_role"})  # the roles a project's API keys carry
+AUTHENTICATOR = "jobforge_test_authenticator"
+AUTHENTICATOR_PASSWORD = "jobforge-test-authenticator"  # a test-only role on a test server
+# What a hosted Supabase project sets on its API roles (ALTER ROLE ... SET statement_timeout).
+SUPABASE_ROLE_TIMEOUTS = {"anon": "3s", "authenticated": "8s"}
 SEARCH_PATH = "public, extensions"  # Supabase's db-schemas + db-extra-search-path
 JWT_LEEWAY_SECONDS = 30  # PostgREST tolerates this much clock skew on exp/nbf/iat
 
@@ -44,7 +62,7 @@ _STATUS_BY_CLASS |= dict.fromkeys(
 
 _LOOKUP = """
 select p.proargnames, p.proargmodes::text[], p.pronargs, p.pronargdefaults, p.proretset,
-       p.prorettype = 'pg_catalog.void'::pg_catalog.regtype,
+       p.prorettype = 'pg_catalog.void'::pg_catalog.regtype, p.provolatile <> 'v',
        array(select pg_catalog.format_type(t.oid, null)
              from unnest(p.proargtypes::oid[]) with ordinality as t(oid, n) order by t.n)
 from pg_catalog.pg_proc p join pg_catalog.pg_namespace ns on ns.oid = p.pronamespace
@@ -57,8 +75,66 @@ select pg_catalog.set_config('search_path', %s, true), pg_catalog.set_config('ro
        pg_catalog.set_config('request.jwt.claims', %s, true),
        pg_catalog.set_config('request.method', 'POST', true),
        pg_catalog.set_config('request.path', %s, true),
-       pg_catalog.set_config('request.headers', %s, true)
+       pg_catalog.set_config('request.headers', %s, true),
+       pg_catalog.set_config('transaction_read_only', %s, true)
 """
+
+# The role's own settings, then its settings in this database, which win (as at login).
+_ROLE_SETTINGS = """
+select s.setting
+from pg_catalog.pg_db_role_setting d
+cross join lateral unnest(d.setconfig) with ordinality as s(setting, n)
+where d.setrole = (select r.oid from pg_catalog.pg_roles r where r.rolname = %s)
+  and d.setdatabase in (0, (select b.oid from pg_catalog.pg_database b
+                            where b.datname = pg_catalog.current_database()))
+order by d.setdatabase, s.n
+"""
+
+_PREPARE_DATABASE = """
+do $prepare$
+begin
+  begin
+    execute pg_catalog.format('create role %I login noinherit', {authenticator});
+  exception when duplicate_object or unique_violation then
+    null;  -- made by an earlier session, or by a parallel one just now
+  end;
+  execute pg_catalog.format('alter role %I login noinherit nosuperuser password %L',
+                            {authenticator}, {password});
+  execute pg_catalog.format('grant anon, authenticated, service_role to %I', {authenticator});
+  execute pg_catalog.format('alter role anon in database %I set statement_timeout = %L',
+                            pg_catalog.current_database(), {anon_timeout});
+  execute pg_catalog.format('alter role authenticated in database %I set statement_timeout = %L',
+                            pg_catalog.current_database(), {authenticated_timeout});
+end
+$prepare$
+"""
+
+
+def prepare_database(superuser_url: str) -> None:
+    """Make the database servable the way Supabase serves one: the authenticator login
+    role (cluster-wide, idempotent) and the API roles' statement timeouts, set in this
+    database only so that nothing outside the test databases changes."""
+    statement = sql.SQL(_PREPARE_DATABASE).format(
+        authenticator=sql.Literal(AUTHENTICATOR),
+        password=sql.Literal(AUTHENTICATOR_PASSWORD),
+        anon_timeout=sql.Literal(SUPABASE_ROLE_TIMEOUTS["anon"]),
+        authenticated_timeout=sql.Literal(SUPABASE_ROLE_TIMEOUTS["authenticated"]),
+    )
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def authenticator_url(database_url: str) -> str:
+    """The same database, logging in as the authenticator role."""
+    return make_conninfo(database_url, user=AUTHENTICATOR, password=AUTHENTICATOR_PASSWORD)
+
+
+def gateway_refusal(status: int, message: str, hint: str) -> PgrstError:
+    """What Supabase's API gateway answers itself: a message and a hint, no ``code``."""
+    err = PgrstError(status, "", message, hint=hint)
+    err.body = {"message": message, "hint": hint}
+    err.headers = {}  # no RFC 6750 challenge: the gateway is not the resource server
+    return err
 
 
 def make_jwt(secret: str, role: str, **claims: object) -> str:
@@ -96,6 +172,7 @@ class _Routine(NamedTuple):
     required: frozenset[str]  # names without a default
     returns_set: bool
     returns_void: bool
+    read_only: bool  # STABLE or IMMUTABLE: PostgREST runs it in a read-only transaction
 
 
 def _http_status(code: str, message: str, *, authed: bool) -> int:
@@ -159,8 +236,20 @@ class PostgrestStub:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start(self) -> Self:
-        """Open the pool (failing fast on a bad DSN), then serve on a free loopback port."""
+        """Open the pool (failing fast on a bad DSN), check that it logged in as an
+        authenticator would, then serve on a free loopback port."""
         self._pool.open(wait=True, timeout=10)
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "select rolsuper, rolinherit from pg_catalog.pg_roles where rolname = session_user"
+            ).fetchone()
+        if row is None or row[0] or row[1]:
+            self._pool.close()
+            msg = (
+                "PostgrestStub must log in as a NOINHERIT role that is not a superuser (as "
+                "PostgREST's authenticator does): use authenticator_url() after prepare_database()"
+            )
+            raise RuntimeError(msg)
         self._server = _Server(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="postgrest-stub", daemon=True
@@ -198,6 +287,7 @@ class PostgrestStub:
         if profile != SCHEMA:
             hint = f"Only the following schemas are exposed: {SCHEMA}"
             raise PgrstError(406, "PGRST106", f"Invalid schema: {profile}", hint=hint)
+        self._check_api_key(headers.get("apikey"))
         role, claims = self._authenticate(headers.get("authorization"))
         try:
             args = json.loads(body) if body.strip() else {}
@@ -205,17 +295,22 @@ class PostgrestStub:
             raise PgrstError(400, "PGRST102", "Empty or invalid json", details=str(exc)) from exc
         if not isinstance(args, dict):
             raise PgrstError(400, "PGRST102", "Expected a JSON object of named arguments")
-        locals_ = [
-            SEARCH_PATH,
-            role,
-            json.dumps(claims),
-            RPC_PREFIX + function,
-            json.dumps(headers),
-        ]
         try:
             with self._pool.connection() as conn, conn.transaction():
                 routine = _resolve(conn, function, args)
+                read_only = "on" if routine.read_only else "off"
+                locals_ = [
+                    SEARCH_PATH,
+                    role,
+                    json.dumps(claims),
+                    RPC_PREFIX + function,
+                    json.dumps(headers),
+                    read_only,
+                ]
+                settings = _role_settings(conn, role)
                 conn.execute(_SET_LOCALS, locals_)
+                for name, value in settings.items():
+                    conn.execute("select pg_catalog.set_config(%s, %s, true)", [name, value])
                 row = conn.execute(*_call_query(function, routine, args)).fetchone()
         except psycopg.Error as exc:
             raise _database_error(exc, authed=role != ANON_ROLE) from exc
@@ -225,6 +320,21 @@ class PostgrestStub:
         if routine.returns_void:
             return 204, b""
         return 200, (row[0] if row and row[0] is not None else "null").encode()
+
+    def _check_api_key(self, apikey: str | None) -> None:
+        """Refuse as the gateway does, before PostgREST: a project key must come along."""
+        if not apikey:
+            hint = "No `apikey` request header or url param was found."
+            raise gateway_refusal(401, "No API key found in request", hint)
+        try:
+            claims = jwt.decode(
+                apikey.strip(), self._secret, algorithms=["HS256"], options={"verify_aud": False}
+            )
+        except jwt.InvalidTokenError:
+            claims = {}
+        if claims.get("role") not in KEY_ROLES:
+            hint = "Double check your Supabase `anon` or `service_role` API key."
+            raise gateway_refusal(401, "Invalid API key", hint)
 
     def _authenticate(self, authorization: str | None) -> tuple[str, dict[str, Any]]:
         """Find the role and claims: anon without a bearer token, else the verified JWT's."""
@@ -243,6 +353,15 @@ class PostgrestStub:
             raise PgrstError(401, "PGRST301", _jwt_message(token, exc)) from exc
         role = claims.get("role")
         return (role if isinstance(role, str) and role else ANON_ROLE), claims
+
+
+def _role_settings(conn: psycopg.Connection[Any], role: str) -> dict[str, str]:
+    """The settings PostgREST applies when it switches to ``role`` (``name=value`` rows)."""
+    settings: dict[str, str] = {}
+    for (setting,) in conn.execute(_ROLE_SETTINGS, [role]):
+        name, _, value = str(setting).partition("=")
+        settings[name] = value
+    return settings
 
 
 def _jwt_message(token: str, exc: jwt.InvalidTokenError) -> str:
@@ -264,14 +383,15 @@ def _resolve(conn: psycopg.Connection[Any], function: str, args: dict[str, Any])
     """Pick the overload PostgREST would: named parameters covering exactly the given keys."""
     named: list[_Routine] = []
     single_json: list[_Routine] = []
-    for names, modes, nargs, ndefaults, retset, void, types in conn.execute(
+    for names, modes, nargs, ndefaults, retset, void, read_only, types in conn.execute(
         _LOOKUP, [SCHEMA, function]
     ):
         all_modes: list[str] = modes or ["i"] * nargs  # no modes: every argument is IN
         all_names: list[str] = names or [""] * len(all_modes)
         inputs = [n for n, m in zip(all_names, all_modes, strict=True) if m in {"i", "b", "v"}]
         params = list(zip(inputs, types, strict=True))
-        routine = _Routine(params, frozenset(inputs[: nargs - ndefaults]), retset, void)
+        required = frozenset(inputs[: nargs - ndefaults])
+        routine = _Routine(params, required, retset, void, read_only)
         if inputs == [""] and types[0] in {"json", "jsonb"}:
             single_json.append(routine)  # PostgREST passes it the whole body
         elif all(inputs) and routine.required <= args.keys() <= set(inputs):

@@ -10,6 +10,7 @@ from jobforge_sdk.errors import (
     NotFoundError,
     PermissionDeniedError,
     PolicyDeniedError,
+    TransportError,
     error_from_sqlstate,
 )
 
@@ -46,3 +47,18 @@ def test_input_errors_carry_the_field_from_the_message() -> None:
 def test_policy_denied_is_a_permission_error() -> None:
     assert issubclass(PolicyDeniedError, PermissionDeniedError)
     assert issubclass(InvalidInputError, ValueError)
+
+
+def test_a_gateway_refusal_of_the_api_key_is_permission_denied() -> None:
+    for message in ("Invalid API key", "No API key found in request"):
+        error = error_from_sqlstate(None, message)
+        assert type(error) is PermissionDeniedError
+        assert (error.message, error.code) == (message, None)
+    assert type(error_from_sqlstate(None, "something else")) is DatabaseError
+
+
+def test_a_statement_timeout_is_a_retryable_transport_error() -> None:
+    error = error_from_sqlstate("57014", "canceling statement due to statement timeout")
+    assert isinstance(error, TransportError)
+    assert (error.code, error.retryable) == ("57014", True)
+    assert error.message == "statement timeout: canceling statement due to statement timeout"

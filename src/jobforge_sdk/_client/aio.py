@@ -56,14 +56,19 @@ class AsyncJobForgeClient(ClientBase):
         url: str,
         key: str,
         *,
+        access_token: str | None = None,
         timeout: httpx.Timeout | float | None = None,
         flags: FeatureFlags | None = None,
         strict: bool = False,
     ) -> AsyncJobForgeClient:
+        """The async twin of ``JobForgeClient.from_supabase`` (same ``key`` and
+        ``access_token``)."""
         from jobforge_sdk._transports.supabase import AsyncSupabaseTransport
 
         return cls(
-            AsyncSupabaseTransport.connect(url, key, timeout=timeout), flags=flags, strict=strict
+            AsyncSupabaseTransport.connect(url, key, access_token=access_token, timeout=timeout),
+            flags=flags,
+            strict=strict,
         )
 
     @classmethod

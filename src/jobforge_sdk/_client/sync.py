@@ -76,16 +76,23 @@ class JobForgeClient(ClientBase):
         url: str,
         key: str,
         *,
+        access_token: str | None = None,
         timeout: httpx.Timeout | float | None = None,
         flags: FeatureFlags | None = None,
         strict: bool = False,
     ) -> JobForgeClient:
-        """A client that calls PostgREST's ``/rpc`` with ``key`` (service role or user JWT).
+        """A client that calls PostgREST's ``/rpc`` through the project's API gateway.
 
-        ``timeout`` defaults to 30 s (10 s to connect)."""
+        ``key`` is the project's API key: the service-role key for a backend, or the anon
+        key with ``access_token`` (a signed-in user's JWT) for calls that run as that user,
+        under the tenant checks. ``timeout`` defaults to 30 s (10 s to connect)."""
         from jobforge_sdk._transports.supabase import SupabaseTransport
 
-        return cls(SupabaseTransport.connect(url, key, timeout=timeout), flags=flags, strict=strict)
+        return cls(
+            SupabaseTransport.connect(url, key, access_token=access_token, timeout=timeout),
+            flags=flags,
+            strict=strict,
+        )
 
     @classmethod
     def from_supabase_client(

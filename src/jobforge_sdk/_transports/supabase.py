@@ -1,7 +1,10 @@
 """Supabase transport: PostgREST's ``/rpc`` through supabase-py's ``.rpc()``.
 
 The SDK owns the httpx client it hands to supabase-py (explicit timeouts, closed with the
-client) unless the caller passes a ready-made supabase client. ``APIError.code`` carries the
+client) unless the caller passes a ready-made supabase client. ``key`` is the project's API
+key (the gateway checks it on every request); ``access_token``, when given, is the signed-in
+user's JWT, sent as the bearer token so that calls run as that user (without it the key is
+the bearer too, as supabase-py does). ``APIError.code`` carries the
 SQLSTATE (``PT400``...) or a PostgREST code, and is mapped through the same table as a
 psycopg error, so both transports raise the same exceptions.
 """
@@ -23,7 +26,13 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
 def _map_api_error(exc: APIError) -> JobForgeError:
-    return error_from_sqlstate(exc.code, exc.message or str(exc), details=exc.details)
+    # A gateway refusal (wrong API key) has a message and no code: the shared table maps
+    # those messages too, so no HTTP status is needed (supabase-py does not keep it).
+    return error_from_sqlstate(exc.code or None, exc.message or str(exc), details=exc.details)
+
+
+def _bearer(access_token: str | None) -> dict[str, str]:
+    return {} if access_token is None else {"Authorization": f"Bearer {access_token}"}
 
 
 def _map_http_error(exc: httpx.HTTPError) -> TransportError:
@@ -41,10 +50,17 @@ class SupabaseTransport:
 
     @classmethod
     def connect(
-        cls, url: str, key: str, *, timeout: httpx.Timeout | float | None = None
+        cls,
+        url: str,
+        key: str,
+        *,
+        access_token: str | None = None,
+        timeout: httpx.Timeout | float | None = None,
     ) -> SupabaseTransport:
         http = httpx.Client(timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
-        options = ClientOptions(postgrest_client_timeout=http.timeout, httpx_client=http)
+        options = ClientOptions(
+            postgrest_client_timeout=http.timeout, httpx_client=http, headers=_bearer(access_token)
+        )
         return cls(Client(url, key, options), http=http)
 
     def call(self, fn: str, args: Mapping[str, Any]) -> Any:
@@ -71,10 +87,17 @@ class AsyncSupabaseTransport:
 
     @classmethod
     def connect(
-        cls, url: str, key: str, *, timeout: httpx.Timeout | float | None = None
+        cls,
+        url: str,
+        key: str,
+        *,
+        access_token: str | None = None,
+        timeout: httpx.Timeout | float | None = None,
     ) -> AsyncSupabaseTransport:
         http = httpx.AsyncClient(timeout=DEFAULT_TIMEOUT if timeout is None else timeout)
-        options = AsyncClientOptions(postgrest_client_timeout=http.timeout, httpx_client=http)
+        options = AsyncClientOptions(
+            postgrest_client_timeout=http.timeout, httpx_client=http, headers=_bearer(access_token)
+        )
         return cls(AsyncClient(url, key, options), http=http)
 
     async def call(self, fn: str, args: Mapping[str, Any]) -> Any:
