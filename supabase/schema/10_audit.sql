@@ -6,6 +6,120 @@
 -- (service_role acts for its users), and the JWT subject otherwise: an authenticated
 -- user cannot write another name into the trail. Comes before the other areas because
 -- they all write to it.
+--
+-- An audit row says who did what to which object, never with what content. The trail is
+-- append-only and outlives every other table (only jobforge_purge_audit_logs removes a
+-- row, by age), so a payload value that reached it could never be erased on request: an
+-- email sent without contains_pii would stay there verbatim for the whole retention.
+-- Payloads, job inputs and hint values are therefore recorded as a sha256 digest and the
+-- names of their top-level keys (and, for events, the names of the redacted fields), and
+-- the table refuses a details object that could hold anything more (audit_details_error).
+
+-- The names a details object may use. A key here names an identifier, a count, a flag, a
+-- digest or a list of names; never a key for content (payload, inputs, would_enqueue's
+-- payload, ...). A writer needing a new detail adds its name here, which is where a
+-- reviewer sees it.
+create function jobforge_private.audit_detail_keys()
+returns text[]
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return array[
+    'contains_pii', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
+    'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
+    'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
+    'job_id', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'name', 'outputs',
+    'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
+    'previous_status', 'redacted_fields', 'retired_at', 'scheduled_for', 'scopes', 'source_app',
+    'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
+    'trigger_name', 'trigger_type', 'type', 'would_enqueue'
+  ];
+end
+$$;
+
+-- Why a details object is refused, or null when it is fine: an object whose keys are all
+-- in audit_detail_keys() and whose values are scalars, lists of scalars, or (one level
+-- down: policy, would_enqueue) objects obeying the same rules. A payload cannot pass: its
+-- own keys are not detail names, and nesting stops at the second level. The CHECK on
+-- jobforge_audit_logs.details calls it, so the rule holds for every writer, the direct
+-- insert of the event hot path (30_events.sql) included.
+create function jobforge_private.audit_details_error(p_details jsonb, p_depth integer default 0)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_value jsonb;
+  v_reason text;
+begin
+  if pg_catalog.jsonb_typeof(p_details) is distinct from 'object' then
+    return 'must be a JSON object';
+  end if;
+  for v_key, v_value in select d.key, d.value from pg_catalog.jsonb_each(p_details) as d loop
+    if v_key <> all (jobforge_private.audit_detail_keys()) then
+      return pg_catalog.format('%s is not an audit detail', v_key);
+    end if;
+    if pg_catalog.jsonb_typeof(v_value) = 'object' then
+      if p_depth > 0 then
+        return pg_catalog.format('%s must not be an object at this depth', v_key);
+      end if;
+      v_reason := jobforge_private.audit_details_error(v_value, p_depth + 1);
+      if v_reason is not null then
+        return v_key || '.' || v_reason;
+      end if;
+    elsif pg_catalog.jsonb_typeof(v_value) = 'array'
+      and pg_catalog.jsonb_path_exists(
+        v_value, 'strict $[*] ? (@.type() == "object" || @.type() == "array")'
+      ) then
+      return pg_catalog.format('%s must be a list of scalars', v_key);
+    end if;
+  end loop;
+  return null;
+end
+$$;
+
+-- The digest recorded in place of a JSON value: sha256 of its jsonb text form (hex), which
+-- is canonical (jsonb orders keys and drops whitespace and duplicates), so the same
+-- payload always gives the same digest, and a stored event or job can be matched to its
+-- audit row while it exists: encode(sha256(convert_to(payload::text, 'UTF8')), 'hex').
+-- It proves identity, it does not hide a guessable value: the values themselves are what
+-- the trail must not keep.
+create function jobforge_private.audit_digest(p_value jsonb)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_value is null then
+    return null;
+  end if;
+  return pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p_value::text, 'UTF8')), 'hex');
+end
+$$;
+
+-- The top-level key names of a JSON object, sorted, as a JSON list (the shape of a
+-- payload or of job inputs without its values); [] for anything else.
+create function jobforge_private.audit_key_names(p_value jsonb)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if pg_catalog.jsonb_typeof(p_value) is distinct from 'object' then
+    return '[]'::jsonb;
+  end if;
+  return (
+    select coalesce(pg_catalog.jsonb_agg(k.key order by k.key), '[]'::jsonb)
+    from pg_catalog.jsonb_object_keys(p_value) as k (key)
+  );
+end
+$$;
 
 create table public.jobforge_audit_logs (
   id uuid primary key default gen_random_uuid(),
@@ -23,7 +137,10 @@ create table public.jobforge_audit_logs (
   target_id text,
   outcome text not null check (outcome in ('success', 'denied', 'skipped', 'dry_run')),
   reason text,
-  details jsonb not null default '{}',
+  -- Identifiers, counts, flags, digests and names only: see audit_details_error.
+  details jsonb not null default '{}'
+    constraint jobforge_audit_logs_details_no_content
+    check (jobforge_private.audit_details_error(details) is null),
   -- clock_timestamp, not now(): the rows of one transaction keep their order.
   created_at timestamptz not null default clock_timestamp()
 );
@@ -87,7 +204,9 @@ create trigger jobforge_audit_logs_no_truncate
 alter table public.jobforge_audit_logs enable always trigger jobforge_audit_logs_no_change;
 alter table public.jobforge_audit_logs enable always trigger jobforge_audit_logs_no_truncate;
 
--- Write one audit row; returns its id.
+-- Write one audit row; returns its id. p_details holds no content (the CHECK on details
+-- refuses it): a caller with a payload or inputs records audit_digest and
+-- audit_key_names of it.
 create function jobforge_private.audit(
   p_tenant_id uuid,
   p_project_id uuid,

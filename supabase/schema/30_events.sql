@@ -87,6 +87,24 @@ begin
 end
 $$;
 
+-- An event's idempotency key: the producer's own id of the event (the TypeScript envelope
+-- calls it event_id), which alone makes a resubmission the same event. At most 200
+-- characters, so it fits any id scheme with room for a prefix. (A NUL cannot reach this
+-- check: PostgreSQL text cannot hold one, and the SDK refuses it before sending.)
+create function jobforge_private.event_idempotency_key_error(p_key text)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when p_key = '' then 'must not be empty'
+    when pg_catalog.char_length(p_key) > 200 then 'must be at most 200 characters'
+  end;
+end
+$$;
+
 create function jobforge_private.version_error(p_value text)
 returns text
 language plpgsql
@@ -167,7 +185,7 @@ begin
       when pg_catalog.jsonb_typeof(e.ev) is distinct from 'object' then
         array['', 'must be a JSON object']
       -- Unknown keys: named below, for the element that has them.
-      when e.ev - '{event_type,source_app,payload,source_module,project_id,trace_id,actor_id,subject_type,subject_id,occurred_at,event_version,contains_pii,redaction_hints}'::text[]
+      when e.ev - '{event_type,source_app,payload,source_module,project_id,trace_id,actor_id,subject_type,subject_id,occurred_at,event_version,contains_pii,redaction_hints,idempotency_key}'::text[]
         <> '{}'::jsonb then
         array['.*', 'has unknown fields']
       when coalesce(pg_catalog.jsonb_typeof(e.ev -> 'event_type'), 'null') = 'null' then
@@ -231,6 +249,13 @@ begin
         array['.subject_id', 'must be at most 255 characters']
       when pg_catalog.jsonb_typeof(e.ev -> 'occurred_at') not in ('string', 'null') then
         array['.occurred_at', 'must be an ISO 8601 timestamp']
+      -- event_idempotency_key_error
+      when pg_catalog.jsonb_typeof(e.ev -> 'idempotency_key') not in ('string', 'null') then
+        array['.idempotency_key', 'must be a string']
+      when e.ev ->> 'idempotency_key' = '' then
+        array['.idempotency_key', 'must not be empty']
+      when pg_catalog.char_length(e.ev ->> 'idempotency_key') > 200 then
+        array['.idempotency_key', 'must be at most 200 characters']
       -- version_error
       when pg_catalog.jsonb_typeof(e.ev -> 'event_version') not in ('string', 'null') then
         array['.event_version', 'must be a string']
@@ -279,7 +304,7 @@ begin
     into v_error
     from pg_catalog.jsonb_object_keys(
       (p_events -> v_error[1]::integer)
-        - '{event_type,source_app,payload,source_module,project_id,trace_id,actor_id,subject_type,subject_id,occurred_at,event_version,contains_pii,redaction_hints}'::text[]
+        - '{event_type,source_app,payload,source_module,project_id,trace_id,actor_id,subject_type,subject_id,occurred_at,event_version,contains_pii,redaction_hints,idempotency_key}'::text[]
     ) as k (key);
   end if;
   return v_error;
@@ -437,6 +462,7 @@ create table public.jobforge_events (
     check (event_type ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$' and char_length(event_type) <= 255),
   occurred_at timestamptz not null,
   trace_id text not null check (trace_id <> '' and char_length(trace_id) <= 255),
+  idempotency_key text check (idempotency_key <> '' and char_length(idempotency_key) <= 200),
   actor_id text check (char_length(actor_id) <= 255),
   source_app text not null
     check (source_app = any (jobforge_private.source_apps())),
@@ -450,9 +476,17 @@ create table public.jobforge_events (
   processed_at timestamptz,
   processing_job_id uuid,
   created_at timestamptz not null default now(),
-  -- The identity of an event: submitting it again changes nothing.
+  -- The identity of an event: submitting it again changes nothing. The idempotency key
+  -- is a second identity (the index below): either one makes a resubmission the same event.
   constraint jobforge_events_identity_key unique (tenant_id, trace_id, event_type, occurred_at)
 );
+
+-- One event per tenant and idempotency key, whatever its trace_id and occurred_at: a
+-- retry that leaves occurred_at to the server (a new now()) is still the same event.
+-- Partial, so the events without a key cost no index entry.
+create unique index jobforge_events_tenant_idempotency_key
+  on public.jobforge_events (tenant_id, idempotency_key)
+  where idempotency_key is not null;
 
 comment on table public.jobforge_events is
   'JobForge events, one row per ingested event. Written only through jobforge_submit_event(s).';
@@ -490,9 +524,9 @@ revoke all on table
 -- gets every column but payload. service_role, trusted with raw payloads, reads them all.
 grant select on table public.jobforge_events to service_role;
 grant select (
-  id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id, actor_id,
-  source_app, source_module, subject_type, subject_id, contains_pii, redaction_hints,
-  processed, processed_at, processing_job_id, created_at
+  id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id,
+  idempotency_key, actor_id, source_app, source_module, subject_type, subject_id,
+  contains_pii, redaction_hints, processed, processed_at, processing_job_id, created_at
 ) on table public.jobforge_events to authenticated;
 
 create function public.jobforge_submit_event(
@@ -509,7 +543,8 @@ create function public.jobforge_submit_event(
   p_occurred_at timestamptz default null,
   p_event_version text default '1.0',
   p_contains_pii boolean default false,
-  p_redaction_hints jsonb default null
+  p_redaction_hints jsonb default null,
+  p_idempotency_key text default null
 )
 returns jsonb
 language plpgsql
@@ -568,33 +603,43 @@ begin
   if v_reason is not null then
     perform jobforge_private.invalid('redaction_hints', v_reason);
   end if;
+  v_reason := jobforge_private.event_idempotency_key_error(p_idempotency_key);
+  if v_reason is not null then
+    perform jobforge_private.invalid('idempotency_key', v_reason);
+  end if;
 
   v_trace_id := coalesce(p_trace_id, gen_random_uuid()::text);
   v_occurred_at := coalesce(p_occurred_at, now());
 
   loop
+    -- No conflict target: a taken identity and a taken idempotency key both mean "the
+    -- same event" (the two unique indexes of jobforge_events).
     insert into public.jobforge_events as e (
-      tenant_id, project_id, event_version, event_type, occurred_at, trace_id, actor_id,
-      source_app, source_module, subject_type, subject_id, payload, contains_pii,
-      redaction_hints
+      tenant_id, project_id, event_version, event_type, occurred_at, trace_id,
+      idempotency_key, actor_id, source_app, source_module, subject_type, subject_id,
+      payload, contains_pii, redaction_hints
     )
     values (
       p_tenant_id, p_project_id, p_event_version, p_event_type, v_occurred_at, v_trace_id,
-      p_actor_id, p_source_app, p_source_module, p_subject_type, p_subject_id, p_payload,
-      coalesce(p_contains_pii, false), p_redaction_hints
+      p_idempotency_key, p_actor_id, p_source_app, p_source_module, p_subject_type,
+      p_subject_id, p_payload, coalesce(p_contains_pii, false), p_redaction_hints
     )
-    on conflict (tenant_id, trace_id, event_type, occurred_at) do nothing
+    on conflict do nothing
     returning e.* into v_event;
 
     exit when found;
 
-    -- Submitted before: return the stored event as it is; nothing else happens.
+    -- Submitted before: return the stored event as it is; nothing else happens. The key
+    -- wins when it and the identity name two different stored events.
     select e.* into v_event
     from public.jobforge_events e
     where e.tenant_id = p_tenant_id
-      and e.trace_id = v_trace_id
-      and e.event_type = p_event_type
-      and e.occurred_at = v_occurred_at;
+      and (
+        e.idempotency_key = p_idempotency_key
+        or (e.trace_id = v_trace_id and e.event_type = p_event_type and e.occurred_at = v_occurred_at)
+      )
+    order by e.idempotency_key = p_idempotency_key desc nulls last
+    limit 1;
     if found then
       return pg_catalog.to_jsonb(v_event);
     end if;
@@ -602,7 +647,9 @@ begin
   end loop;
 
   -- The audit row, written here rather than through jobforge_private.audit(): this is
-  -- the hot path, and the call costs as much as the insert.
+  -- the hot path, and the call costs as much as the insert. No content (10_audit.sql):
+  -- the payload as a digest and its key names, the names of the redacted fields, and no
+  -- subject_id (the event row holds it, and goes with the event's retention).
   v_actor := jobforge_private.audit_actor(p_actor_id);
   insert into public.jobforge_audit_logs
     (tenant_id, project_id, action, actor_id, trace_id, target_type, target_id, outcome, details)
@@ -613,14 +660,16 @@ begin
       'event_type', p_event_type,
       'source_app', p_source_app,
       'source_module', p_source_module,
-      'subject', pg_catalog.jsonb_build_object('type', p_subject_type, 'id', p_subject_id),
+      'subject_type', p_subject_type,
+      'idempotency_key', p_idempotency_key,
       'contains_pii', v_event.contains_pii,
-      -- Never the raw payload: redacted by the hints, or entirely when marked PII.
-      'payload', case
-        when v_event.redaction_hints is null and not v_event.contains_pii then v_event.payload
-        else jobforge_private.event_safe_payload(
-          v_event.payload, v_event.contains_pii, v_event.redaction_hints
-        )
+      'payload_sha256', jobforge_private.audit_digest(v_event.payload),
+      'payload_bytes', pg_catalog.octet_length(v_event.payload::text),
+      'payload_keys', jobforge_private.audit_key_names(v_event.payload),
+      'redacted_fields', case
+        when pg_catalog.jsonb_typeof(v_event.redaction_hints -> 'redact_fields') = 'array'
+          then v_event.redaction_hints -> 'redact_fields'
+        else '[]'::jsonb
       end
     )
   );
@@ -639,7 +688,7 @@ end
 $$;
 
 comment on function public.jobforge_submit_event is
-  'Ingest one event (idempotent per tenant, trace_id, event_type, occurred_at), audit it with a redacted payload, and fire the matching event triggers. authenticated (own tenants) and service_role.';
+  'Ingest one event (idempotent per tenant and idempotency_key, and per tenant, trace_id, event_type, occurred_at), audit it without its payload (a digest and key names), and fire the matching event triggers. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_submit_events(p_tenant_id uuid, p_events jsonb)
 returns jsonb
@@ -681,8 +730,9 @@ begin
 
   begin
     -- One statement for the batch. Each element gets its id up front, so the inserted
-    -- rows can be matched to their position; an element whose identity is taken (or
-    -- repeats an earlier element) inserts nothing and is filled in below.
+    -- rows can be matched to their position; an element whose identity or idempotency
+    -- key is taken (or repeats an earlier element's) inserts nothing and is filled in
+    -- below. No conflict target, as in jobforge_submit_event.
     with input as materialized (
       select
         e.ord,
@@ -694,9 +744,9 @@ begin
     ),
     inserted as (
       insert into public.jobforge_events as ev (
-        id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id, actor_id,
-        source_app, source_module, subject_type, subject_id, payload, contains_pii,
-        redaction_hints
+        id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id,
+        idempotency_key, actor_id, source_app, source_module, subject_type, subject_id,
+        payload, contains_pii, redaction_hints
       )
       select
         i.id,
@@ -706,6 +756,7 @@ begin
         i.elem ->> 'event_type',
         i.occurred_at,
         i.trace_id,
+        i.elem ->> 'idempotency_key',
         i.elem ->> 'actor_id',
         i.elem ->> 'source_app',
         i.elem ->> 'source_module',
@@ -717,7 +768,7 @@ begin
         nullif(i.elem -> 'redaction_hints', 'null'::jsonb)
       from input i
       order by i.ord
-      on conflict (tenant_id, trace_id, event_type, occurred_at) do nothing
+      on conflict do nothing
       returning ev.*
     )
     select
@@ -789,7 +840,8 @@ begin
     -- Duplicates get the stored row, and fired triggers may have marked events
     -- processed: read the rows as they are now. A new statement has a new snapshot, so
     -- this also sees identities that a concurrent batch committed meanwhile. A
-    -- duplicate had an explicit trace_id (generated ones are unique).
+    -- duplicate had an explicit idempotency key or trace_id (generated trace ids are
+    -- unique); the key wins when the two name different stored events.
     select pg_catalog.jsonb_agg(
       case
         when r.row is not null and r.row <> 'null'::jsonb then (
@@ -799,9 +851,16 @@ begin
           select pg_catalog.to_jsonb(e)
           from public.jobforge_events e
           where e.tenant_id = p_tenant_id
-            and e.trace_id = p_events -> (r.ord::integer - 1) ->> 'trace_id'
-            and e.event_type = p_events -> (r.ord::integer - 1) ->> 'event_type'
-            and e.occurred_at = coalesce((p_events -> (r.ord::integer - 1) ->> 'occurred_at')::timestamptz, now())
+            and (
+              e.idempotency_key = p_events -> (r.ord::integer - 1) ->> 'idempotency_key'
+              or (
+                e.trace_id = p_events -> (r.ord::integer - 1) ->> 'trace_id'
+                and e.event_type = p_events -> (r.ord::integer - 1) ->> 'event_type'
+                and e.occurred_at = coalesce((p_events -> (r.ord::integer - 1) ->> 'occurred_at')::timestamptz, now())
+              )
+            )
+          order by e.idempotency_key = p_events -> (r.ord::integer - 1) ->> 'idempotency_key' desc nulls last
+          limit 1
         )
       end
       order by r.ord
@@ -815,7 +874,7 @@ end
 $$;
 
 comment on function public.jobforge_submit_events is
-  'Ingest up to 1,000 events in one statement (duplicates return the stored row), one audit row for the batch, then fire event triggers for the new events. Returns the rows in input order. authenticated (own tenants) and service_role.';
+  'Ingest up to 1,000 events in one statement (duplicates by idempotency_key or by trace_id, event_type, occurred_at return the stored row), one audit row for the batch (ids and types, no payloads), then fire event triggers for the new events. Returns the rows in input order. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_list_events(
   p_tenant_id uuid,

@@ -556,11 +556,10 @@ begin
 
   v_details := pg_catalog.jsonb_build_object(
     'template_key', p_template_key,
-    -- Input names only: values may be sensitive and inputs carry no redaction hints.
-    'input_keys', (
-      select coalesce(pg_catalog.jsonb_agg(k.key order by k.key), '[]'::jsonb)
-      from pg_catalog.jsonb_object_keys(p_inputs) as k (key)
-    ),
+    -- Input names and a digest only: values may be sensitive, inputs carry no redaction
+    -- hints, and the trail keeps no content (10_audit.sql).
+    'input_keys', jobforge_private.audit_key_names(p_inputs),
+    'inputs_sha256', jobforge_private.audit_digest(p_inputs),
     'idempotency_key', p_idempotency_key,
     'dry_run', p_dry_run
   );

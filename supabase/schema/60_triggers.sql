@@ -246,14 +246,17 @@ begin
     set last_fired_at = now(), fire_count = t.fire_count + 1
     where t.id = p_trigger.id;
 
+    -- What would have been enqueued, without its content (10_audit.sql): the input
+    -- names, and digests of the inputs and of the job payload.
     v_audit_id := jobforge_private.audit(
       p_trigger.tenant_id, p_project_id, 'trigger_fire', p_audit_actor_id, p_trace_id,
       'trigger', p_trigger.id::text, 'dry_run', null,
       v_details || pg_catalog.jsonb_build_object(
-        'inputs', p_trigger.target_inputs,
+        'input_keys', jobforge_private.audit_key_names(p_trigger.target_inputs),
+        'inputs_sha256', jobforge_private.audit_digest(p_trigger.target_inputs),
         'would_enqueue', pg_catalog.jsonb_build_object(
           'type', p_trigger.target_template_key,
-          'payload', v_payload,
+          'payload_sha256', jobforge_private.audit_digest(v_payload),
           'max_attempts', v_template.default_max_attempts,
           'idempotency_key', p_idempotency_key
         )

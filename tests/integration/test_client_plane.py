@@ -4,10 +4,12 @@ manifests, triggers and the audit trail."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from hashlib import sha256
 from typing import Any
 
 import psycopg
@@ -160,7 +162,96 @@ def test_redacted_fields_never_reach_users_or_the_audit_log(
         user.list_events(tenant_id=tenant, raw=True)
     audit = plane.list_audit_logs(tenant_id=tenant, action="event_ingest")
     assert len(audit) == 1
-    assert "vip@example.com" not in audit[0].model_dump_json()
+    # No payload at all reaches the trail, redacted or not: a digest and the names.
+    text = audit[0].model_dump_json()
+    assert "vip@example.com" not in text
+    assert '"pro"' not in text
+    assert '"help"' not in text
+    assert audit[0].details["payload_keys"] == ["text", "user"]
+    assert audit[0].details["redacted_fields"] == ["user.email"]
+    assert (
+        audit[0].details["payload_sha256"]
+        == sha256(canonical_jsonb_text(raw.payload).encode()).hexdigest()
+    )
+
+
+def canonical_jsonb_text(value: Any) -> str:
+    """The text PostgreSQL's jsonb prints for a payload of strings and objects: keys by
+    length, then bytes; ``", "`` and ``": "`` separators (enough for this test's payload)."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: (len(kv[0].encode()), kv[0].encode()))
+        return (
+            "{" + ", ".join(f"{json.dumps(k)}: {canonical_jsonb_text(v)}" for k, v in items) + "}"
+        )
+    return json.dumps(value)
+
+
+def test_event_retries_are_idempotent_by_key_without_occurred_at(plane: Any) -> None:
+    tenant = uuid.uuid4()
+    fields = {"tenant_id": tenant, "event_type": "growth.signup", "source_app": "aias"}
+    first = plane.submit_event(**fields, idempotency_key="signup-1", payload={"n": 1})
+    assert first.idempotency_key == "signup-1"
+    again = plane.submit_event(**fields, idempotency_key="signup-1", payload={"n": 2})
+    assert again.id == first.id
+    assert again.payload == {"n": 1}
+
+    # The TypeScript envelope sends the key as event_id.
+    ts_json = {
+        "schema_version": "1.0",
+        "event_id": "evt-ts-1",
+        "event_type": "billing.invoice_paid",
+        "tenant_id": str(tenant),
+        "source_app": "keys",
+        "subject": {"type": "invoice", "id": "inv_1"},
+    }
+    from_ts = plane.submit_event(ts_json)
+    assert from_ts.idempotency_key == "evt-ts-1"
+    assert plane.submit_event(EventEnvelope.model_validate(ts_json)).id == from_ts.id
+    assert plane.submit_event(ts_json, idempotency_key="evt-ts-1").id == from_ts.id
+    with pytest.raises(InvalidInputError) as info:
+        plane.submit_event(ts_json, idempotency_key="evt-other")
+    assert info.value.field == "idempotency_key"
+
+    # A batch resent as a whole, envelopes and plain items, keys repeated inside it.
+    items: list[Any] = [
+        ts_json,
+        {"event_type": "growth.signup", "source_app": "aias", "idempotency_key": "signup-1"},
+        {"event_type": "growth.visit", "source_app": "aias", "idempotency_key": "visit-1"},
+        {"event_type": "growth.visit", "source_app": "aias", "event_id": "visit-1"},
+    ]
+    rows = plane.submit_events(tenant_id=tenant, events=items)
+    assert [r.id for r in rows[:2]] == [from_ts.id, first.id]
+    assert rows[2].id == rows[3].id
+    assert [r.id for r in plane.submit_events(tenant_id=tenant, events=items)] == [
+        r.id for r in rows
+    ]
+    assert len(plane.list_events(tenant_id=tenant)) == 3
+    assert len(plane.list_audit_logs(tenant_id=tenant, action="event_ingest")) == 3
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", "at least 1 character"),
+        ("k" * 201, "at most 200 characters"),
+        ("a\x00b", "NUL"),
+    ],
+    ids=["empty", "too-long", "nul"],
+)
+def test_bad_idempotency_keys_are_refused_before_any_io(plane: Any, key: str, message: str) -> None:
+    tenant = uuid.uuid4()
+    fields = {"event_type": "growth.signup", "source_app": "aias"}
+    with pytest.raises(InvalidInputError) as info:
+        plane.submit_event(tenant_id=tenant, **fields, idempotency_key=key)
+    assert info.value.field == "idempotency_key"
+    assert message in str(info.value)
+    with pytest.raises(InvalidInputError) as info:
+        plane.submit_events(tenant_id=tenant, events=[{**fields, "idempotency_key": key}])
+    assert info.value.field == "events.0.idempotency_key"
+    with pytest.raises(InvalidInputError) as info:
+        plane.submit_event({**fields, "tenant_id": str(tenant), "event_id": key})
+    assert info.value.field == "event_id"
+    assert plane.list_events(tenant_id=tenant) == []
 
 
 def test_event_input_errors_name_the_field(plane: Any) -> None:

@@ -138,9 +138,12 @@ def submit_event(
     event_version: str | None = None,
     contains_pii: bool | None = None,
     redaction_hints: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
 ) -> RpcCall[EventRow | None]:
     """Store one event (an ``EventEnvelope``, its dict, or keyword fields) and fire the
-    tenant's matching event triggers. Re-submitting the same event returns the stored row."""
+    tenant's matching event triggers. Re-submitting the same event (same
+    ``idempotency_key``, or same ``trace_id``, ``event_type`` and ``occurred_at``) returns
+    the stored row."""
     given = locals()
     fields = _event_fields(given.pop("envelope"))
     for name, value in given.items():

@@ -1,8 +1,9 @@
 """Events: the standard envelope apps submit, the stored row, and the list filters.
 
 ``EventEnvelope`` reads the canonical JSON envelope of the TypeScript SDK as is (snake_case
-keys, ``subject: {type, id}``, ``schema_version``, ``redaction_hints``); unknown keys of a
-newer envelope are ignored rather than refused, so producers can move first.
+keys, ``subject: {type, id}``, ``schema_version``, ``redaction_hints``, ``event_id`` as the
+idempotency key); unknown keys of a newer envelope are ignored rather than refused, so
+producers can move first.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from ._base import NonEmptyStr, Params, Row, TenantId, check_json
 
 __all__ = [
     "EVENT_TYPE_PATTERN",
+    "MAX_EVENT_IDEMPOTENCY_KEY_LENGTH",
     "MAX_EVENT_PAYLOAD_BYTES",
     "EventEnvelope",
     "EventRow",
@@ -33,8 +42,40 @@ __all__ = [
 MAX_EVENT_PAYLOAD_BYTES = 256 * 1024
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
+MAX_EVENT_IDEMPOTENCY_KEY_LENGTH = 200
+
 EventType = Annotated[str, Field(max_length=255, pattern=EVENT_TYPE_PATTERN)]
 ShortText = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold a NUL: refused here, by name, rather than by the driver.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# The producer's own id of an event: alone, it makes a resubmission the same event
+# (30_events.sql applies the same rules).
+EventIdempotencyKey = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_EVENT_IDEMPOTENCY_KEY_LENGTH),
+    AfterValidator(_no_nul),
+]
+
+
+def _key_or_event_id(value: str | None, info: ValidationInfo) -> str | None:
+    """``event_id`` (the TypeScript envelope's name) read as ``idempotency_key``.
+
+    Both may be given only with the same value: two different keys for one event would
+    leave unclear which one dedupes it.
+    """
+    event_id: str | None = info.data.get("event_id")
+    if value is None:
+        return event_id
+    if event_id is not None and event_id != value:
+        raise ValueError("differs from event_id, its alias")
+    return value
 
 
 class SourceApp(StrEnum):
@@ -87,6 +128,11 @@ class _EventFields(Params):
     event_version: Annotated[str, Field(min_length=1, max_length=32)] = "1.0"
     contains_pii: bool = False
     redaction_hints: RedactionHints | None = None
+    # event_id comes first: the idempotency_key validator reads it (fields validate in order).
+    event_id: EventIdempotencyKey | None = Field(default=None, exclude=True)
+    idempotency_key: EventIdempotencyKey | None = Field(default=None, validate_default=True)
+
+    _key_or_event_id = field_validator("idempotency_key")(_key_or_event_id)
 
     @field_validator("payload")
     @classmethod
@@ -128,6 +174,11 @@ class EventEnvelope(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     contains_pii: bool = False
     redaction_hints: RedactionHints | None = None
+    # event_id comes first: the idempotency_key validator reads it (fields validate in order).
+    event_id: EventIdempotencyKey | None = Field(default=None, exclude=True)
+    idempotency_key: EventIdempotencyKey | None = Field(default=None, validate_default=True)
+
+    _key_or_event_id = field_validator("idempotency_key")(_key_or_event_id)
 
     def submit_fields(self) -> dict[str, Any]:
         """The envelope as ``submit_event`` keyword arguments (``subject`` flattened)."""
@@ -146,6 +197,7 @@ class EventRow(Row):
     event_type: str
     occurred_at: datetime
     trace_id: str
+    idempotency_key: str | None = None
     actor_id: str | None = None
     source_app: SourceApp
     source_module: SourceModule | None = None

@@ -2,17 +2,26 @@
 
 One audit row per write RPC, in the write's transaction; the log cannot be changed by any
 role (superusers included) except through ``jobforge_purge_audit_logs``; a tenant's users
-list their tenants' rows only.
+list their tenants' rows only; and no row ever holds content (payloads, inputs, hint
+values), whatever the caller marks or forgets to mark.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+import pytest
+
+from jobforge_sdk import generate_policy_token
 from tests.integration.sql.helpers import (
     ACTION,
+    SCAN,
     ActAs,
     audit_rows,
     make_trigger,
@@ -268,3 +277,288 @@ def test_user_of_tenant_a_cannot_read_tenant_b_audit_logs(act_as: ActAs, admin_c
     listed = user_b.call("jobforge_list_audit_logs", p_tenant_id=b)
     assert [r["id"] for r in listed] == [r["id"] for r in b_rows]
     assert audit_rows(admin_conn, b) == b_rows
+
+
+# -- no content in the trail -------------------------------------------------------------
+
+# One marker per place personal data can ride in: each must stay out of every audit row.
+PII = {
+    "payload": "pii-payload@example.com",
+    "nested": "PII-NESTED-PHONE-555-0100",
+    "list": "PII-LIST-4111-1111",
+    "number": 987654321012,
+    "hint_value": "PII-HINT-NOTE-ann",
+    "subject_id": "pii-subject@example.com",
+    "batch_payload": "pii-batch@example.com",
+    "batch_subject_id": "pii-batch-subject@example.com",
+    "inputs": "pii-inputs@example.com",
+    "inputs_nested": "PII-INPUTS-NESTED-ssn-078-05-1120",
+    "dry_inputs": "pii-dry-inputs@example.com",
+    "action_inputs": "PII-ACTION-PLAN-bob",
+    "token_context": "PII-TOKEN-CTX-carol",
+    "trigger_inputs": "pii-trigger-inputs@example.com",
+    "dry_trigger_inputs": "pii-dry-trigger@example.com",
+    "cron_trigger_inputs": "pii-cron-trigger@example.com",
+}
+SECRET = "audit-content-tests-secret-0123456789"
+
+
+def _payload(tag: str) -> dict[str, Any]:
+    return {
+        "user": {"email": PII[tag], "phone": PII["nested"]},
+        "cards": [{"number": PII["list"]}, PII["list"]],
+        "amount": PII["number"],
+        "note": "plain",
+    }
+
+
+# Every way an event can be marked, and not marked: no hints, hints naming some fields
+# (with a free-text key beside redact_fields), empty hints; contains_pii either way.
+MARKINGS: list[dict[str, Any]] = [
+    {"contains_pii": pii, "redaction_hints": hints}
+    for pii in (False, True)
+    for hints in (
+        None,
+        {"redact_fields": ["user.email", "cards.number"], "reason": PII["hint_value"]},
+        {"redact_fields": [], "note": PII["hint_value"]},
+    )
+]
+
+
+def test_audit_rows_never_hold_payloads_inputs_or_hint_values(
+    act_as: ActAs, enabled_db_url: str, enabled_admin: Any
+) -> None:
+    tenant = uuid.uuid4()
+    sr = act_as("service_role", url=enabled_db_url)
+    user = act_as("authenticated", tenant_claims(tenant, sub="user-audit"), url=enabled_db_url)
+    kid = f"kid-{uuid.uuid4().hex[:12]}"
+    sr.call("jobforge_add_policy_key", p_kid=kid, p_secret=SECRET)
+
+    # Triggers that fire on the events below: enqueue, dry run, and skip (cooldown).
+    make_trigger(sr, tenant, p_target_inputs={"target": PII["trigger_inputs"]})
+    make_trigger(
+        sr,
+        tenant,
+        p_dry_run=True,
+        p_target_inputs={"target": PII["dry_trigger_inputs"], "depth": 1},
+    )
+    make_trigger(
+        sr, tenant, p_cooldown_seconds=3600, p_target_inputs={"target": PII["trigger_inputs"]}
+    )
+    cron = make_trigger(
+        sr,
+        tenant,
+        p_trigger_type="cron",
+        p_cron_expression="0 * * * *",
+        p_event_type_filter=None,
+        p_dry_run=True,
+        p_target_inputs={"target": PII["cron_trigger_inputs"]},
+    )
+    fired = sr.call(
+        "jobforge_fire_cron_trigger",
+        p_trigger_id=cron["id"],
+        p_scheduled_for=datetime(2030, 3, 1, tzinfo=UTC),
+    )
+    assert fired["dry_run"] is True
+
+    for index, marking in enumerate(MARKINGS):
+        for session in (sr, user):
+            submit(
+                session,
+                tenant,
+                p_payload=_payload("payload"),
+                p_subject_type="customer",
+                p_subject_id=PII["subject_id"],
+                p_contains_pii=marking["contains_pii"],
+                p_redaction_hints=marking["redaction_hints"],
+                p_idempotency_key=f"single-{index}-{session.role}",
+            )
+    batch = sr.call(
+        "jobforge_submit_events",
+        p_tenant_id=tenant,
+        p_events=[
+            {
+                "event_type": "infrastructure.disk_full",
+                "source_app": "settler",
+                "payload": _payload("batch_payload"),
+                "subject_type": "customer",
+                "subject_id": PII["batch_subject_id"],
+                **{k: v for k, v in marking.items() if v is not None},
+            }
+            for marking in MARKINGS
+        ],
+    )
+    assert len(batch) == len(MARKINGS)
+
+    inputs = {"target": PII["inputs"], "checks": [PII["inputs_nested"]], "environment": "prod"}
+    for session in (sr, user):
+        session.call(
+            "jobforge_request_job", p_tenant_id=tenant, p_template_key=SCAN, p_inputs=inputs
+        )
+        session.call(
+            "jobforge_request_job",
+            p_tenant_id=tenant,
+            p_template_key=SCAN,
+            p_inputs={**inputs, "target": PII["dry_inputs"]},
+            p_dry_run=True,
+        )
+    # A deduplicated request, and an action job with its token checked first.
+    for _ in range(2):
+        sr.call(
+            "jobforge_request_job",
+            p_tenant_id=tenant,
+            p_template_key=SCAN,
+            p_inputs=inputs,
+            p_idempotency_key="scan-once",
+        )
+    token = generate_policy_token(
+        secret=SECRET,
+        tenant_id=tenant,
+        actor_id="user-audit",
+        action=ACTION,
+        scopes=["ops:read", "ops:write"],
+        context={"customer": PII["token_context"]},
+        kid=kid,
+    )
+    action_inputs = {"recommendation_id": "rec-1", "plan": {"owner": PII["action_inputs"]}}
+    assert sr.call(
+        "jobforge_verify_policy_token",
+        p_tenant_id=tenant,
+        p_template_key=ACTION,
+        p_policy_token=token,
+    )["allowed"]
+    sr.call(
+        "jobforge_request_job",
+        p_tenant_id=tenant,
+        p_template_key=ACTION,
+        p_inputs=action_inputs,
+        p_policy_token=token,
+        p_dry_run=True,
+    )
+    sr.call(
+        "jobforge_request_job",
+        p_tenant_id=tenant,
+        p_template_key=ACTION,
+        p_inputs=action_inputs,
+        p_policy_token=token,
+    )
+
+    rows = enabled_admin.execute(
+        "select a.action, a.outcome, a::text from jobforge_audit_logs a where a.tenant_id = %s",
+        (tenant,),
+    ).fetchall()
+    seen = {(action, outcome) for action, outcome, _ in rows}
+    assert seen >= {
+        ("event_ingest", "success"),
+        ("trigger_fire", "success"),
+        ("trigger_fire", "dry_run"),
+        ("trigger_fire", "skipped"),
+        ("job_request", "success"),
+        ("job_request", "dry_run"),
+        ("policy_check", "success"),
+    }, seen
+    text = "\n".join(row for _, _, row in rows)
+    for place, marker in PII.items():
+        assert str(marker) not in text, place
+    # The list functions hand out the same rows.
+    listed = json.dumps(user.call("jobforge_list_audit_logs", p_tenant_id=tenant))
+    for place, marker in PII.items():
+        assert str(marker) not in listed, place
+
+
+def test_event_audit_row_records_a_digest_and_names(act_as: ActAs, admin_conn: Any) -> None:
+    tenant = uuid.uuid4()
+    sr = act_as("service_role")
+    payload = _payload("payload")
+    event = submit(
+        sr,
+        tenant,
+        p_payload=payload,
+        p_subject_type="customer",
+        p_subject_id=PII["subject_id"],
+        p_redaction_hints={"redact_fields": ["user.email"], "reason": PII["hint_value"]},
+        p_idempotency_key="evt-digest-1",
+        p_trace_id="tr-digest",
+    )
+    (row,) = [r for r in audit_rows(admin_conn, tenant) if r["action"] == "event_ingest"]
+    assert (row["target_type"], row["target_id"], row["trace_id"]) == (
+        "event",
+        event["id"],
+        "tr-digest",
+    )
+    stored_text = admin_conn.execute(
+        "select payload::text from jobforge_events where id = %s", (event["id"],)
+    ).fetchone()[0]
+    assert row["details"] == {
+        "event_type": "infrastructure.disk_full",
+        "source_app": "settler",
+        "source_module": None,
+        "subject_type": "customer",
+        "idempotency_key": "evt-digest-1",
+        "contains_pii": False,
+        "payload_sha256": hashlib.sha256(stored_text.encode()).hexdigest(),
+        "payload_bytes": len(stored_text.encode()),
+        "payload_keys": ["amount", "cards", "note", "user"],
+        "redacted_fields": ["user.email"],
+    }
+    # The digest can be matched to the stored event in SQL, as the contract says.
+    assert admin_conn.execute(
+        "select encode(sha256(convert_to(payload::text, 'UTF8')), 'hex')"
+        " from jobforge_events where id = %s",
+        (event["id"],),
+    ).fetchone() == (row["details"]["payload_sha256"],)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        {"payload": {"email": "x@example.com"}},
+        {"inputs": {"target": "db-1"}},
+        {"template_key": "a", "note": "free text"},
+        {"would_enqueue": {"payload": {"a": 1}}},
+        {"policy": {"kid": {"deeper": 1}}},
+        {"policy": {"scopes": [{"a": 1}]}},
+        {"event_ids": [["nested"]]},
+        [1, 2],
+        "text",
+    ],
+    ids=lambda d: json.dumps(d)[:40],
+)
+def test_the_table_refuses_details_that_could_hold_content(admin_conn: Any, details: Any) -> None:
+    tenant = uuid.uuid4()
+    with sql_error("23514"):
+        admin_conn.execute(
+            "insert into jobforge_audit_logs (tenant_id, action, outcome, details)"
+            " values (%s, 'job_cancel', 'success', %s::jsonb)",
+            (tenant, json.dumps(details)),
+        )
+    # The helper every RPC writes through meets the same CHECK.
+    with sql_error("23514"):
+        admin_conn.execute(
+            "select jobforge_private.audit(%s, null, 'job_cancel', null, null, 'job', 'j',"
+            " 'success', null, %s::jsonb)",
+            (tenant, json.dumps(details)),
+        )
+    assert audit_rows(admin_conn, tenant) == []
+
+
+def test_the_shapes_the_rpcs_write_pass(admin_conn: Any) -> None:
+    def error(details: dict[str, Any]) -> str | None:
+        row = admin_conn.execute(
+            "select jobforge_private.audit_details_error(%s::jsonb)", (json.dumps(details),)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    assert error({}) is None
+    assert error({"policy": {"kid": "k", "jti": "j", "scopes": ["ops:read"]}}) is None
+    assert error({"event_ids": [str(uuid.uuid4())], "count": 2, "dry_run": False}) is None
+    assert error({"source_module": None, "payload_keys": []}) is None
+    assert error({"payload": {}}) == "payload is not an audit detail"
+    assert error({"policy": {"body": 1}}) == "policy.body is not an audit detail"
+    assert error({"scopes": [{}]}) == "scopes must be a list of scalars"
+    with pytest.raises(psycopg.errors.CheckViolation) as info:
+        admin_conn.execute(
+            "insert into jobforge_audit_logs (action, outcome, details)"
+            """ values ('job_cancel', 'success', '{"payload": {}}')"""
+        )
+    assert info.value.diag.constraint_name == "jobforge_audit_logs_details_no_content"

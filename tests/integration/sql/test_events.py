@@ -160,6 +160,25 @@ def test_submit_events_batch(act_as: ActAs, admin_conn: Any) -> None:
             "events[0].contains_pii: must be a boolean",
         ),
         (
+            [{"event_type": "a.b", "source_app": "keys", "idempotency_key": 7}],
+            "events[0].idempotency_key: must be a string",
+        ),
+        (
+            [
+                {"event_type": "a.b", "source_app": "keys", "idempotency_key": "ok"},
+                {"event_type": "a.b", "source_app": "keys", "idempotency_key": ""},
+            ],
+            "events[1].idempotency_key: must not be empty",
+        ),
+        (
+            [{"event_type": "a.b", "source_app": "keys", "idempotency_key": "k" * 201}],
+            "events[0].idempotency_key: must be at most 200 characters",
+        ),
+        (
+            [{"event_type": "a.b", "source_app": "keys", "event_id": "e-1"}],
+            "events[0].event_id: is not a known field (unknown: event_id)",
+        ),
+        (
             [
                 {
                     "event_type": "a.b",
@@ -211,6 +230,8 @@ def test_submit_events_bad_input_names_the_element(
             "redaction_hints: redact_fields must be an array",
         ),
         ({"p_event_version": ""}, "event_version: must not be empty"),
+        ({"p_idempotency_key": ""}, "idempotency_key: must not be empty"),
+        ({"p_idempotency_key": "k" * 201}, "idempotency_key: must be at most 200 characters"),
     ],
 )
 def test_submit_event_bad_input_writes_nothing(
@@ -223,6 +244,131 @@ def test_submit_event_bad_input_writes_nothing(
         count(admin_conn, "select count(*) from jobforge_events where tenant_id = %s", tenant) == 0
     )
     assert audit_rows(admin_conn, tenant) == []
+
+
+def test_an_idempotency_key_alone_makes_a_retry_the_same_event(
+    act_as: ActAs, admin_conn: Any
+) -> None:
+    tenant = uuid.uuid4()
+    sr = act_as("service_role")
+    user = act_as("authenticated", tenant_claims(tenant))
+    key = "k" * 200  # the longest key allowed
+    # No trace_id, no occurred_at: the server fills both, differently on each call.
+    first = submit(user, tenant, p_idempotency_key=key, p_payload={"n": 1})
+    assert first["idempotency_key"] == key
+    audits = len(audit_rows(admin_conn, tenant))
+    again = submit(
+        user,
+        tenant,
+        p_idempotency_key=key,
+        p_payload={"n": 2},
+        p_event_type="infrastructure.cpu_high",
+        p_occurred_at="2031-01-01T00:00:00Z",
+    )
+    assert again == first  # the stored row, as first stored
+    assert len(audit_rows(admin_conn, tenant)) == audits  # no audit row for a repeat
+
+    # Per tenant: another tenant's key of the same value is another event.
+    other = uuid.uuid4()
+    assert submit(sr, other, p_idempotency_key=key)["id"] != first["id"]
+
+    # The batch: a stored key returns the stored row, a key repeated inside the batch
+    # gives one row, and elements without a key are new events.
+    batch = sr.call(
+        "jobforge_submit_events",
+        p_tenant_id=tenant,
+        p_events=[
+            {"event_type": "a.b", "source_app": "keys", "idempotency_key": key},
+            {
+                "event_type": "a.b",
+                "source_app": "keys",
+                "idempotency_key": "b-1",
+                "payload": {"n": 1},
+            },
+            {
+                "event_type": "a.c",
+                "source_app": "jobforge",
+                "idempotency_key": "b-1",
+                "payload": {"n": 2},
+            },
+            {"event_type": "a.b", "source_app": "keys"},
+            {"event_type": "a.b", "source_app": "keys"},
+        ],
+    )
+    assert batch[0] == first
+    assert batch[1] == batch[2]
+    assert batch[1]["payload"] == {"n": 1}
+    assert batch[1]["event_type"] == "a.b"
+    assert batch[3]["id"] != batch[4]["id"]
+    assert len({row["id"] for row in batch}) == 4
+    assert (
+        count(admin_conn, "select count(*) from jobforge_events where tenant_id = %s", tenant) == 4
+    )
+    ingests = [r for r in audit_rows(admin_conn, tenant) if r["action"] == "event_ingest"]
+    assert ingests[-1]["details"]["inserted"] == 3
+
+    # The whole batch resent without trace_id or occurred_at: nothing new, nothing audited.
+    audits = len(audit_rows(admin_conn, tenant))
+    resent = sr.call(
+        "jobforge_submit_events",
+        p_tenant_id=tenant,
+        p_events=[
+            {"event_type": "a.b", "source_app": "keys", "idempotency_key": "b-1"},
+            {"event_type": "a.b", "source_app": "keys", "idempotency_key": key},
+        ],
+    )
+    assert resent == [batch[1], first]
+    assert len(audit_rows(admin_conn, tenant)) == audits
+    # A single submit finds a key that a batch stored.
+    assert submit(sr, tenant, p_idempotency_key="b-1") == batch[1]
+
+
+def test_trace_id_and_occurred_at_still_dedupe_and_the_key_wins(
+    act_as: ActAs, admin_conn: Any
+) -> None:
+    tenant = uuid.uuid4()
+    sr = act_as("service_role")
+    at = "2030-06-01T00:00:00Z"
+    plain = submit(sr, tenant, p_trace_id="tr-1", p_occurred_at=at)
+    keyed = submit(sr, tenant, p_trace_id="tr-2", p_occurred_at=at, p_idempotency_key="key-2")
+    # Same identity, no key: the identity's row. Same identity, a new key: still the
+    # identity's row (either identity makes two submissions the same event).
+    assert submit(sr, tenant, p_trace_id="tr-1", p_occurred_at=at) == plain
+    assert submit(sr, tenant, p_trace_id="tr-1", p_occurred_at=at, p_idempotency_key="new") == plain
+    # The key names one stored event and the identity another: the key's row.
+    assert (
+        submit(sr, tenant, p_trace_id="tr-1", p_occurred_at=at, p_idempotency_key="key-2") == keyed
+    )
+    batch = sr.call(
+        "jobforge_submit_events",
+        p_tenant_id=tenant,
+        p_events=[
+            {
+                "event_type": "infrastructure.disk_full",
+                "source_app": "settler",
+                "trace_id": "tr-1",
+                "occurred_at": at,
+                "idempotency_key": "key-2",
+            },
+            {
+                "event_type": "infrastructure.disk_full",
+                "source_app": "settler",
+                "trace_id": "tr-1",
+                "occurred_at": at,
+            },
+        ],
+    )
+    assert batch == [keyed, plain]
+    assert (
+        count(admin_conn, "select count(*) from jobforge_events where tenant_id = %s", tenant) == 2
+    )
+
+
+def test_authenticated_reads_the_key_column(act_as: ActAs) -> None:
+    tenant = uuid.uuid4()
+    user = act_as("authenticated", tenant_claims(tenant))
+    submit(user, tenant, p_idempotency_key="visible-key")
+    assert user.query("select idempotency_key from jobforge_events") == [("visible-key",)]
 
 
 def test_non_uuid_ids_are_refused_before_anything_runs(act_as: ActAs, admin_conn: Any) -> None:
@@ -393,8 +539,19 @@ def test_redaction_never_reaches_audit_and_list_events_redacts(
         "address": {"city": "[REDACTED]"},
         "ids": ["[REDACTED]", "[REDACTED]"],
     }
-    assert ingest[hinted["id"]]["details"]["payload"] == expected_hinted
-    assert ingest[pii["id"]]["details"]["payload"] == expected_pii
+    # The audit row keeps no payload at all, redacted or not: its digest and key names.
+    assert '"kept"' not in audit_text
+    assert '"pro"' not in audit_text
+    assert {
+        k: ingest[hinted["id"]]["details"][k]
+        for k in ("payload_keys", "redacted_fields", "contains_pii")
+    } == {
+        "payload_keys": ["items", "note", "user"],
+        "redacted_fields": ["user.email", "items.card", "absent.path"],
+        "contains_pii": False,
+    }
+    assert ingest[pii["id"]]["details"]["payload_keys"] == ["address", "ids", "name"]
+    assert ingest[pii["id"]]["details"]["redacted_fields"] == []
 
     listed = {e["trace_id"]: e for e in user.call("jobforge_list_events", p_tenant_id=tenant)}
     assert listed["hinted"]["payload"] == expected_hinted

@@ -8,6 +8,7 @@ or ``fresh_db_url``.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -202,20 +203,16 @@ def test_dry_run_trigger_enqueues_nothing_and_audits(
     fire = fires[0]
     assert fire["outcome"] == "dry_run"
     assert fire["target_id"] == trigger["id"]
-    assert fire["details"]["would_enqueue"] == {
+    would = fire["details"]["would_enqueue"]
+    assert would == {
         "type": SCAN,
-        "payload": {
-            "template_key": SCAN,
-            "inputs": {"target": "web", "depth": 1},
-            "trace_id": event["trace_id"],
-            "actor_id": None,
-            "project_id": None,
-            "event_id": event["id"],
-            "trigger_id": trigger["id"],
-        },
+        "payload_sha256": would["payload_sha256"],
         "max_attempts": 3,
         "idempotency_key": f"trigger:{trigger['id']}:event:{event['id']}",
     }
+    assert len(would["payload_sha256"]) == 64  # a digest of the job payload, not the payload
+    assert fire["details"]["input_keys"] == ["depth", "target"]
+    assert '"web"' not in json.dumps(fire, default=str)
     state = enabled_admin.execute(
         "select fire_count, last_fired_at is not null, last_job_id"
         " from jobforge_triggers where id = %s",
