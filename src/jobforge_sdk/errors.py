@@ -14,7 +14,9 @@ so a caller sees the same exception whichever way the call travelled::
     ├── MigrationError           the migration runner could not finish
     ├── TransportError           network failure, statement timeout (57014), or the HTTP
     │                            endpoint unreachable (``retryable`` says if safe)
-    └── DatabaseError            any other server-side error
+    ├── DatabaseError            any other server-side error
+    └── NonRetryableError        raised by a job handler, never by the SDK: the job failed
+                                 for good, so the worker makes it dead without a retry
 
 An API gateway in front of PostgREST (Supabase's) refuses a wrong or missing API key
 before the database sees the request, with a body that has a message and no code; those
@@ -33,6 +35,7 @@ __all__ = [
     "InvalidInputError",
     "JobForgeError",
     "MigrationError",
+    "NonRetryableError",
     "NotFoundError",
     "PermissionDeniedError",
     "PolicyDeniedError",
@@ -108,6 +111,12 @@ class TransportError(JobForgeError):
 
 class DatabaseError(JobForgeError):
     """A server error outside the documented contract (a bug or an outage)."""
+
+
+class NonRetryableError(JobForgeError):
+    """Raised by a handler whose job cannot succeed however often it runs (bad input, a
+    target that no longer exists): the worker reports the failure as not retryable, and
+    the database makes the job ``dead`` at once instead of spending its other attempts."""
 
 
 # A PT403 whose message starts with this prefix comes from a policy-token check.

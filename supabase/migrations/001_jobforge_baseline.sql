@@ -407,6 +407,120 @@ $$;
 -- (service_role acts for its users), and the JWT subject otherwise: an authenticated
 -- user cannot write another name into the trail. Comes before the other areas because
 -- they all write to it.
+--
+-- An audit row says who did what to which object, never with what content. The trail is
+-- append-only and outlives every other table (only jobforge_purge_audit_logs removes a
+-- row, by age), so a payload value that reached it could never be erased on request: an
+-- email sent without contains_pii would stay there verbatim for the whole retention.
+-- Payloads, job inputs and hint values are therefore recorded as a sha256 digest and the
+-- names of their top-level keys (and, for events, the names of the redacted fields), and
+-- the table refuses a details object that could hold anything more (audit_details_error).
+
+-- The names a details object may use. A key here names an identifier, a count, a flag, a
+-- digest or a list of names; never a key for content (payload, inputs, would_enqueue's
+-- payload, ...). A writer needing a new detail adds its name here, which is where a
+-- reviewer sees it.
+create function jobforge_private.audit_detail_keys()
+returns text[]
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return array[
+    'contains_pii', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
+    'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
+    'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
+    'job_id', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'name', 'outputs',
+    'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
+    'previous_status', 'redacted_fields', 'retired_at', 'scheduled_for', 'scopes', 'source_app',
+    'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
+    'trigger_name', 'trigger_type', 'type', 'would_enqueue'
+  ];
+end
+$$;
+
+-- Why a details object is refused, or null when it is fine: an object whose keys are all
+-- in audit_detail_keys() and whose values are scalars, lists of scalars, or (one level
+-- down: policy, would_enqueue) objects obeying the same rules. A payload cannot pass: its
+-- own keys are not detail names, and nesting stops at the second level. The CHECK on
+-- jobforge_audit_logs.details calls it, so the rule holds for every writer, the direct
+-- insert of the event hot path (30_events.sql) included.
+create function jobforge_private.audit_details_error(p_details jsonb, p_depth integer default 0)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_value jsonb;
+  v_reason text;
+begin
+  if pg_catalog.jsonb_typeof(p_details) is distinct from 'object' then
+    return 'must be a JSON object';
+  end if;
+  for v_key, v_value in select d.key, d.value from pg_catalog.jsonb_each(p_details) as d loop
+    if v_key <> all (jobforge_private.audit_detail_keys()) then
+      return pg_catalog.format('%s is not an audit detail', v_key);
+    end if;
+    if pg_catalog.jsonb_typeof(v_value) = 'object' then
+      if p_depth > 0 then
+        return pg_catalog.format('%s must not be an object at this depth', v_key);
+      end if;
+      v_reason := jobforge_private.audit_details_error(v_value, p_depth + 1);
+      if v_reason is not null then
+        return v_key || '.' || v_reason;
+      end if;
+    elsif pg_catalog.jsonb_typeof(v_value) = 'array'
+      and pg_catalog.jsonb_path_exists(
+        v_value, 'strict $[*] ? (@.type() == "object" || @.type() == "array")'
+      ) then
+      return pg_catalog.format('%s must be a list of scalars', v_key);
+    end if;
+  end loop;
+  return null;
+end
+$$;
+
+-- The digest recorded in place of a JSON value: sha256 of its jsonb text form (hex), which
+-- is canonical (jsonb orders keys and drops whitespace and duplicates), so the same
+-- payload always gives the same digest, and a stored event or job can be matched to its
+-- audit row while it exists: encode(sha256(convert_to(payload::text, 'UTF8')), 'hex').
+-- It proves identity, it does not hide a guessable value: the values themselves are what
+-- the trail must not keep.
+create function jobforge_private.audit_digest(p_value jsonb)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_value is null then
+    return null;
+  end if;
+  return pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(p_value::text, 'UTF8')), 'hex');
+end
+$$;
+
+-- The top-level key names of a JSON object, sorted, as a JSON list (the shape of a
+-- payload or of job inputs without its values); [] for anything else.
+create function jobforge_private.audit_key_names(p_value jsonb)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if pg_catalog.jsonb_typeof(p_value) is distinct from 'object' then
+    return '[]'::jsonb;
+  end if;
+  return (
+    select coalesce(pg_catalog.jsonb_agg(k.key order by k.key), '[]'::jsonb)
+    from pg_catalog.jsonb_object_keys(p_value) as k (key)
+  );
+end
+$$;
 
 create table public.jobforge_audit_logs (
   id uuid primary key default gen_random_uuid(),
@@ -424,7 +538,10 @@ create table public.jobforge_audit_logs (
   target_id text,
   outcome text not null check (outcome in ('success', 'denied', 'skipped', 'dry_run')),
   reason text,
-  details jsonb not null default '{}',
+  -- Identifiers, counts, flags, digests and names only: see audit_details_error.
+  details jsonb not null default '{}'
+    constraint jobforge_audit_logs_details_no_content
+    check (jobforge_private.audit_details_error(details) is null),
   -- clock_timestamp, not now(): the rows of one transaction keep their order.
   created_at timestamptz not null default clock_timestamp()
 );
@@ -488,7 +605,9 @@ create trigger jobforge_audit_logs_no_truncate
 alter table public.jobforge_audit_logs enable always trigger jobforge_audit_logs_no_change;
 alter table public.jobforge_audit_logs enable always trigger jobforge_audit_logs_no_truncate;
 
--- Write one audit row; returns its id.
+-- Write one audit row; returns its id. p_details holds no content (the CHECK on details
+-- refuses it): a caller with a payload or inputs records audit_digest and
+-- audit_key_names of it.
 create function jobforge_private.audit(
   p_tenant_id uuid,
   p_project_id uuid,
@@ -1653,7 +1772,8 @@ create function public.jobforge_complete_job(
   p_status text,
   p_error jsonb default null,
   p_result jsonb default null,
-  p_artifact_ref text default null
+  p_artifact_ref text default null,
+  p_retryable boolean default true
 )
 returns jsonb
 language plpgsql
@@ -1664,6 +1784,7 @@ declare
   v_job public.jobforge_jobs;
   v_result_id uuid;
   v_succeeded boolean;
+  v_retry boolean;
 begin
   perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
   if p_status is null or p_status not in ('succeeded', 'failed') then
@@ -1677,23 +1798,29 @@ begin
   if v_succeeded then
     v_result_id := gen_random_uuid();
   end if;
+  -- A failure the worker knows cannot succeed on retry (input the template's schema
+  -- refuses, a handler's NonRetryableError) says p_retryable = false: spending the
+  -- remaining attempts on it would only delay the verdict and load the queue. Null is
+  -- the default, as if the argument were left out.
+  v_retry := not v_succeeded and coalesce(p_retryable, true);
 
-  -- Only the holder may finish the job. A failure with attempts left goes back to the
-  -- queue after 1, 2, 4, ... seconds (at most an hour); the last failure makes it dead.
+  -- Only the holder may finish the job. A retryable failure with attempts left goes back
+  -- to the queue after 1, 2, 4, ... seconds (at most an hour); the last failure, or one
+  -- that is not retryable, makes it dead.
   update public.jobforge_jobs j
   set
     status = case
       when v_succeeded then 'succeeded'
-      when j.attempts < j.max_attempts then 'queued'
+      when v_retry and j.attempts < j.max_attempts then 'queued'
       else 'dead'
     end,
     run_at = case
-      when not v_succeeded and j.attempts < j.max_attempts then
+      when v_retry and j.attempts < j.max_attempts then
         now() + jobforge_private.retry_delay(j.attempts)
       else j.run_at
     end,
     finished_at = case
-      when not v_succeeded and j.attempts < j.max_attempts then null
+      when v_retry and j.attempts < j.max_attempts then null
       else now()
     end,
     -- The error of the last failed attempt; the history is in jobforge_job_attempts.
@@ -1735,7 +1862,7 @@ end
 $$;
 
 comment on function public.jobforge_complete_job is
-  'Finish a held job: succeeded stores the result; failed retries with backoff or makes it dead. service_role only.';
+  'Finish a held job: succeeded stores the result; failed retries with backoff or makes it dead (at once when p_retryable is false). service_role only.';
 
 create function public.jobforge_reap_stale_jobs(p_timeout interval default interval '5 minutes')
 returns integer
@@ -1883,8 +2010,9 @@ begin
   into v_bad
   from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
   where pg_catalog.jsonb_typeof(e.value) <> 'object'
-    or e.value - '{job_id,status,result,error,artifact_ref}'::text[] <> '{}'::jsonb
+    or e.value - '{job_id,status,result,error,artifact_ref,retryable}'::text[] <> '{}'::jsonb
     or coalesce(e.value ->> 'status', '') not in ('succeeded', 'failed')
+    or coalesce(pg_catalog.jsonb_typeof(e.value -> 'retryable'), 'null') not in ('boolean', 'null')
     or (e.value ->> 'job_id') is null
     or (e.value ->> 'job_id') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
     or pg_catalog.char_length(e.value ->> 'artifact_ref') > 2048
@@ -1894,7 +2022,7 @@ begin
     perform jobforge_private.invalid(
       pg_catalog.format('results[%s]', v_bad.idx),
       'must be an object {job_id (uuid), status (succeeded|failed), result, error, '
-        || 'artifact_ref (at most 2048 characters)} and nothing else'
+        || 'artifact_ref (at most 2048 characters), retryable (boolean)} and nothing else'
     );
   end if;
 
@@ -1909,6 +2037,9 @@ begin
     select
       (e.value ->> 'job_id')::uuid as job_id,
       e.value ->> 'status' = 'succeeded' as succeeded,
+      -- As p_retryable of jobforge_complete_job: a failure that may be tried again.
+      e.value ->> 'status' <> 'succeeded'
+        and coalesce((e.value ->> 'retryable')::boolean, true) as retry,
       e.value -> 'result' as result,
       e.value -> 'error' as error,
       e.value ->> 'artifact_ref' as artifact_ref,
@@ -1921,11 +2052,11 @@ begin
     set
       status = case
         when i.succeeded then 'succeeded'
-        when j.attempts < j.max_attempts then 'queued'
+        when i.retry and j.attempts < j.max_attempts then 'queued'
         else 'dead'
       end,
       run_at = case
-        when not i.succeeded and j.attempts < j.max_attempts then
+        when i.retry and j.attempts < j.max_attempts then
           -- jobforge_private.retry_delay(j.attempts), written out: a function call per
           -- failed job cannot be inlined, and adds some 3 ms to 1,000 failures
           -- (00_private.sql). Change both together.
@@ -1935,7 +2066,7 @@ begin
         else j.run_at
       end,
       finished_at = case
-        when not i.succeeded and j.attempts < j.max_attempts then null
+        when i.retry and j.attempts < j.max_attempts then null
         else now()
       end,
       error = case when i.succeeded then null else i.error end,
@@ -2083,6 +2214,24 @@ begin
 end
 $$;
 
+-- An event's idempotency key: the producer's own id of the event (the TypeScript envelope
+-- calls it event_id), which alone makes a resubmission the same event. At most 200
+-- characters, so it fits any id scheme with room for a prefix. (A NUL cannot reach this
+-- check: PostgreSQL text cannot hold one, and the SDK refuses it before sending.)
+create function jobforge_private.event_idempotency_key_error(p_key text)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when p_key = '' then 'must not be empty'
+    when pg_catalog.char_length(p_key) > 200 then 'must be at most 200 characters'
+  end;
+end
+$$;
+
 create function jobforge_private.version_error(p_value text)
 returns text
 language plpgsql
@@ -2163,7 +2312,7 @@ begin
       when pg_catalog.jsonb_typeof(e.ev) is distinct from 'object' then
         array['', 'must be a JSON object']
       -- Unknown keys: named below, for the element that has them.
-      when e.ev - '{event_type,source_app,payload,source_module,project_id,trace_id,actor_id,subject_type,subject_id,occurred_at,event_version,contains_pii,redaction_hints}'::text[]
+      when e.ev - '{event_type,source_app,payload,source_module,project_id,trace_id,actor_id,subject_type,subject_id,occurred_at,event_version,contains_pii,redaction_hints,idempotency_key}'::text[]
         <> '{}'::jsonb then
         array['.*', 'has unknown fields']
       when coalesce(pg_catalog.jsonb_typeof(e.ev -> 'event_type'), 'null') = 'null' then
@@ -2227,6 +2376,13 @@ begin
         array['.subject_id', 'must be at most 255 characters']
       when pg_catalog.jsonb_typeof(e.ev -> 'occurred_at') not in ('string', 'null') then
         array['.occurred_at', 'must be an ISO 8601 timestamp']
+      -- event_idempotency_key_error
+      when pg_catalog.jsonb_typeof(e.ev -> 'idempotency_key') not in ('string', 'null') then
+        array['.idempotency_key', 'must be a string']
+      when e.ev ->> 'idempotency_key' = '' then
+        array['.idempotency_key', 'must not be empty']
+      when pg_catalog.char_length(e.ev ->> 'idempotency_key') > 200 then
+        array['.idempotency_key', 'must be at most 200 characters']
       -- version_error
       when pg_catalog.jsonb_typeof(e.ev -> 'event_version') not in ('string', 'null') then
         array['.event_version', 'must be a string']
@@ -2275,7 +2431,7 @@ begin
     into v_error
     from pg_catalog.jsonb_object_keys(
       (p_events -> v_error[1]::integer)
-        - '{event_type,source_app,payload,source_module,project_id,trace_id,actor_id,subject_type,subject_id,occurred_at,event_version,contains_pii,redaction_hints}'::text[]
+        - '{event_type,source_app,payload,source_module,project_id,trace_id,actor_id,subject_type,subject_id,occurred_at,event_version,contains_pii,redaction_hints,idempotency_key}'::text[]
     ) as k (key);
   end if;
   return v_error;
@@ -2433,6 +2589,7 @@ create table public.jobforge_events (
     check (event_type ~ '^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$' and char_length(event_type) <= 255),
   occurred_at timestamptz not null,
   trace_id text not null check (trace_id <> '' and char_length(trace_id) <= 255),
+  idempotency_key text check (idempotency_key <> '' and char_length(idempotency_key) <= 200),
   actor_id text check (char_length(actor_id) <= 255),
   source_app text not null
     check (source_app = any (jobforge_private.source_apps())),
@@ -2446,9 +2603,17 @@ create table public.jobforge_events (
   processed_at timestamptz,
   processing_job_id uuid,
   created_at timestamptz not null default now(),
-  -- The identity of an event: submitting it again changes nothing.
+  -- The identity of an event: submitting it again changes nothing. The idempotency key
+  -- is a second identity (the index below): either one makes a resubmission the same event.
   constraint jobforge_events_identity_key unique (tenant_id, trace_id, event_type, occurred_at)
 );
+
+-- One event per tenant and idempotency key, whatever its trace_id and occurred_at: a
+-- retry that leaves occurred_at to the server (a new now()) is still the same event.
+-- Partial, so the events without a key cost no index entry.
+create unique index jobforge_events_tenant_idempotency_key
+  on public.jobforge_events (tenant_id, idempotency_key)
+  where idempotency_key is not null;
 
 comment on table public.jobforge_events is
   'JobForge events, one row per ingested event. Written only through jobforge_submit_event(s).';
@@ -2486,9 +2651,9 @@ revoke all on table
 -- gets every column but payload. service_role, trusted with raw payloads, reads them all.
 grant select on table public.jobforge_events to service_role;
 grant select (
-  id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id, actor_id,
-  source_app, source_module, subject_type, subject_id, contains_pii, redaction_hints,
-  processed, processed_at, processing_job_id, created_at
+  id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id,
+  idempotency_key, actor_id, source_app, source_module, subject_type, subject_id,
+  contains_pii, redaction_hints, processed, processed_at, processing_job_id, created_at
 ) on table public.jobforge_events to authenticated;
 
 create function public.jobforge_submit_event(
@@ -2505,7 +2670,8 @@ create function public.jobforge_submit_event(
   p_occurred_at timestamptz default null,
   p_event_version text default '1.0',
   p_contains_pii boolean default false,
-  p_redaction_hints jsonb default null
+  p_redaction_hints jsonb default null,
+  p_idempotency_key text default null
 )
 returns jsonb
 language plpgsql
@@ -2564,33 +2730,43 @@ begin
   if v_reason is not null then
     perform jobforge_private.invalid('redaction_hints', v_reason);
   end if;
+  v_reason := jobforge_private.event_idempotency_key_error(p_idempotency_key);
+  if v_reason is not null then
+    perform jobforge_private.invalid('idempotency_key', v_reason);
+  end if;
 
   v_trace_id := coalesce(p_trace_id, gen_random_uuid()::text);
   v_occurred_at := coalesce(p_occurred_at, now());
 
   loop
+    -- No conflict target: a taken identity and a taken idempotency key both mean "the
+    -- same event" (the two unique indexes of jobforge_events).
     insert into public.jobforge_events as e (
-      tenant_id, project_id, event_version, event_type, occurred_at, trace_id, actor_id,
-      source_app, source_module, subject_type, subject_id, payload, contains_pii,
-      redaction_hints
+      tenant_id, project_id, event_version, event_type, occurred_at, trace_id,
+      idempotency_key, actor_id, source_app, source_module, subject_type, subject_id,
+      payload, contains_pii, redaction_hints
     )
     values (
       p_tenant_id, p_project_id, p_event_version, p_event_type, v_occurred_at, v_trace_id,
-      p_actor_id, p_source_app, p_source_module, p_subject_type, p_subject_id, p_payload,
-      coalesce(p_contains_pii, false), p_redaction_hints
+      p_idempotency_key, p_actor_id, p_source_app, p_source_module, p_subject_type,
+      p_subject_id, p_payload, coalesce(p_contains_pii, false), p_redaction_hints
     )
-    on conflict (tenant_id, trace_id, event_type, occurred_at) do nothing
+    on conflict do nothing
     returning e.* into v_event;
 
     exit when found;
 
-    -- Submitted before: return the stored event as it is; nothing else happens.
+    -- Submitted before: return the stored event as it is; nothing else happens. The key
+    -- wins when it and the identity name two different stored events.
     select e.* into v_event
     from public.jobforge_events e
     where e.tenant_id = p_tenant_id
-      and e.trace_id = v_trace_id
-      and e.event_type = p_event_type
-      and e.occurred_at = v_occurred_at;
+      and (
+        e.idempotency_key = p_idempotency_key
+        or (e.trace_id = v_trace_id and e.event_type = p_event_type and e.occurred_at = v_occurred_at)
+      )
+    order by e.idempotency_key = p_idempotency_key desc nulls last
+    limit 1;
     if found then
       return pg_catalog.to_jsonb(v_event);
     end if;
@@ -2598,7 +2774,9 @@ begin
   end loop;
 
   -- The audit row, written here rather than through jobforge_private.audit(): this is
-  -- the hot path, and the call costs as much as the insert.
+  -- the hot path, and the call costs as much as the insert. No content (10_audit.sql):
+  -- the payload as a digest and its key names, the names of the redacted fields, and no
+  -- subject_id (the event row holds it, and goes with the event's retention).
   v_actor := jobforge_private.audit_actor(p_actor_id);
   insert into public.jobforge_audit_logs
     (tenant_id, project_id, action, actor_id, trace_id, target_type, target_id, outcome, details)
@@ -2609,14 +2787,16 @@ begin
       'event_type', p_event_type,
       'source_app', p_source_app,
       'source_module', p_source_module,
-      'subject', pg_catalog.jsonb_build_object('type', p_subject_type, 'id', p_subject_id),
+      'subject_type', p_subject_type,
+      'idempotency_key', p_idempotency_key,
       'contains_pii', v_event.contains_pii,
-      -- Never the raw payload: redacted by the hints, or entirely when marked PII.
-      'payload', case
-        when v_event.redaction_hints is null and not v_event.contains_pii then v_event.payload
-        else jobforge_private.event_safe_payload(
-          v_event.payload, v_event.contains_pii, v_event.redaction_hints
-        )
+      'payload_sha256', jobforge_private.audit_digest(v_event.payload),
+      'payload_bytes', pg_catalog.octet_length(v_event.payload::text),
+      'payload_keys', jobforge_private.audit_key_names(v_event.payload),
+      'redacted_fields', case
+        when pg_catalog.jsonb_typeof(v_event.redaction_hints -> 'redact_fields') = 'array'
+          then v_event.redaction_hints -> 'redact_fields'
+        else '[]'::jsonb
       end
     )
   );
@@ -2635,7 +2815,7 @@ end
 $$;
 
 comment on function public.jobforge_submit_event is
-  'Ingest one event (idempotent per tenant, trace_id, event_type, occurred_at), audit it with a redacted payload, and fire the matching event triggers. authenticated (own tenants) and service_role.';
+  'Ingest one event (idempotent per tenant and idempotency_key, and per tenant, trace_id, event_type, occurred_at), audit it without its payload (a digest and key names), and fire the matching event triggers. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_submit_events(p_tenant_id uuid, p_events jsonb)
 returns jsonb
@@ -2677,8 +2857,9 @@ begin
 
   begin
     -- One statement for the batch. Each element gets its id up front, so the inserted
-    -- rows can be matched to their position; an element whose identity is taken (or
-    -- repeats an earlier element) inserts nothing and is filled in below.
+    -- rows can be matched to their position; an element whose identity or idempotency
+    -- key is taken (or repeats an earlier element's) inserts nothing and is filled in
+    -- below. No conflict target, as in jobforge_submit_event.
     with input as materialized (
       select
         e.ord,
@@ -2690,9 +2871,9 @@ begin
     ),
     inserted as (
       insert into public.jobforge_events as ev (
-        id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id, actor_id,
-        source_app, source_module, subject_type, subject_id, payload, contains_pii,
-        redaction_hints
+        id, tenant_id, project_id, event_version, event_type, occurred_at, trace_id,
+        idempotency_key, actor_id, source_app, source_module, subject_type, subject_id,
+        payload, contains_pii, redaction_hints
       )
       select
         i.id,
@@ -2702,6 +2883,7 @@ begin
         i.elem ->> 'event_type',
         i.occurred_at,
         i.trace_id,
+        i.elem ->> 'idempotency_key',
         i.elem ->> 'actor_id',
         i.elem ->> 'source_app',
         i.elem ->> 'source_module',
@@ -2713,7 +2895,7 @@ begin
         nullif(i.elem -> 'redaction_hints', 'null'::jsonb)
       from input i
       order by i.ord
-      on conflict (tenant_id, trace_id, event_type, occurred_at) do nothing
+      on conflict do nothing
       returning ev.*
     )
     select
@@ -2785,7 +2967,8 @@ begin
     -- Duplicates get the stored row, and fired triggers may have marked events
     -- processed: read the rows as they are now. A new statement has a new snapshot, so
     -- this also sees identities that a concurrent batch committed meanwhile. A
-    -- duplicate had an explicit trace_id (generated ones are unique).
+    -- duplicate had an explicit idempotency key or trace_id (generated trace ids are
+    -- unique); the key wins when the two name different stored events.
     select pg_catalog.jsonb_agg(
       case
         when r.row is not null and r.row <> 'null'::jsonb then (
@@ -2795,9 +2978,16 @@ begin
           select pg_catalog.to_jsonb(e)
           from public.jobforge_events e
           where e.tenant_id = p_tenant_id
-            and e.trace_id = p_events -> (r.ord::integer - 1) ->> 'trace_id'
-            and e.event_type = p_events -> (r.ord::integer - 1) ->> 'event_type'
-            and e.occurred_at = coalesce((p_events -> (r.ord::integer - 1) ->> 'occurred_at')::timestamptz, now())
+            and (
+              e.idempotency_key = p_events -> (r.ord::integer - 1) ->> 'idempotency_key'
+              or (
+                e.trace_id = p_events -> (r.ord::integer - 1) ->> 'trace_id'
+                and e.event_type = p_events -> (r.ord::integer - 1) ->> 'event_type'
+                and e.occurred_at = coalesce((p_events -> (r.ord::integer - 1) ->> 'occurred_at')::timestamptz, now())
+              )
+            )
+          order by e.idempotency_key = p_events -> (r.ord::integer - 1) ->> 'idempotency_key' desc nulls last
+          limit 1
         )
       end
       order by r.ord
@@ -2811,7 +3001,7 @@ end
 $$;
 
 comment on function public.jobforge_submit_events is
-  'Ingest up to 1,000 events in one statement (duplicates return the stored row), one audit row for the batch, then fire event triggers for the new events. Returns the rows in input order. authenticated (own tenants) and service_role.';
+  'Ingest up to 1,000 events in one statement (duplicates by idempotency_key or by trace_id, event_type, occurred_at return the stored row), one audit row for the batch (ids and types, no payloads), then fire event triggers for the new events. Returns the rows in input order. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_list_events(
   p_tenant_id uuid,
@@ -3507,11 +3697,10 @@ begin
 
   v_details := pg_catalog.jsonb_build_object(
     'template_key', p_template_key,
-    -- Input names only: values may be sensitive and inputs carry no redaction hints.
-    'input_keys', (
-      select coalesce(pg_catalog.jsonb_agg(k.key order by k.key), '[]'::jsonb)
-      from pg_catalog.jsonb_object_keys(p_inputs) as k (key)
-    ),
+    -- Input names and a digest only: values may be sensitive, inputs carry no redaction
+    -- hints, and the trail keeps no content (10_audit.sql).
+    'input_keys', jobforge_private.audit_key_names(p_inputs),
+    'inputs_sha256', jobforge_private.audit_digest(p_inputs),
     'idempotency_key', p_idempotency_key,
     'dry_run', p_dry_run
   );
@@ -4598,14 +4787,17 @@ begin
     set last_fired_at = now(), fire_count = t.fire_count + 1
     where t.id = p_trigger.id;
 
+    -- What would have been enqueued, without its content (10_audit.sql): the input
+    -- names, and digests of the inputs and of the job payload.
     v_audit_id := jobforge_private.audit(
       p_trigger.tenant_id, p_project_id, 'trigger_fire', p_audit_actor_id, p_trace_id,
       'trigger', p_trigger.id::text, 'dry_run', null,
       v_details || pg_catalog.jsonb_build_object(
-        'inputs', p_trigger.target_inputs,
+        'input_keys', jobforge_private.audit_key_names(p_trigger.target_inputs),
+        'inputs_sha256', jobforge_private.audit_digest(p_trigger.target_inputs),
         'would_enqueue', pg_catalog.jsonb_build_object(
           'type', p_trigger.target_template_key,
-          'payload', v_payload,
+          'payload_sha256', jobforge_private.audit_digest(v_payload),
           'max_attempts', v_template.default_max_attempts,
           'idempotency_key', p_idempotency_key
         )

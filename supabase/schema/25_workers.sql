@@ -179,7 +179,8 @@ create function public.jobforge_complete_job(
   p_status text,
   p_error jsonb default null,
   p_result jsonb default null,
-  p_artifact_ref text default null
+  p_artifact_ref text default null,
+  p_retryable boolean default true
 )
 returns jsonb
 language plpgsql
@@ -190,6 +191,7 @@ declare
   v_job public.jobforge_jobs;
   v_result_id uuid;
   v_succeeded boolean;
+  v_retry boolean;
 begin
   perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
   if p_status is null or p_status not in ('succeeded', 'failed') then
@@ -203,23 +205,29 @@ begin
   if v_succeeded then
     v_result_id := gen_random_uuid();
   end if;
+  -- A failure the worker knows cannot succeed on retry (input the template's schema
+  -- refuses, a handler's NonRetryableError) says p_retryable = false: spending the
+  -- remaining attempts on it would only delay the verdict and load the queue. Null is
+  -- the default, as if the argument were left out.
+  v_retry := not v_succeeded and coalesce(p_retryable, true);
 
-  -- Only the holder may finish the job. A failure with attempts left goes back to the
-  -- queue after 1, 2, 4, ... seconds (at most an hour); the last failure makes it dead.
+  -- Only the holder may finish the job. A retryable failure with attempts left goes back
+  -- to the queue after 1, 2, 4, ... seconds (at most an hour); the last failure, or one
+  -- that is not retryable, makes it dead.
   update public.jobforge_jobs j
   set
     status = case
       when v_succeeded then 'succeeded'
-      when j.attempts < j.max_attempts then 'queued'
+      when v_retry and j.attempts < j.max_attempts then 'queued'
       else 'dead'
     end,
     run_at = case
-      when not v_succeeded and j.attempts < j.max_attempts then
+      when v_retry and j.attempts < j.max_attempts then
         now() + jobforge_private.retry_delay(j.attempts)
       else j.run_at
     end,
     finished_at = case
-      when not v_succeeded and j.attempts < j.max_attempts then null
+      when v_retry and j.attempts < j.max_attempts then null
       else now()
     end,
     -- The error of the last failed attempt; the history is in jobforge_job_attempts.
@@ -261,7 +269,7 @@ end
 $$;
 
 comment on function public.jobforge_complete_job is
-  'Finish a held job: succeeded stores the result; failed retries with backoff or makes it dead. service_role only.';
+  'Finish a held job: succeeded stores the result; failed retries with backoff or makes it dead (at once when p_retryable is false). service_role only.';
 
 create function public.jobforge_reap_stale_jobs(p_timeout interval default interval '5 minutes')
 returns integer
@@ -409,8 +417,9 @@ begin
   into v_bad
   from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
   where pg_catalog.jsonb_typeof(e.value) <> 'object'
-    or e.value - '{job_id,status,result,error,artifact_ref}'::text[] <> '{}'::jsonb
+    or e.value - '{job_id,status,result,error,artifact_ref,retryable}'::text[] <> '{}'::jsonb
     or coalesce(e.value ->> 'status', '') not in ('succeeded', 'failed')
+    or coalesce(pg_catalog.jsonb_typeof(e.value -> 'retryable'), 'null') not in ('boolean', 'null')
     or (e.value ->> 'job_id') is null
     or (e.value ->> 'job_id') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
     or pg_catalog.char_length(e.value ->> 'artifact_ref') > 2048
@@ -420,7 +429,7 @@ begin
     perform jobforge_private.invalid(
       pg_catalog.format('results[%s]', v_bad.idx),
       'must be an object {job_id (uuid), status (succeeded|failed), result, error, '
-        || 'artifact_ref (at most 2048 characters)} and nothing else'
+        || 'artifact_ref (at most 2048 characters), retryable (boolean)} and nothing else'
     );
   end if;
 
@@ -435,6 +444,9 @@ begin
     select
       (e.value ->> 'job_id')::uuid as job_id,
       e.value ->> 'status' = 'succeeded' as succeeded,
+      -- As p_retryable of jobforge_complete_job: a failure that may be tried again.
+      e.value ->> 'status' <> 'succeeded'
+        and coalesce((e.value ->> 'retryable')::boolean, true) as retry,
       e.value -> 'result' as result,
       e.value -> 'error' as error,
       e.value ->> 'artifact_ref' as artifact_ref,
@@ -447,11 +459,11 @@ begin
     set
       status = case
         when i.succeeded then 'succeeded'
-        when j.attempts < j.max_attempts then 'queued'
+        when i.retry and j.attempts < j.max_attempts then 'queued'
         else 'dead'
       end,
       run_at = case
-        when not i.succeeded and j.attempts < j.max_attempts then
+        when i.retry and j.attempts < j.max_attempts then
           -- jobforge_private.retry_delay(j.attempts), written out: a function call per
           -- failed job cannot be inlined, and adds some 3 ms to 1,000 failures
           -- (00_private.sql). Change both together.
@@ -461,7 +473,7 @@ begin
         else j.run_at
       end,
       finished_at = case
-        when not i.succeeded and j.attempts < j.max_attempts then null
+        when i.retry and j.attempts < j.max_attempts then null
         else now()
       end,
       error = case when i.succeeded then null else i.error end,

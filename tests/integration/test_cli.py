@@ -248,6 +248,14 @@ def test_usage_errors_exit_2() -> None:
     assert "cannot import" in _one_error_line(missing_module)
 
 
+def test_worker_types_must_be_types_the_app_handles() -> None:
+    app = ("worker", "--app", "tests.support.worker_app:handlers", "--database-url", UNREACHABLE)
+    line = _one_error_line(run_cli(*app, "--types", "test.echo,billing.invoice"))
+    assert "--types: the app has no handler for billing.invoice" in line
+    assert "test.echo" in line  # what it does handle
+    assert "--types: no job type given" in _one_error_line(run_cli(*app, "--types", " , "))
+
+
 def test_smoke_json_with_flags_off(fresh_db_url: str) -> None:
     result = run_cli("smoke", "--database-url", fresh_db_url, "--json")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,6 +3,8 @@ processes for crashes, signals and concurrency."""
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -17,7 +19,7 @@ import psycopg
 import pytest
 from pydantic import JsonValue
 
-from jobforge_sdk import JobContext, JobForgeClient, JobStatus
+from jobforge_sdk import JobContext, JobForgeClient, JobRegistry, JobStatus, NonRetryableError
 from jobforge_sdk.runtime.worker import Worker, describe_error
 from tests.support.cli import JOBFORGE
 from tests.support.worker_app import handlers
@@ -146,19 +148,147 @@ def test_a_failing_handler_retries_then_dies_with_a_clean_error(
     assert any("worker_app.py" in line and "in fail" in line for line in error["traceback"])
 
 
-def test_a_job_without_a_handler_fails_instead_of_blocking(client: JobForgeClient) -> None:
-    orphan = client.enqueue_job(tenant_id=TENANT, type="test.nobody", max_attempts=1)
+def _attempt_rows(url: str, job_id: uuid.UUID) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "select count(*) from jobforge_job_attempts where job_id = %s", (job_id,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_a_job_of_another_apps_type_is_left_alone(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    others = client.enqueue_jobs(
+        tenant_id=TENANT, jobs=[{"type": "billing.invoice", "max_attempts": 1}] * 20
+    )
     fine = client.enqueue_job(tenant_id=TENANT, type="test.echo")
-    Worker(client, handlers).run_until_idle(timeout=30)
-    failed = client.get_job(job_id=orphan.id, tenant_id=TENANT)
-    assert failed is not None
-    assert failed.status is JobStatus.DEAD
-    assert isinstance(failed.error, dict)
-    assert failed.error["type"] == "NoHandlerError"
-    assert "test.nobody" in str(failed.error["message"])
+    worker = Worker(client, handlers)
+    assert worker.types == sorted(handlers)
+    assert worker.run_until_idle(timeout=30) == 1
     done = client.get_job(job_id=fine.id, tenant_id=TENANT)
     assert done is not None
     assert done.status is JobStatus.SUCCEEDED
+    for job in others:
+        row = _job(fresh_db_url, job.id)
+        assert (row["status"], row["attempts"], row["error"]) == ("queued", 0, None)
+        assert _attempt_rows(fresh_db_url, job.id) == 0
+
+
+def test_types_picks_a_subset_of_the_handlers(client: JobForgeClient, fresh_db_url: str) -> None:
+    echo = client.enqueue_job(tenant_id=TENANT, type="test.echo")
+    other = client.enqueue_job(tenant_id=TENANT, type="test.async_echo")
+    Worker(client, handlers, types=["test.echo"]).run_until_idle(timeout=30)
+    assert _job(fresh_db_url, echo.id)["status"] == "succeeded"
+    assert (_job(fresh_db_url, other.id)["status"], _job(fresh_db_url, other.id)["attempts"]) == (
+        "queued",
+        0,
+    )
+
+
+def test_types_without_a_handler_are_refused(client: JobForgeClient) -> None:
+    with pytest.raises(ValueError, match=r"no handler for 'test\.nobody'"):
+        Worker(client, handlers, types=["test.echo", "test.nobody"])
+    with pytest.raises(ValueError, match="types: must not be empty"):
+        Worker(client, handlers, types=[])
+    with pytest.raises(TypeError, match="not one string"):
+        Worker(client, handlers, types="test.echo")
+
+
+def test_a_claimed_job_without_a_handler_is_released_not_failed(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    orphan = client.enqueue_job(tenant_id=TENANT, type="test.async_echo", max_attempts=1)
+    fine = client.enqueue_job(tenant_id=TENANT, type="test.echo")
+    worker = Worker(client, handlers, types=["test.echo", "test.async_echo"])
+    # The handler goes missing after the worker chose its types (an app that swaps its
+    # registry): the claimed job must go back untouched, and its type out of the claims.
+    del worker.handlers["test.async_echo"]
+    assert worker.run_until_idle(timeout=30) == 1
+    assert worker.released == 1
+    assert worker.types == ["test.echo"]
+    row = _job(fresh_db_url, orphan.id)
+    assert (row["status"], row["attempts"], row["locked_by"], row["error"]) == (
+        "queued",
+        0,
+        None,
+        None,
+    )
+    assert _attempt_rows(fresh_db_url, orphan.id) == 0
+    assert _job(fresh_db_url, fine.id)["status"] == "succeeded"
+
+
+def test_a_non_retryable_error_makes_the_job_dead_at_once(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    registry = JobRegistry()
+    calls: list[int] = []
+
+    @registry.handler("test.refuse")
+    def refuse(ctx: JobContext) -> JsonValue:
+        calls.append(ctx.job.attempts)
+        raise NonRetryableError(f"account {ctx.payload['account']} is closed")
+
+    job = client.enqueue_job(
+        tenant_id=TENANT, type="test.refuse", payload={"account": 7}, max_attempts=5
+    )
+    Worker(client, registry).run_until_idle(timeout=30)
+    row = _job(fresh_db_url, job.id)
+    assert (row["status"], row["attempts"], row["max_attempts"]) == ("dead", 1, 5)
+    assert row["finished_at"] is not None
+    assert row["error"]["type"] == "NonRetryableError"
+    assert row["error"]["message"] == "account 7 is closed"
+    assert calls == [1]
+    with psycopg.connect(fresh_db_url) as conn:
+        history = conn.execute(
+            "select attempt, status from jobforge_job_attempts where job_id = %s", (job.id,)
+        ).fetchall()
+    assert history == [(1, "failed")]
+
+
+def test_non_retryable_failures_reported_together_are_all_dead(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    registry = JobRegistry()
+    together = threading.Barrier(4, timeout=10)
+
+    @registry.handler("test.refuse")
+    def refuse(ctx: JobContext) -> JsonValue:
+        together.wait()  # four failures finish at once, so they are reported as one batch
+        raise NonRetryableError("no")
+
+    @registry.handler("test.flaky")
+    def flaky(ctx: JobContext) -> JsonValue:
+        together.wait()
+        raise RuntimeError("try again")
+
+    refused = client.enqueue_jobs(tenant_id=TENANT, jobs=[{"type": "test.refuse"}] * 3)
+    retried = client.enqueue_job(tenant_id=TENANT, type="test.flaky", max_attempts=5)
+    batches: list[int] = []
+    worker = Worker(client, registry, concurrency=4, batch_size=4)
+    original = client.complete_jobs
+
+    def spy(**kwargs: Any) -> Any:
+        batches.append(len(kwargs["results"]))
+        return original(**kwargs)
+
+    worker.client = _Spy(client, complete_jobs=spy)  # type: ignore[assignment]
+    worker.run_until_idle(timeout=30)
+    assert [_job(fresh_db_url, j.id)["status"] for j in refused] == ["dead"] * 3
+    assert [_job(fresh_db_url, j.id)["attempts"] for j in refused] == [1] * 3
+    assert _job(fresh_db_url, retried.id)["status"] == "queued"
+    assert sum(batches) >= 2, "the batch path was not taken"
+
+
+class _Spy:
+    """The client, with some methods replaced."""
+
+    def __init__(self, client: JobForgeClient, **methods: Any) -> None:
+        self._client = client
+        self._methods = methods
+
+    def __getattr__(self, name: str) -> Any:
+        return self._methods.get(name) or getattr(self._client, name)
 
 
 def test_an_idle_worker_wakes_on_the_enqueue_notification(
@@ -275,8 +405,6 @@ def test_logs_are_structured_and_leave_out_payload_values(
     proc = WorkerProcess(fresh_db_url)
     wait_for(lambda: _status_counts(fresh_db_url).get("succeeded") == 1, what="the job")
     _, err = proc.stop()
-    import json
-
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     done = [r for r in records if r["message"] == "job succeeded"]
     assert len(done) == 1
@@ -345,12 +473,15 @@ def test_template_jobs_are_validated_and_leave_a_manifest(fresh_db_url: str) -> 
 
         failed_job = client.get_job(job_id=bad.job.id, tenant_id=TENANT)
         assert failed_job is not None
-        assert failed_job.status is JobStatus.QUEUED  # retried later: attempts remain
+        # The same inputs fail the same check on every attempt: dead at once.
+        assert failed_job.status is JobStatus.DEAD
+        assert failed_job.attempts == 1
+        assert failed_job.max_attempts > 1
         assert _obj(failed_job.error)["type"] == "InvalidJobInputs"
         assert str(_obj(failed_job.error)["message"]).startswith("inputs.depth:")
         failed = client.get_run_manifest(run_id=bad.job.id, tenant_id=TENANT)
         assert failed is not None
-        assert failed.status is ManifestStatus.PENDING  # attempts remain: not final yet
+        assert failed.status is ManifestStatus.FAILED  # final: no attempt follows
         assert _obj(failed.error)["type"] == "InvalidJobInputs"
 
 
@@ -432,3 +563,113 @@ def test_a_job_canceled_mid_run_does_not_sink_the_batch(
     statuses = {j.id: j.status for j in client.list_jobs(tenant_id=TENANT, limit=10)}
     assert statuses[jobs[0].id] is JobStatus.CANCELED
     assert [statuses[j.id] for j in jobs[1:]] == [JobStatus.SUCCEEDED] * 3
+
+
+def _with_password(url: str, password: str) -> str:
+    """The conninfo with a password (trust authentication ignores it), to show that the
+    password is never logged."""
+    return psycopg.conninfo.make_conninfo(url, password=password)
+
+
+def test_the_worker_says_what_it_runs_when_it_starts_and_what_it_ran_when_it_stops(
+    fresh_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = _with_password(fresh_db_url, "pw-s3cret-9")
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    with JobForgeClient.from_postgres(url) as client:
+        client.enqueue_job(tenant_id=TENANT, type="test.echo")
+        client.enqueue_job(tenant_id=TENANT, type="test.fail", max_attempts=3)
+        worker = Worker(client, handlers, worker_id="w-start-stop", concurrency=3)
+        with caplog.at_level(logging.INFO, logger="jobforge_sdk.worker"):
+            worker.run_until_idle(timeout=30)
+    messages = [r.getMessage() for r in caplog.records]
+    started = [m for m in messages if m.startswith("worker w-start-stop started")]
+    stopped = [m for m in messages if m.startswith("worker w-start-stop stopped")]
+    assert started == [
+        "worker w-start-stop started: types "
+        + ", ".join(sorted(handlers))
+        + f", concurrency 3, LISTEN off (polling), database {info['host']}:{info['port']}"
+        + f"/{info['dbname']}"
+    ]
+    assert stopped == [
+        "worker w-start-stop stopped: ran 2 job(s): 1 succeeded, 1 failed; 0 released"
+    ]
+    assert "pw-s3cret-9" not in "\n".join(messages)
+
+
+def test_the_cli_worker_logs_its_start_and_stop_lines_without_the_password(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    client.enqueue_job(tenant_id=TENANT, type="test.echo")
+    proc = WorkerProcess(_with_password(fresh_db_url, "pw-s3cret-9"), "--worker-id", "cli-w")
+    wait_for(lambda: _status_counts(fresh_db_url).get("succeeded") == 1, what="the job")
+    code, err = proc.stop()
+    assert code == 0, err[-2000:]
+    assert "pw-s3cret-9" not in err
+    messages = [json.loads(line)["message"] for line in err.splitlines() if line.startswith("{")]
+    dbname = psycopg.conninfo.conninfo_to_dict(fresh_db_url)["dbname"]
+    [started] = [m for m in messages if m.startswith("worker cli-w started")]
+    assert ", concurrency 4, LISTEN on, database " in started
+    assert started.endswith(f"/{dbname}")
+    assert "types " + ", ".join(sorted(handlers)) + "," in started
+    [stopped] = [m for m in messages if m.startswith("worker cli-w stopped")]
+    assert stopped == "worker cli-w stopped: ran 1 job(s): 1 succeeded, 0 failed; 0 released"
+
+
+def test_a_readme_style_cli_worker_on_a_shared_database_leaves_other_apps_jobs_alone(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    # Another app's backlog, with a single attempt each: a worker that claimed and failed
+    # them (what `jobforge worker` used to do) would kill every one.
+    others = []
+    for _ in range(3):
+        others += client.enqueue_jobs(
+            tenant_id=TENANT,
+            jobs=[{"type": f"billing.kind{i % 3}", "max_attempts": 1} for i in range(400)],
+        )
+    mine = client.enqueue_jobs(tenant_id=TENANT, jobs=[{"type": "test.echo"}] * 20)
+    proc = WorkerProcess(fresh_db_url)
+    try:
+        wait_for(lambda: _status_counts(fresh_db_url).get("succeeded") == 20, what="my jobs")
+        time.sleep(0.5)  # a few more polls, in which nothing else may be claimed
+    finally:
+        code, err = proc.stop()
+    assert code == 0, err[-2000:]
+    assert _status_counts(fresh_db_url) == {"succeeded": 20, "queued": 1200}
+    with psycopg.connect(fresh_db_url) as conn:
+        touched = conn.execute(
+            "select count(*) from jobforge_jobs where type like 'billing.%%'"
+            " and (attempts <> 0 or error is not null or locked_by is not null)"
+        ).fetchone()
+        attempts = conn.execute(
+            "select count(*) from jobforge_job_attempts a join jobforge_jobs j on j.id = a.job_id"
+            " where j.type like 'billing.%%'"
+        ).fetchone()
+    assert touched == (0,)
+    assert attempts == (0,)
+    assert len(others) == 1200
+    assert len(mine) == 20
+
+
+def test_cli_types_repeatable_and_comma_separated(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    echo = client.enqueue_job(tenant_id=TENANT, type="test.echo")
+    async_echo = client.enqueue_job(tenant_id=TENANT, type="test.async_echo")
+    sleeper = client.enqueue_job(tenant_id=TENANT, type="test.sleep", payload={"seconds": 0})
+    failing = client.enqueue_job(tenant_id=TENANT, type="test.fail")
+    proc = WorkerProcess(
+        fresh_db_url, "--types", "test.echo", "--types", "test.async_echo, test.sleep"
+    )
+    try:
+        wait_for(lambda: _status_counts(fresh_db_url).get("succeeded") == 3, what="three jobs")
+        time.sleep(0.5)
+    finally:
+        code, err = proc.stop()
+    assert code == 0, err[-2000:]
+    assert {_job(fresh_db_url, j.id)["status"] for j in (echo, async_echo, sleeper)} == {
+        "succeeded"
+    }
+    row = _job(fresh_db_url, failing.id)
+    assert (row["status"], row["attempts"]) == ("queued", 0)
+    assert "types test.echo, test.async_echo, test.sleep," in err

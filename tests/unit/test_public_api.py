@@ -51,6 +51,7 @@ EXPECTED = {
     "ManifestStatus",
     "MigrationError",
     "Migrator",
+    "NonRetryableError",
     "NotFoundError",
     "PermissionDeniedError",
     "PolicyCheckResult",

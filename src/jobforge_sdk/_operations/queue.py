@@ -113,8 +113,11 @@ def complete_job(
     error: JsonValue = None,
     result: JsonValue = None,
     artifact_ref: str | None = None,
+    retryable: bool = True,
 ) -> RpcCall[JobRow]:
-    """Finish the held job: ``succeeded`` stores the result, ``failed`` retries or kills."""
+    """Finish the held job: ``succeeded`` stores the result, ``failed`` retries or kills.
+    A failure with ``retryable=False`` makes the job ``dead`` at once, attempts left or
+    not: for failures no retry can fix (bad input, a ``NonRetryableError``)."""
     params = validate(CompleteJobParams, locals())
     return RpcCall("jobforge_complete_job", params.rpc_args(), parse_one(JobRow))
 
@@ -125,7 +128,7 @@ def complete_jobs(
 ) -> RpcCall[list[JobRow]]:
     """Finish up to 1,000 held jobs in one statement and one commit, all or nothing:
     ``ConflictError`` names the first job the worker does not hold, and nothing changes.
-    Each item is ``{job_id, status, result?, error?, artifact_ref?}``."""
+    Each item is ``{job_id, status, result?, error?, artifact_ref?, retryable?}``."""
     params = validate(CompleteJobsParams, locals())
     return RpcCall("jobforge_complete_jobs", params.rpc_args(), parse_list(JobRow))
 

@@ -4,16 +4,25 @@ Without claims a call is one autocommitted statement, one round trip. With claim
 (``with_claims``) each call runs in its own transaction that first switches role and sets
 ``request.jwt.claims``, exactly as PostgREST does, so RLS and the RPCs' tenant checks see
 the same caller they would see through Supabase.
+
+Building a transport does no I/O; the first call opens the pool, and before that makes
+one plain connection of its own. A pool that cannot connect retries quietly until its
+timeout and then says only that it timed out, so a wrong URL, password or database name
+would cost every caller the whole pool timeout and a burst of warnings, and tell them
+nothing; the plain connection fails in a moment with libpq's reason (connection refused
+at host:port, password authentication failed, database "x" does not exist).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Mapping
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from jobforge_sdk._transports._sql import (
@@ -24,7 +33,7 @@ from jobforge_sdk._transports._sql import (
     configure_connection,
     map_error,
 )
-from jobforge_sdk.errors import TransportError
+from jobforge_sdk.errors import ConfigurationError, JobForgeError, TransportError
 
 __all__ = ["AsyncPostgresTransport", "PostgresTransport"]
 
@@ -54,8 +63,36 @@ def _pool_args(dsn: str, pool_options: Mapping[str, Any], *, is_async: bool) -> 
     return {"conninfo": dsn, "kwargs": kwargs, "open": False, "configure": configure, **options}
 
 
+def _check_args(pool: ConnectionPool | AsyncConnectionPool) -> tuple[str, dict[str, Any]] | None:
+    """Arguments of the first, plain connection: the pool's own, and a connect timeout
+    within the pool's (libpq waits forever for a host that drops packets) unless the URL
+    or the options chose one. None for a pool given conninfo or kwargs as functions (made
+    by the caller, not ``connect``): they are the pool's to call, so it is not checked."""
+    conninfo, given_kwargs = pool.conninfo, pool.kwargs
+    if not isinstance(conninfo, str) or not isinstance(given_kwargs, dict | None):
+        return None
+    kwargs = dict(given_kwargs or {})
+    try:
+        in_url = "connect_timeout" in conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        in_url = False  # the connection attempt reports the malformed URL
+    if not in_url and "connect_timeout" not in kwargs:
+        kwargs["connect_timeout"] = max(2, min(10, math.ceil(pool.timeout)))
+    return conninfo, kwargs
+
+
+def _connect_error(exc: psycopg.Error) -> JobForgeError:
+    """Why the database could not be reached, on one line: libpq's own reason, which
+    names the host and port, the user or the database, and never the password."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, psycopg.ProgrammingError):
+        return ConfigurationError(f"invalid database URL: {reason}")
+    return TransportError(f"cannot connect to the database: {reason}", retryable=True)
+
+
 class PostgresTransport:
-    """Sync transport. The pool opens on the first call, so building a client does no I/O."""
+    """Sync transport. The pool opens on the first call, so building a client does no I/O;
+    a database that cannot be reached fails that call at once, saying why."""
 
     def __init__(
         self,
@@ -90,6 +127,14 @@ class PostgresTransport:
         if not self._opened:
             with self._open_lock:
                 if self.pool.closed:
+                    # Left closed on failure: the next call checks again (the server may
+                    # be up by then), and no pool worker keeps retrying in the background.
+                    check = _check_args(self.pool)
+                    if check is not None:
+                        try:
+                            psycopg.connect(check[0], **check[1]).close()
+                        except psycopg.Error as exc:
+                            raise _connect_error(exc) from None
                     self.pool.open()
                 self._opened = True
 
@@ -160,6 +205,15 @@ class AsyncPostgresTransport:
                 self._open_lock = asyncio.Lock()
             async with self._open_lock:
                 if self.pool.closed:
+                    # As in PostgresTransport._ensure_open; inside the running loop, which
+                    # the pool's workers then belong to.
+                    check = _check_args(self.pool)
+                    if check is not None:
+                        try:
+                            conn = await psycopg.AsyncConnection.connect(check[0], **check[1])
+                        except psycopg.Error as exc:
+                            raise _connect_error(exc) from None
+                        await conn.close()
                     await self.pool.open()
                 self._opened = True
 

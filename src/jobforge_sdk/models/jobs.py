@@ -1,7 +1,7 @@
 """The core queue: job rows as the database returns them, and the parameters of its RPCs.
 
-Limits mirror the checks in ``supabase/schema/20_jobs.sql`` so bad input is refused before any
-I/O; the database checks again for callers who skip the SDK.
+Limits mirror the checks in ``supabase/schema/20_jobs.sql`` and ``25_workers.sql`` so bad
+input is refused before any I/O; the database checks again for callers who skip the SDK.
 """
 
 from __future__ import annotations
@@ -148,6 +148,8 @@ class _Outcome(Params):
     error: Any = None
     result: Any = None
     artifact_ref: Annotated[str, Field(max_length=2048)] | None = None
+    # False: a failure no retry can fix; the job is dead at once, attempts left or not.
+    retryable: bool = True
 
     @field_validator("error", "result")
     @classmethod
@@ -166,11 +168,26 @@ class CompleteJobParams(_Outcome):
     job_id: UUID
     worker_id: NonEmptyStr
 
+    def rpc_args(self) -> dict[str, Any]:
+        # The default is the SQL default too: leave it out, so the common call stays as
+        # short as it was.
+        args = super().rpc_args()
+        if self.retryable:
+            del args["p_retryable"]
+        return args
+
 
 class JobCompletion(_Outcome):
     """One element of ``complete_jobs``."""
 
     job_id: UUID
+
+    def item_json(self) -> dict[str, Any]:
+        # ``retryable`` only when false: a batch of a thousand successes need not carry
+        # a thousand copies of the default.
+        return self.model_dump(
+            mode="json", exclude_none=True, exclude={"retryable"} if self.retryable else None
+        )
 
 
 class CompleteJobsParams(Params):
@@ -180,7 +197,7 @@ class CompleteJobsParams(Params):
     def rpc_args(self) -> dict[str, Any]:
         return {
             "p_worker_id": self.worker_id,
-            "p_results": [r.model_dump(mode="json", exclude_none=True) for r in self.results],
+            "p_results": [r.item_json() for r in self.results],
         }
 
 

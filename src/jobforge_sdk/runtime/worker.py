@@ -1,10 +1,17 @@
 """The worker: claims jobs, runs their handlers, and reports back.
 
+A worker claims only the job types it has handlers for (or the subset ``types`` names), so
+workers of different apps can share one database: a job it cannot run stays queued for
+the worker that can.
+
 One thread claims (woken at once by the enqueue notification, or after ``poll_interval``
 when a notification is lost), ``concurrency`` threads run handlers, and a listener thread
 holds a ``LISTEN`` connection. Every running job is heartbeated; stale jobs of dead workers
 are reaped; on SIGTERM/SIGINT the worker stops claiming, lets running jobs finish within
 ``shutdown_grace`` and hands back to the queue what it could not finish.
+
+A failure no retry can fix (inputs the template's schema refuses, a handler's
+``NonRetryableError``) is reported as not retryable, and the job is dead at once.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from jobforge_sdk._client.sync import JobForgeClient
-from jobforge_sdk.errors import ConflictError, JobForgeError, NotFoundError
+from jobforge_sdk.errors import ConflictError, JobForgeError, NonRetryableError, NotFoundError
 from jobforge_sdk.manifests import calculate_run_metrics, generate_env_fingerprint
 from jobforge_sdk.models.jobs import JobCompletion, JobRow, JobStatus
 from jobforge_sdk.models.manifests import ArtifactManifest, ManifestStatus
@@ -44,12 +53,9 @@ _URL_CREDENTIALS = re.compile(r"(\w+://)[^/@\s]+@")
 _JWT_LIKE = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
 
 
-class NoHandlerError(Exception):
-    """The worker has no handler for the job's type."""
-
-
-class InvalidJobInputs(Exception):
-    """A template job's inputs do not satisfy the template's input schema."""
+class InvalidJobInputs(NonRetryableError):
+    """A template job's inputs do not satisfy the template's input schema: the same inputs
+    fail the same check on every attempt, so the job is not retried."""
 
 
 class InvalidJobOutput(Exception):
@@ -78,9 +84,14 @@ class _Outcome:
     result: Any
     error: dict[str, Any] | None
     log: dict[str, Any]
+    retryable: bool = True
 
 
 class Worker:
+    """Runs the jobs of the types in ``handlers`` (by default all of them; ``types`` picks
+    a subset). Every type in ``types`` needs a handler: a worker never claims a job it
+    would have to fail."""
+
     def __init__(
         self,
         client: JobForgeClient,
@@ -107,8 +118,9 @@ class Worker:
         self.handlers = dict(handlers)
         self.concurrency = concurrency
         self.worker_id = worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        # None claims every type: a job nobody handles fails clearly instead of waiting.
-        self.types = list(types) if types else None
+        # Claiming every type would take (and, lacking a handler, fail) jobs that belong to
+        # other apps' workers on a shared database; so a worker claims what it can run.
+        self.types = _claimable_types(self.handlers, types)
         self.batch_size = batch_size or concurrency
         # Jobs claimed ahead of a free thread: a thread that finishes starts the next job
         # at once instead of waiting for the loop's next claim. They count as held (and
@@ -130,6 +142,9 @@ class Worker:
         )
         self.listen = listen
         self.processed = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.released = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._jobs: queue.Queue[JobRow | None] = queue.Queue()
@@ -159,6 +174,7 @@ class Worker:
             self._loop(until_idle=False)
         finally:
             self._drain()
+            self._log_stopped()
             for sig, previous in restore.items():
                 signal.signal(sig, previous)
 
@@ -173,6 +189,7 @@ class Worker:
             self._loop(until_idle=True, deadline=deadline)
         finally:
             self._drain()
+            self._log_stopped()
         return self.processed
 
     def _install_signals(self) -> dict[int, Any]:
@@ -201,11 +218,41 @@ class Worker:
             thread.start()
             self._threads.append(thread)
         dsn = self._listen_dsn()
-        if (self.listen if listen is None else listen) and dsn:
+        listening = bool((self.listen if listen is None else listen) and dsn)
+        # One line that answers "what is this worker doing?" before any job runs: which
+        # types it takes is what decides whose jobs it touches on a shared database.
+        logger.info(
+            "worker %s started: types %s, concurrency %d, LISTEN %s, database %s",
+            self.worker_id,
+            ", ".join(self.types) or "none (claims no jobs)",
+            self.concurrency,
+            "on" if listening else "off (polling)",
+            _database_label(self.client, dsn),
+            extra={"worker_id": self.worker_id},
+        )
+        if listening and dsn:
             thread = threading.Thread(
                 target=self._listen_loop, args=(dsn,), name="jobforge-listen", daemon=True
             )
             thread.start()
+
+    def _log_stopped(self) -> None:
+        with self._lock:
+            ran, ok, failed, released = (
+                self.processed,
+                self.succeeded,
+                self.failed,
+                self.released,
+            )
+        logger.info(
+            "worker %s stopped: ran %d job(s): %d succeeded, %d failed; %d released",
+            self.worker_id,
+            ran,
+            ok,
+            failed,
+            released,
+            extra={"worker_id": self.worker_id},
+        )
 
     def _listen_dsn(self) -> str | None:
         return self.client.transport.listen_conninfo()  # None over HTTP: poll only
@@ -251,7 +298,7 @@ class Worker:
     def _claim(self) -> int:
         with self._lock:
             free = self.concurrency + self.prefetch - len(self._running)
-        if free <= 0:
+        if free <= 0 or not self.types:
             return 0
         try:
             jobs = self.client.claim_jobs(
@@ -261,11 +308,31 @@ class Worker:
             logger.warning("claim failed: %s", exc, extra={"worker_id": self.worker_id})
             self._stopping.wait(self.poll_interval)
             return 0
+        unhandled = [job for job in jobs if job.type not in self.handlers]
         for job in jobs:
-            with self._lock:
-                self._running[job.id] = job
-            self._jobs.put(job)
-        return len(jobs)
+            if job.type in self.handlers:
+                with self._lock:
+                    self._running[job.id] = job
+                self._jobs.put(job)
+        if unhandled:
+            self._hand_back_unhandled(unhandled)
+        return len(jobs) - len(unhandled)
+
+    def _hand_back_unhandled(self, jobs: list[JobRow]) -> None:
+        """Release claimed jobs that no handler runs, and stop claiming their types.
+
+        Failing them would spend the attempts of jobs another worker can run; releasing
+        gives the attempt back. Their type leaves this worker's claims, or it would claim
+        and release the same job in a loop.
+        """
+        gone = sorted({job.type for job in jobs})
+        self.types = [t for t in self.types if t not in gone]
+        logger.error(
+            "no handler for job type(s) %s: released their jobs and stopped claiming them",
+            ", ".join(gone),
+            extra={"worker_id": self.worker_id},
+        )
+        self._release(jobs)
 
     def _listen_loop(self, dsn: str) -> None:
         backoff = 0.5
@@ -315,10 +382,9 @@ class Worker:
         logger.info("job started", extra=log)
         result: Any = None
         error: dict[str, Any] | None = None
+        retryable = True
         try:
-            handler = self.handlers.get(job.type)
-            if handler is None:
-                raise NoHandlerError(f"no handler registered for job type {job.type!r}")
+            handler = self.handlers[job.type]  # _claim keeps jobs without one out
             template = self._template_for(ctx)
             if template is not None:
                 _check_schema(template.input_schema, ctx.inputs, "inputs", InvalidJobInputs)
@@ -327,14 +393,15 @@ class Worker:
                 _check_schema(template.output_schema, result, "result", InvalidJobOutput)
         except Exception as exc:
             error = describe_error(exc)
+            retryable = not isinstance(exc, NonRetryableError)
         finished = datetime.now(UTC)
         cpu_ms = (time.thread_time() - cpu_started) * 1000
         duration_ms = (finished - started).total_seconds() * 1000
         if ctx.template_key is not None and self.client.flags.manifests:
-            self._write_manifest(ctx, started, finished, cpu_ms, error)
+            self._write_manifest(ctx, started, finished, cpu_ms, error, retryable=retryable)
         status = JobStatus.SUCCEEDED if error is None else JobStatus.FAILED
         log["duration_ms"] = round(duration_ms, 3)
-        self._finished.put(_Outcome(job, status, result, error, log))
+        self._finished.put(_Outcome(job, status, result, error, log, retryable))
 
     def _report_finished(self) -> None:
         """Complete every finished run: one ``complete_jobs`` call (one commit) for all of
@@ -354,7 +421,11 @@ class Worker:
                         worker_id=self.worker_id,
                         results=[
                             JobCompletion(
-                                job_id=o.job.id, status=o.status, result=o.result, error=o.error
+                                job_id=o.job.id,
+                                status=o.status,
+                                result=o.result,
+                                error=o.error,
+                                retryable=o.retryable,
                             )
                             for o in chunk
                         ],
@@ -366,7 +437,7 @@ class Worker:
                     continue
                 else:
                     for outcome in chunk:
-                        _log_outcome(outcome)
+                        self._reported(outcome)
                     continue
             for outcome in chunk:
                 self._complete_one(outcome)
@@ -379,13 +450,22 @@ class Worker:
                 status=outcome.status,
                 result=outcome.result,
                 error=outcome.error,
+                retryable=outcome.retryable,
             )
         except ConflictError as exc:
             logger.warning("job no longer held: %s", exc, extra=outcome.log)
         except JobForgeError as exc:
             logger.error("could not complete job: %s", exc, extra=outcome.log)
         else:
-            _log_outcome(outcome)
+            self._reported(outcome)
+
+    def _reported(self, outcome: _Outcome) -> None:
+        with self._lock:
+            if outcome.error is None:
+                self.succeeded += 1
+            else:
+                self.failed += 1
+        _log_outcome(outcome)
 
     def _template_for(self, ctx: JobContext) -> TemplateRow | None:
         key = ctx.template_key
@@ -409,6 +489,8 @@ class Worker:
         finished: datetime,
         cpu_ms: float,
         error: dict[str, Any] | None,
+        *,
+        retryable: bool,
     ) -> None:
         if self._fingerprint is None:
             self._fingerprint = generate_env_fingerprint()
@@ -421,7 +503,7 @@ class Worker:
             metrics=metrics,
             env_fingerprint=self._fingerprint,
             tool_versions={"jobforge-sdk": _sdk_version(), **ctx.tool_versions},
-            status=_manifest_status(ctx.job, error),
+            status=_manifest_status(ctx.job, error, retryable=retryable),
             error=error,
         )
         try:
@@ -494,6 +576,48 @@ class Worker:
                 logger.warning("released job back to the queue", extra={"job_id": str(job.id)})
             except JobForgeError as exc:
                 logger.error("could not release job %s: %s", job.id, exc)
+            else:
+                with self._lock:
+                    self.released += 1
+
+
+def _claimable_types(handlers: Mapping[str, Handler], types: Sequence[str] | None) -> list[str]:
+    """The types a worker claims: those it was asked for, each of which it must be able
+    to run, or else every type it has a handler for (none for a worker that only fires
+    cron triggers and reaps)."""
+    if isinstance(types, str):
+        raise TypeError("types: a list of job types, not one string")
+    if types is None:
+        return sorted(handlers)
+    wanted = list(dict.fromkeys(types))
+    if not wanted:
+        raise ValueError("types: must not be empty (None runs every type in handlers)")
+    missing = [t for t in wanted if t not in handlers]
+    if missing:
+        raise ValueError(
+            f"types: no handler for {', '.join(map(repr, missing))}; "
+            f"handlers cover {', '.join(map(repr, sorted(handlers))) or 'nothing'}"
+        )
+    return wanted
+
+
+def _database_label(client: JobForgeClient, dsn: str | None) -> str:
+    """Where the worker's database is, for the startup line: host, port and database
+    name, never the user or password of the URL."""
+    if dsn:
+        try:
+            info = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError:
+            return "(unparsable conninfo)"
+        host = str(info.get("host") or info.get("hostaddr") or "local socket")
+        port = info.get("port")
+        where = f"{host}:{port}" if port else host
+        return f"{where}/{info['dbname']}" if info.get("dbname") else where
+    url = getattr(getattr(client.transport, "client", None), "supabase_url", None)
+    if isinstance(url, str) and url:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}"
+    return "(over HTTP)"
 
 
 def _log_outcome(outcome: _Outcome) -> None:
@@ -502,15 +626,20 @@ def _log_outcome(outcome: _Outcome) -> None:
         logger.info("job succeeded", extra=extra)
     else:
         error = outcome.error
-        logger.warning("job failed: %s: %s", error["type"], error["message"][:200], extra=extra)
+        verdict = "job failed" if outcome.retryable else "job failed, not retryable"
+        logger.warning("%s: %s: %s", verdict, error["type"], error["message"][:200], extra=extra)
 
 
-def _manifest_status(job: JobRow, error: dict[str, Any] | None) -> ManifestStatus:
+def _manifest_status(
+    job: JobRow, error: dict[str, Any] | None, *, retryable: bool = True
+) -> ManifestStatus:
     """A failed attempt that will be retried leaves the manifest pending (with the error):
     a complete or failed manifest is final, and the retry must still be able to write."""
     if error is None:
         return ManifestStatus.COMPLETE
-    return ManifestStatus.PENDING if job.attempts < job.max_attempts else ManifestStatus.FAILED
+    if retryable and job.attempts < job.max_attempts:
+        return ManifestStatus.PENDING
+    return ManifestStatus.FAILED
 
 
 def _check_schema(schema: dict[str, Any], value: Any, name: str, error: type[Exception]) -> None:

@@ -261,25 +261,51 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
+def _worker_types(
+    values: Sequence[str] | None, handlers: Mapping[str, Handler]
+) -> list[str] | None:
+    """``--types a,b --types c`` as one list, each type one the app has a handler for:
+    a worker that claimed a type it cannot run would only hand its jobs back."""
+    if not values:
+        return None
+    types = [t.strip() for value in values for t in value.split(",") if t.strip()]
+    if not types:
+        raise UsageError("--types: no job type given")
+    missing = [t for t in dict.fromkeys(types) if t not in handlers]
+    if missing:
+        raise UsageError(
+            f"--types: the app has no handler for {', '.join(missing)} "
+            f"(it handles {', '.join(sorted(handlers)) or 'nothing'})"
+        )
+    return types
+
+
 def _cmd_worker(args: argparse.Namespace) -> int:
     handlers = _load_handlers(args.app)
+    if not handlers and not args.scheduler:
+        raise UsageError(f"--app: {args.app} has no handlers, so the worker could run nothing")
+    types = _worker_types(args.types, handlers)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     client = _client(args)
     with client:
-        worker = Worker(
-            client,
-            handlers,
-            concurrency=args.concurrency,
-            scheduler=args.scheduler,
-            poll_interval=args.poll_interval,
-            shutdown_grace=args.shutdown_grace,
-            heartbeat_interval=args.heartbeat_interval,
-            reap_interval=args.reap_interval,
-            stale_after=timedelta(seconds=args.stale_after),
-            worker_id=args.worker_id,
-        )
+        try:
+            worker = Worker(
+                client,
+                handlers,
+                types=types,
+                concurrency=args.concurrency,
+                scheduler=args.scheduler,
+                poll_interval=args.poll_interval,
+                shutdown_grace=args.shutdown_grace,
+                heartbeat_interval=args.heartbeat_interval,
+                reap_interval=args.reap_interval,
+                stale_after=timedelta(seconds=args.stale_after),
+                worker_id=args.worker_id,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         worker.run()
     return EXIT_OK
 
@@ -522,6 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--app",
         required=True,
         help="module:attribute: a mapping of job types to handlers, or a function returning one",
+    )
+    worker.add_argument(
+        "--types",
+        action="append",
+        metavar="TYPE[,TYPE...]",
+        help="claim only these job types (repeatable, or comma-separated; each needs a "
+        "handler in --app). Default: every type the app has a handler for",
     )
     worker.add_argument("--concurrency", type=int, default=4)
     worker.add_argument("--scheduler", action="store_true", help="also fire cron triggers")
