@@ -378,6 +378,8 @@ def test_sigterm_lets_running_jobs_finish(client: JobForgeClient, fresh_db_url: 
     job = client.enqueue_job(tenant_id=TENANT, type="test.sleep", payload={"seconds": 1.5})
     proc = WorkerProcess(fresh_db_url, "--shutdown-grace", "20")
     wait_for(lambda: _job(fresh_db_url, job.id)["status"] == "running", what="the claim")
+    # Claimed is not yet started: a job still waiting for a slot is released at shutdown.
+    wait_for(lambda: "job started" in proc.output(), what="the handler's start")
     code, err = proc.stop(signal.SIGTERM)
     assert code == 0, err[-2000:]
     assert _job(fresh_db_url, job.id)["status"] == "succeeded"
@@ -576,6 +578,8 @@ def test_the_worker_says_what_it_runs_when_it_starts_and_what_it_ran_when_it_sto
 ) -> None:
     url = _with_password(fresh_db_url, "pw-s3cret-9")
     info = psycopg.conninfo.conninfo_to_dict(url)
+    # A socket directory has no port (the embedded server): the line then names the host.
+    where = f"{info['host']}:{info['port']}" if info.get("port") else str(info["host"])
     with JobForgeClient.from_postgres(url) as client:
         client.enqueue_job(tenant_id=TENANT, type="test.echo")
         client.enqueue_job(tenant_id=TENANT, type="test.fail", max_attempts=3)
@@ -588,8 +592,7 @@ def test_the_worker_says_what_it_runs_when_it_starts_and_what_it_ran_when_it_sto
     assert started == [
         "worker w-start-stop started: types "
         + ", ".join(sorted(handlers))
-        + f", concurrency 3, LISTEN off (polling), database {info['host']}:{info['port']}"
-        + f"/{info['dbname']}"
+        + f", concurrency 3, LISTEN off (polling), database {where}/{info['dbname']}"
     ]
     assert stopped == [
         "worker w-start-stop stopped: ran 2 job(s): 1 succeeded, 1 failed; 0 released"
