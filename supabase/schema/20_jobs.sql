@@ -237,6 +237,15 @@ create index jobforge_jobs_reap
 create index jobforge_jobs_tenant_created
   on public.jobforge_jobs (tenant_id, created_at desc, id desc);
 
+-- Listing the jobs of every tenant (jobforge_list_jobs with a null tenant, service_role
+-- only: `jobforge jobs list` without --tenant-id), in the same order. The tenant index
+-- cannot give that order without a tenant (PostgreSQL 15 has no skip scan), so without
+-- this one each call would read and sort the whole table. The price is one more entry per
+-- row version: an insert, and each status change (status is in the claim indexes'
+-- predicates, so those updates are not HOT anyway).
+create index jobforge_jobs_created
+  on public.jobforge_jobs (created_at desc, id desc);
+
 create table public.jobforge_job_results (
   id uuid primary key default gen_random_uuid(),
   job_id uuid not null references public.jobforge_jobs (id) on delete cascade,
@@ -640,7 +649,13 @@ declare
   v_reason text;
   v_rows jsonb;
 begin
-  perform jobforge_private.assert_tenant(p_tenant_id);
+  -- No tenant: the jobs of every tenant, for a trusted caller (service_role) only, as
+  -- jobforge_list_audit_logs does with its global rows. Anyone else is refused exactly as
+  -- before (assert_tenant: PT400 "tenant_id: is required"); a null never means "all" for
+  -- a user.
+  if p_tenant_id is not null or not jobforge_private.caller_is_trusted() then
+    perform jobforge_private.assert_tenant(p_tenant_id);
+  end if;
 
   p_filters := jobforge_private.filters_object(p_filters, array['status', 'type', 'limit', 'offset']);
   v_status := jobforge_private.filter_choice(p_filters, 'status', jobforge_private.job_statuses());
@@ -652,28 +667,48 @@ begin
   v_limit := jobforge_private.filter_integer(p_filters, 'limit', 1, 1000, 100);
   v_offset := jobforge_private.filter_integer(p_filters, 'offset', 0, 2147483647, 0);
 
-  select coalesce(
-    pg_catalog.to_jsonb(pg_catalog.array_agg(page order by page.created_at desc, page.id desc)),
-    '[]'::jsonb
-  )
-  into v_rows
-  from (
-    select j.*
-    from public.jobforge_jobs j
-    where j.tenant_id = p_tenant_id
-      and (v_status is null or j.status = v_status)
-      and (v_type is null or j.type = v_type)
-    order by j.created_at desc, j.id desc
-    limit v_limit
-    offset v_offset
-  ) as page;
+  -- Two statements rather than one "tenant_id = p_tenant_id or p_tenant_id is null": each
+  -- keeps a plan on its own index (jobforge_jobs_tenant_created, jobforge_jobs_created),
+  -- whatever plan PL/pgSQL caches.
+  if p_tenant_id is null then
+    select coalesce(
+      pg_catalog.to_jsonb(pg_catalog.array_agg(page order by page.created_at desc, page.id desc)),
+      '[]'::jsonb
+    )
+    into v_rows
+    from (
+      select j.*
+      from public.jobforge_jobs j
+      where (v_status is null or j.status = v_status)
+        and (v_type is null or j.type = v_type)
+      order by j.created_at desc, j.id desc
+      limit v_limit
+      offset v_offset
+    ) as page;
+  else
+    select coalesce(
+      pg_catalog.to_jsonb(pg_catalog.array_agg(page order by page.created_at desc, page.id desc)),
+      '[]'::jsonb
+    )
+    into v_rows
+    from (
+      select j.*
+      from public.jobforge_jobs j
+      where j.tenant_id = p_tenant_id
+        and (v_status is null or j.status = v_status)
+        and (v_type is null or j.type = v_type)
+      order by j.created_at desc, j.id desc
+      limit v_limit
+      offset v_offset
+    ) as page;
+  end if;
 
   return v_rows;
 end
 $$;
 
 comment on function public.jobforge_list_jobs is
-  'Jobs of a tenant, newest first; filters status, type, limit, offset. authenticated (own tenants) and service_role.';
+  'Jobs of a tenant (or, for service_role with a null tenant, of every tenant), newest first; filters status, type, limit, offset. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_get_job(p_job_id uuid, p_tenant_id uuid)
 returns jsonb
@@ -685,21 +720,25 @@ as $$
 declare
   v_job jsonb;
 begin
-  perform jobforge_private.assert_tenant(p_tenant_id);
+  -- A null tenant: the job whatever its tenant, for a trusted caller only (as in
+  -- jobforge_list_jobs); anyone else is refused by assert_tenant as before.
+  if p_tenant_id is not null or not jobforge_private.caller_is_trusted() then
+    perform jobforge_private.assert_tenant(p_tenant_id);
+  end if;
   if p_job_id is null then
     perform jobforge_private.invalid('job_id', 'is required');
   end if;
 
   select pg_catalog.to_jsonb(j) into v_job
   from public.jobforge_jobs j
-  where j.id = p_job_id and j.tenant_id = p_tenant_id;
+  where j.id = p_job_id and (p_tenant_id is null or j.tenant_id = p_tenant_id);
 
   return v_job;
 end
 $$;
 
 comment on function public.jobforge_get_job is
-  'One job of a tenant, or null. authenticated (own tenants) and service_role.';
+  'One job of a tenant (service_role: of any tenant when the tenant is null), or null. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_get_result(p_job_id uuid, p_tenant_id uuid)
 returns jsonb

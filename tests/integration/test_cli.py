@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from jobforge_sdk import FeatureFlags, JobForgeClient, generate_policy_token
@@ -166,26 +169,159 @@ def test_doctor_reports_pending_migrations(empty_db: str) -> None:
     assert "migrations not current" in result.stdout
 
 
+def _table_rows(text: str) -> list[list[str]]:
+    """The rows of a table the CLI printed (header first), split on its column gaps."""
+    return [re.split(r"\s{2,}", line.strip()) for line in text.splitlines() if line.strip()]
+
+
 def test_jobs_and_events_commands(migrated_db_url: str) -> None:
     flags = FeatureFlags(events=True)
     with JobForgeClient.from_postgres(migrated_db_url, flags=flags) as client:
         job = client.enqueue_job(tenant_id=TENANT, type="cli.test", payload={"x": 1})
         client.submit_event(tenant_id=TENANT, event_type="cli.happened", source_app="external")
     db = ("--database-url", migrated_db_url)
-    listed = run_cli("jobs", "list", "--tenant-id", TENANT, *db)
+    listed = run_cli("jobs", "list", "--tenant-id", TENANT, "--json", *db)
     assert listed.returncode == 0, listed.stderr
     assert [j["id"] for j in json.loads(listed.stdout)] == [str(job.id)]
-    got = run_cli("jobs", "get", str(job.id), "--tenant-id", TENANT, *db)
-    assert json.loads(got.stdout)["payload"] == {"x": 1}
+    table = run_cli("jobs", "list", "--tenant-id", TENANT, *db)
+    assert table.returncode == 0, table.stderr
+    header, *rows = _table_rows(table.stdout)
+    assert header == ["id", "tenant", "type", "status", "attempts", "created_at", "last_error"]
+    assert [row[:5] for row in rows] == [[str(job.id), TENANT, "cli.test", "queued", "0/5"]]
+    assert rows[0][6] == "-"
+    # `get` is `show` under its old name.
+    got = run_cli("jobs", "get", str(job.id), "--tenant-id", TENANT, "--json", *db)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["job"]["payload"] == {"x": 1}
     canceled = run_cli("jobs", "cancel", str(job.id), "--tenant-id", TENANT, *db)
     assert json.loads(canceled.stdout)["status"] == "canceled"
     again = run_cli("jobs", "cancel", str(job.id), "--tenant-id", TENANT, *db)
     assert "canceled" in _one_error_line(again)
-    missing = run_cli("jobs", "get", str(uuid.uuid4()), "--tenant-id", TENANT, *db)
-    assert "not found" in _one_error_line(missing)
-    events = run_cli("events", "list", "--tenant-id", TENANT, *db)
+    missing = str(uuid.uuid4())
+    for command in ("get", "show"):
+        line = _one_error_line(run_cli("jobs", command, missing, "--tenant-id", TENANT, *db))
+        expected = f"job {missing} not found for tenant {TENANT}"
+        assert line == f"jobforge jobs {command}: error: {expected}"
+    assert _one_error_line(run_cli("jobs", "show", missing, *db)).endswith(
+        f"job {missing} not found"
+    )
+    events = run_cli("events", "list", "--tenant-id", TENANT, "--json", *db)
     assert events.returncode == 0, events.stderr
     assert [e["event_type"] for e in json.loads(events.stdout)] == ["cli.happened"]
+    events_table = run_cli("events", "list", "--tenant-id", TENANT, *db)
+    assert events_table.returncode == 0, events_table.stderr
+    header, *rows = _table_rows(events_table.stdout)
+    assert header == ["id", "occurred_at", "event_type", "source_app", "subject", "processed"]
+    assert [(row[2], row[3], row[5]) for row in rows] == [("cli.happened", "external", "no")]
+    empty = run_cli("events", "list", "--tenant-id", str(uuid.uuid4()), *db)
+    assert (empty.returncode, empty.stdout) == (0, "no events\n")
+
+
+def test_jobs_list_without_a_tenant_shows_every_tenant(migrated_db_url: str) -> None:
+    """The CLI acts as the database owner (or the service role key): with no --tenant-id
+    it lists the jobs of every tenant, newest first."""
+    a, b = uuid.uuid4(), uuid.uuid4()
+    job_type = f"cli.every.{uuid.uuid4().hex[:8]}"
+    with JobForgeClient.from_postgres(migrated_db_url) as client:
+        older = client.enqueue_job(tenant_id=a, type=job_type, max_attempts=3)
+        newer = client.enqueue_job(tenant_id=b, type=job_type, max_attempts=3)
+        [claimed] = client.claim_jobs(worker_id="cli-w", types=[job_type], limit=1)
+        client.complete_job(
+            job_id=claimed.id,
+            worker_id="cli-w",
+            status="failed",
+            error={"type": "Boom", "message": "x" * 200},
+        )
+    db = ("--database-url", migrated_db_url)
+
+    table = run_cli("jobs", "list", "--type", job_type, *db)
+    assert table.returncode == 0, table.stderr
+    header, *rows = _table_rows(table.stdout)
+    assert header[:2] == ["id", "tenant"]
+    assert [(row[0], row[1]) for row in rows] == [(str(newer.id), str(b)), (str(older.id), str(a))]
+    # Aligned: each column starts at the same place on every line, the header's included.
+    header_line, *lines = table.stdout.splitlines()
+    for column, name in ((1, "tenant"), (5, "created_at"), (6, "last_error")):
+        starts = {  # the last column from the end: "-" is in every id too
+            line.index(row[column]) if column < 6 else len(line) - len(row[column])
+            for line, row in zip(lines, rows, strict=True)
+        }
+        assert starts == {header_line.index(name)}, (name, table.stdout)
+    failed = next(row for row in rows if row[0] == str(claimed.id))
+    assert failed[3:5] == ["queued", "1/3"]  # failed once, back in the queue for a retry
+    assert failed[6] == "Boom: " + "x" * 53 + "…"  # 60 characters, the rest in --json
+
+    as_json = run_cli("jobs", "list", "--type", job_type, "--json", *db)
+    assert as_json.returncode == 0, as_json.stderr
+    document = json.loads(as_json.stdout)
+    assert [(j["id"], j["tenant_id"]) for j in document] == [
+        (str(newer.id), str(b)),
+        (str(older.id), str(a)),
+    ]
+    assert document[[j["id"] for j in document].index(str(claimed.id))]["error"]["type"] == "Boom"
+    only_a = run_cli("jobs", "list", "--type", job_type, "--tenant-id", str(a), "--json", *db)
+    assert [j["id"] for j in json.loads(only_a.stdout)] == [str(older.id)]
+    nothing = run_cli("jobs", "list", "--type", f"cli.none.{uuid.uuid4().hex}", *db)
+    assert (nothing.returncode, nothing.stdout) == (0, "no jobs\n")
+
+
+def test_jobs_show_prints_the_attempts_of_a_failed_then_retried_job(
+    migrated_db_url: str, superuser_conn: psycopg.Connection[Any]
+) -> None:
+    tenant = uuid.uuid4()
+    job_type = f"cli.show.{uuid.uuid4().hex[:8]}"
+    with JobForgeClient.from_postgres(migrated_db_url) as client:
+        job = client.enqueue_job(tenant_id=tenant, type=job_type, payload={"to": "ops"})
+        [first] = client.claim_jobs(worker_id="cli-w1", types=[job_type], limit=1)
+        client.complete_job(
+            job_id=first.id,
+            worker_id="cli-w1",
+            status="failed",
+            error={"type": "SMTPError", "message": "connection refused\n\x1b[31mretry"},
+        )
+        superuser_conn.execute(
+            "update public.jobforge_jobs set run_at = now() where id = %s", (job.id,)
+        )
+        [second] = client.claim_jobs(worker_id="cli-w2", types=[job_type], limit=1)
+        client.complete_job(
+            job_id=second.id, worker_id="cli-w2", status="succeeded", result={"ok": True}
+        )
+    db = ("--database-url", migrated_db_url)
+
+    # No --tenant-id: the database owner finds the job whatever its tenant.
+    shown = run_cli("jobs", "show", str(job.id), *db)
+    assert shown.returncode == 0, shown.stderr
+    details, attempts = shown.stdout.split("\n\n")
+    fields = dict(row for row in _table_rows(details) if len(row) == 2)
+    assert fields["id"] == str(job.id)
+    assert fields["tenant"] == str(tenant)
+    assert fields["status"] == "succeeded"
+    assert fields["attempts"] == "2/5"
+    assert fields["payload"] == '{"to":"ops"}'
+    title, header, *rows = _table_rows(attempts)
+    assert title == ["attempts (2):"]
+    assert header == ["attempt", "status", "worker", "started_at", "finished_at", "error"]
+    assert [row[:3] for row in rows] == [["1", "failed", "cli-w1"], ["2", "succeeded", "cli-w2"]]
+    # One line per attempt, and no escape sequence reaches the terminal.
+    assert rows[0][5] == "SMTPError: connection refused ?[31mretry"
+    assert rows[1][5] == "-"
+    assert "\x1b" not in shown.stdout
+
+    with_tenant = run_cli("jobs", "show", str(job.id), "--tenant-id", str(tenant), "--json", *db)
+    assert with_tenant.returncode == 0, with_tenant.stderr
+    document = json.loads(with_tenant.stdout)
+    assert set(document) == {"job", "attempts"}
+    assert document["job"]["id"] == str(job.id)
+    assert [(a["attempt"], a["status"]) for a in document["attempts"]] == [
+        (1, "failed"),
+        (2, "succeeded"),
+    ]
+    assert document["attempts"][0]["error"]["type"] == "SMTPError"
+    assert json.loads(run_cli("jobs", "show", str(job.id), "--json", *db).stdout) == document
+    other = str(uuid.uuid4())
+    assert "not found" in _one_error_line(
+        run_cli("jobs", "show", str(job.id), "--tenant-id", other, *db)
+    )
 
 
 @pytest.mark.parametrize(

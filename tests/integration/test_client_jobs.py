@@ -226,6 +226,27 @@ def test_server_side_input_errors_name_the_field(client: Any) -> None:
     assert client.list_jobs(tenant_id=tenant) == []
 
 
+def test_service_role_lists_and_gets_jobs_of_every_tenant_with_tenant_id_none(
+    make_client: Callable[..., Any], client: Any, transport_kind: str
+) -> None:
+    a, b = uuid.uuid4(), uuid.uuid4()
+    job_type = _type()
+    first = client.enqueue_job(tenant_id=a, type=job_type)
+    second = client.enqueue_job(tenant_id=b, type=job_type)
+    assert client.list_jobs(tenant_id=None, type=job_type) == [second, first]
+    assert client.list_jobs(tenant_id=None, type=job_type, limit=1, offset=1) == [first]
+    assert client.get_job(job_id=first.id, tenant_id=None) == first
+    assert client.get_job(job_id=uuid.uuid4(), tenant_id=None) is None
+
+    user = make_client(transport_kind, claims=tenant_claims(a, b))
+    with pytest.raises(InvalidInputError) as info:
+        user.list_jobs(tenant_id=None, type=job_type)
+    assert info.value.field == "tenant_id"
+    with pytest.raises(InvalidInputError):
+        user.get_job(job_id=first.id, tenant_id=None)
+    assert user.list_jobs(tenant_id=a, type=job_type) == [first]
+
+
 def test_malformed_uuid_sent_raw_is_invalid_input(client: Any) -> None:
     with pytest.raises(InvalidInputError):
         client.transport.call(

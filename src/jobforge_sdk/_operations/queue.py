@@ -29,6 +29,7 @@ from jobforge_sdk.models.jobs import (
     CompleteJobsParams,
     EnqueueJobParams,
     EnqueueJobsParams,
+    FindJobParams,
     GetJobParams,
     HeartbeatJobParams,
     JobAttemptRow,
@@ -167,21 +168,23 @@ def reschedule_job(
 @operation()
 def list_jobs(
     *,
-    tenant_id: UUID | str,
+    tenant_id: UUID | str | None,
     status: JobStatus | str | None = None,
     type: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> RpcCall[list[JobRow]]:
-    """Jobs of the tenant, newest first."""
+    """Jobs of the tenant, newest first. ``tenant_id=None`` lists the jobs of every
+    tenant; only the service role may (anyone else gets ``InvalidInputError``)."""
     params = validate(ListJobsParams, locals())
     return RpcCall("jobforge_list_jobs", params.rpc_args(), parse_list(JobRow))
 
 
 @operation()
-def get_job(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobRow | None]:
-    """The job, or ``None`` when the tenant has no such job."""
-    params = validate(GetJobParams, locals())
+def get_job(*, job_id: UUID | str, tenant_id: UUID | str | None) -> RpcCall[JobRow | None]:
+    """The job, or ``None`` when the tenant has no such job. ``tenant_id=None`` finds the
+    job whatever its tenant; only the service role may."""
+    params = validate(FindJobParams, locals())
     return RpcCall("jobforge_get_job", params.rpc_args(), parse_optional(JobRow))
 
 

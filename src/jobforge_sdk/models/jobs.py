@@ -24,6 +24,7 @@ __all__ = [
     "CompleteJobsParams",
     "EnqueueJobParams",
     "EnqueueJobsParams",
+    "FindJobParams",
     "GetJobParams",
     "HeartbeatJobParams",
     "JobAttemptRow",
@@ -221,6 +222,18 @@ class GetJobParams(Params):
     tenant_id: TenantId
 
 
+class FindJobParams(Params):
+    """``get_job``: ``GetJobParams`` whose tenant may be ``None``, meaning the job
+    whatever its tenant, which only the service role may ask."""
+
+    job_id: UUID
+    tenant_id: TenantId | None
+
+    def rpc_args(self) -> dict[str, Any]:
+        tenant = str(self.tenant_id) if self.tenant_id is not None else None
+        return {"p_job_id": str(self.job_id), "p_tenant_id": tenant}
+
+
 class CancelJobParams(GetJobParams):
     pass
 
@@ -230,7 +243,9 @@ class RescheduleJobParams(GetJobParams):
 
 
 class ListJobsParams(Params):
-    tenant_id: TenantId
+    # None lists the jobs of every tenant: service role only (the database refuses anyone
+    # else with "tenant_id: is required").
+    tenant_id: TenantId | None
     status: JobStatus | None = None
     type: NonEmptyStr | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 100
@@ -238,4 +253,5 @@ class ListJobsParams(Params):
 
     def rpc_args(self) -> dict[str, Any]:
         filters = self.model_dump(mode="json", exclude_none=True, exclude={"tenant_id"})
-        return {"p_tenant_id": str(self.tenant_id), "p_filters": filters}
+        tenant = str(self.tenant_id) if self.tenant_id is not None else None
+        return {"p_tenant_id": tenant, "p_filters": filters}

@@ -15,15 +15,16 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import psycopg
 
 from jobforge_sdk._client.sync import JobForgeClient
-from jobforge_sdk.errors import ConfigurationError, JobForgeError
+from jobforge_sdk.errors import ConfigurationError, JobForgeError, NotFoundError
 from jobforge_sdk.flags import Feature, FeatureFlags, unknown_setting_message, unknown_settings
+from jobforge_sdk.models.jobs import JobRow
 from jobforge_sdk.policy import generate_policy_token, validate_policy_token
 from jobforge_sdk.runtime.registry import Handler
 from jobforge_sdk.runtime.worker import Worker
@@ -423,12 +424,86 @@ def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
     return [r.model_dump(mode="json") for r in rows]
 
 
+def _cell(value: Any, limit: int | None = None) -> str:
+    """One value as a table cell: one printable line, ``-`` for nothing, UTC to the
+    second, and at most ``limit`` characters (the rest is in ``--json``)."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, datetime):
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    elif isinstance(value, dict | list):
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    else:
+        text = str(value)
+    # One line, and nothing a terminal would act on (a handler's message is not trusted).
+    text = "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.split()))
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
+def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str] | None = None) -> str:
+    """Left-aligned columns two spaces apart, a header line first when given. The one
+    place the CLI formats text tables (``jobs list``, ``jobs show``, ``events list``)."""
+    lines = [list(headers)] if headers is not None else []
+    lines += [[_cell(value) for value in row] for row in rows]
+    if not lines:
+        return ""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _error_text(error: Any, limit: int | None = None) -> str:
+    """A job's or an attempt's error as ``Type: message``, else as compact JSON."""
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        kind = error.get("type")
+        text = f"{kind}: {error['message']}" if isinstance(kind, str) and kind else error["message"]
+        return _cell(text, limit)
+    return _cell(error, limit)
+
+
+_JOB_COLUMNS = ("id", "tenant", "type", "status", "attempts", "created_at", "last_error")
+_ATTEMPT_COLUMNS = ("attempt", "status", "worker", "started_at", "finished_at", "error")
+_EVENT_COLUMNS = ("id", "occurred_at", "event_type", "source_app", "subject", "processed")
+
+
+def _job_line(job: JobRow) -> list[Any]:
+    return [
+        job.id,
+        job.tenant_id,
+        _cell(job.type, 40),
+        job.status.value,
+        f"{job.attempts}/{job.max_attempts}",
+        job.created_at,
+        _error_text(job.error, 60),
+    ]
+
+
 def _cmd_events_list(args: argparse.Namespace) -> int:
     with _client(args, _flags(events=True)) as client:
         rows = client.list_events(
             tenant_id=args.tenant_id, event_type=args.event_type, limit=args.limit
         )
-    _print_json(_rows(rows))
+    if args.json:
+        _print_json(_rows(rows))
+    elif not rows:
+        print("no events")
+    else:
+        lines = [
+            [
+                e.id,
+                e.occurred_at,
+                _cell(e.event_type, 40),
+                e.source_app.value,
+                _cell(f"{e.subject_type}:{e.subject_id}" if e.subject_type else None, 40),
+                "yes" if e.processed else "no",
+            ]
+            for e in rows
+        ]
+        print(_table(lines, _EVENT_COLUMNS))
     return EXIT_OK
 
 
@@ -437,17 +512,58 @@ def _cmd_jobs_list(args: argparse.Namespace) -> int:
         rows = client.list_jobs(
             tenant_id=args.tenant_id, status=args.status, type=args.type, limit=args.limit
         )
-    _print_json(_rows(rows))
+    if args.json:
+        _print_json(_rows(rows))
+    elif not rows:
+        print("no jobs")
+    else:
+        print(_table([_job_line(job) for job in rows], _JOB_COLUMNS))
     return EXIT_OK
 
 
-def _cmd_jobs_get(args: argparse.Namespace) -> int:
+def _cmd_jobs_show(args: argparse.Namespace) -> int:
     with _client(args) as client:
         job = client.get_job(job_id=args.job_id, tenant_id=args.tenant_id)
-    if job is None:
-        print(f"jobforge jobs get: error: job {args.job_id} not found", file=sys.stderr)
-        return EXIT_USAGE
-    _print_json(job.model_dump(mode="json"))
+        if job is None:
+            where = f" for tenant {args.tenant_id}" if args.tenant_id else ""
+            raise NotFoundError(f"job {args.job_id} not found{where}")
+        attempts = client.list_job_attempts(job_id=job.id, tenant_id=job.tenant_id)
+    if args.json:
+        _print_json({"job": job.model_dump(mode="json"), "attempts": _rows(attempts)})
+        return EXIT_OK
+    fields = [
+        ("id", job.id),
+        ("tenant", job.tenant_id),
+        ("type", job.type),
+        ("status", job.status.value),
+        ("attempts", f"{job.attempts}/{job.max_attempts}"),
+        ("run_at", job.run_at),
+        ("created_at", job.created_at),
+        ("started_at", job.started_at),
+        ("finished_at", job.finished_at),
+        ("locked_by", job.locked_by),
+        ("idempotency_key", job.idempotency_key),
+        ("error", _error_text(job.error)),
+        ("payload", _cell(job.payload, 300)),
+    ]
+    print(_table(fields))
+    print()
+    if not attempts:
+        print("attempts: none finished yet")
+    else:
+        print(f"attempts ({len(attempts)}):")
+        lines = [
+            [
+                a.attempt,
+                a.status,
+                a.worker_id,
+                a.started_at,
+                a.finished_at,
+                _error_text(a.error, 60),
+            ]
+            for a in attempts
+        ]
+        print(_table(lines, _ATTEMPT_COLUMNS))
     return EXIT_OK
 
 
@@ -603,23 +719,32 @@ def build_parser() -> argparse.ArgumentParser:
     events_list.add_argument("--tenant-id", type=_uuid, required=True)
     events_list.add_argument("--event-type")
     events_list.add_argument("--limit", type=int, default=50)
+    events_list.add_argument("--json", action="store_true", help="print JSON, not a table")
     events_list.set_defaults(handler=_cmd_events_list)
 
     jobs = commands.add_parser("jobs", help="list, show or cancel jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
-    jobs_list = jobs_commands.add_parser("list")
+    jobs_list = jobs_commands.add_parser("list", help="list jobs, newest first (a table)")
     _db(jobs_list, supabase=True)
-    jobs_list.add_argument("--tenant-id", type=_uuid, required=True)
-    jobs_list.add_argument("--status")
+    jobs_list.add_argument(
+        "--tenant-id", type=_uuid, help="only this tenant's jobs (default: every tenant)"
+    )
+    jobs_list.add_argument("--status", help="queued, running, succeeded, dead, canceled")
     jobs_list.add_argument("--type")
     jobs_list.add_argument("--limit", type=int, default=50)
+    jobs_list.add_argument("--json", action="store_true", help="print JSON, not a table")
     jobs_list.set_defaults(handler=_cmd_jobs_list)
-    for name, fn in (("get", _cmd_jobs_get), ("cancel", _cmd_jobs_cancel)):
-        sub = jobs_commands.add_parser(name)
-        _db(sub, supabase=True)
-        sub.add_argument("job_id", type=_uuid)
-        sub.add_argument("--tenant-id", type=_uuid, required=True)
-        sub.set_defaults(handler=fn)
+    show = jobs_commands.add_parser("show", aliases=["get"], help="a job and its finished attempts")
+    _db(show, supabase=True)
+    show.add_argument("job_id", type=_uuid)
+    show.add_argument("--tenant-id", type=_uuid, help="the job's tenant (default: any tenant)")
+    show.add_argument("--json", action="store_true", help='print {"job": ..., "attempts": [...]}')
+    show.set_defaults(handler=_cmd_jobs_show)
+    cancel = jobs_commands.add_parser("cancel", help="cancel a queued or running job")
+    _db(cancel, supabase=True)
+    cancel.add_argument("job_id", type=_uuid)
+    cancel.add_argument("--tenant-id", type=_uuid, required=True)
+    cancel.set_defaults(handler=_cmd_jobs_cancel)
 
     mcp = commands.add_parser("mcp", help="serve the JobForge tools to AI agents over MCP (stdio)")
     _db(mcp)

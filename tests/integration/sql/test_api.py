@@ -248,3 +248,48 @@ def test_every_rpc_as_every_caller(act_as: ActAs, fresh_db_url: str, caller: str
         elif state in ("42501", "PT403"):
             wrong.append(f"{rpc.name}: expected to be let through, got {got}")
     assert wrong == [], "\n".join(wrong)
+
+
+# The RPCs where a null p_tenant_id means something, for the service role only: the jobs of
+# every tenant, a job whatever its tenant, the global audit rows. Everywhere else a null
+# tenant is refused for every caller.
+NULL_TENANT_RPCS = frozenset({"jobforge_list_jobs", "jobforge_get_job", "jobforge_list_audit_logs"})
+
+
+@pytest.mark.parametrize("caller", ["authenticated", "service_role"])
+def test_a_null_tenant_means_every_tenant_only_to_the_service_role(
+    act_as: ActAs, fresh_db_url: str, caller: str
+) -> None:
+    """Every RPC that takes p_tenant_id, called with null: authenticated (a user of two
+    tenants) is refused every time, never served (42501 where it has no grant, PT403 by
+    the audit list, which asks for the service role, "tenant_id: is required" elsewhere);
+    service_role is served by the RPCs of NULL_TENANT_RPCS only and refused ("tenant_id:
+    is required") by the others."""
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        rpcs = [rpc for rpc in catalog_rpcs(conn) if rpc.takes_tenant]
+    assert {rpc.name for rpc in rpcs} >= NULL_TENANT_RPCS
+    if caller == "service_role":
+        session = act_as("service_role", url=fresh_db_url)
+    else:
+        session = act_as(
+            "authenticated", tenant_claims(uuid.uuid4(), uuid.uuid4()), url=fresh_db_url
+        )
+
+    wrong: list[str] = []
+    for rpc in rpcs:
+        args = rpc.well_formed_args(uuid.uuid4())
+        args["p_tenant_id"] = None
+        state, message = outcome(session, rpc, args)
+        got = f"{state} {message}".strip()
+        if caller == "service_role" and rpc.name in NULL_TENANT_RPCS:
+            if state != "ok":
+                wrong.append(f"{rpc.name}: expected to be served, got {got}")
+        elif caller == "authenticated" and not rpc.authenticated:
+            if state != "42501":
+                wrong.append(f"{rpc.name}: expected 42501, got {got}")
+        elif caller == "authenticated" and rpc.name == "jobforge_list_audit_logs":
+            if (state, message) != ("PT403", "service_role required"):
+                wrong.append(f"{rpc.name}: expected PT403 service_role required, got {got}")
+        elif (state, message) != ("PT400", "tenant_id: is required"):
+            wrong.append(f"{rpc.name}: expected PT400 tenant_id: is required, got {got}")
+    assert wrong == [], "\n".join(wrong)

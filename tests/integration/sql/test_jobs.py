@@ -574,6 +574,91 @@ def test_list_jobs_refuses_bad_filters(
     expect_error("PT400", prefix, svc, "jobforge_list_jobs", p_tenant_id=tenant, p_filters=filters)
 
 
+def test_service_role_lists_every_tenants_jobs_with_a_null_tenant(
+    svc: RoleSession, jtype: str
+) -> None:
+    a, b = new_tenant(), new_tenant()
+    made = [enqueue(svc, t, jtype) for t in (a, b, a)]  # one transaction each
+    made += svc.call(  # one created_at: id breaks the tie, as for one tenant
+        "jobforge_enqueue_jobs", p_tenant_id=b, p_jobs=[{"type": jtype}, {"type": jtype}]
+    )
+    (running,) = claim(svc, "w", [jtype], limit=1)
+    newest_first = [
+        r["id"]
+        for r in sorted(made, key=lambda r: (ts(r["created_at"]), uuid.UUID(r["id"])), reverse=True)
+    ]
+
+    def listed(**filters: Any) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = svc.call(
+            "jobforge_list_jobs", p_tenant_id=None, p_filters={"type": jtype, **filters}
+        )
+        return rows
+
+    rows = listed()
+    assert [r["id"] for r in rows] == newest_first
+    assert {r["tenant_id"] for r in rows} == {a, b}
+    assert [r["id"] for r in listed(limit=2, offset=1)] == newest_first[1:3]
+    assert [r["id"] for r in listed(status="running")] == [running["id"]]
+    # The same rows a tenant's own listing gives, merged.
+    for tenant in (a, b):
+        own = svc.call("jobforge_list_jobs", p_tenant_id=tenant, p_filters={"type": jtype})
+        assert own == [r for r in listed() if r["tenant_id"] == tenant]
+    # Bad filters are refused with or without a tenant.
+    expect_error(
+        "PT400", "limit: ", svc, "jobforge_list_jobs", p_tenant_id=None, p_filters={"limit": 0}
+    )
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        "own tenants",
+        {"role": "authenticated"},  # no tenant claim at all
+        {"role": "authenticated", "app_metadata": {"tenant_ids": []}},
+    ],
+    ids=["own-tenants", "no-claim", "empty-claim"],
+)
+def test_a_null_tenant_is_refused_for_authenticated_callers(
+    act_as: ActAs, svc: RoleSession, jtype: str, claims: Any
+) -> None:
+    """A user never gets "every tenant": a null tenant is refused as it always was
+    (PT400 before anything is read), whatever tenants the user belongs to."""
+    a, b = new_tenant(), new_tenant()
+    job = enqueue(svc, a, jtype)
+    enqueue(svc, b, jtype)
+    user = act_as("authenticated", tenant_claims(a, b) if claims == "own tenants" else claims)
+    expect_error(
+        "PT400",
+        "tenant_id: is required",
+        user,
+        "jobforge_list_jobs",
+        p_tenant_id=None,
+        p_filters={"type": jtype},
+    )
+    expect_error("PT400", "tenant_id: is required", user, "jobforge_list_jobs", p_tenant_id=None)
+    expect_error(
+        "PT400",
+        "tenant_id: is required",
+        user,
+        "jobforge_get_job",
+        p_job_id=job["id"],
+        p_tenant_id=None,
+    )
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        act_as("anon").call("jobforge_list_jobs", p_tenant_id=None)
+
+
+def test_service_role_gets_a_job_of_any_tenant_with_a_null_tenant(
+    svc: RoleSession, tenant: str, jtype: str
+) -> None:
+    job = enqueue(svc, tenant, jtype)
+    assert svc.call("jobforge_get_job", p_job_id=job["id"], p_tenant_id=None) == job
+    assert svc.call("jobforge_get_job", p_job_id=str(uuid.uuid4()), p_tenant_id=None) is None
+    expect_error("PT400", "job_id: ", svc, "jobforge_get_job", p_job_id=None, p_tenant_id=None)
+    # A tenant given still confines the lookup to it.
+    assert svc.call("jobforge_get_job", p_job_id=job["id"], p_tenant_id=new_tenant()) is None
+
+
 def test_get_job_and_result_are_null_when_absent(svc: RoleSession, tenant: str, jtype: str) -> None:
     assert svc.call("jobforge_get_job", p_job_id=str(uuid.uuid4()), p_tenant_id=tenant) is None
     job = enqueue(svc, tenant, jtype)
