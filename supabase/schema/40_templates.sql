@@ -2,86 +2,258 @@
 -- an administrator enables one), input validation against a template's schema, and
 -- request_job, the only way an autopilot.* job enters the queue.
 
--- Check job inputs against the input_schema of a template: the value must be a JSON
--- object, every name in "required" must be present (JSON null counts as absent), and a
--- declared property with a "type" (a name or a list of names among string, number,
--- integer, boolean, object, array, null) must have a value of that JSON type. Optional
--- properties given as JSON null are treated as absent. With "additionalProperties":
--- false, undeclared names are refused. Returns {name, reason} or null.
-create function jobforge_private.inputs_error(p_schema jsonb, p_inputs jsonb)
+-- JSON Schema, the part the database checks
+-- -----------------------------------------
+-- A template's input_schema may use only the keywords below. The validation keywords are
+-- all checked by schema_error; the annotations are keywords JSON Schema itself never
+-- validates ("format" included: an annotation by default in draft 2020-12). A schema with
+-- any other keyword is refused when the template is written (the CHECK on
+-- input_schema), so the SDK's full JSON Schema check (jsonschema, draft 2020-12) and this
+-- one accept and refuse the same inputs.
+--
+-- One rule on top of JSON Schema, applied the same way by the SDK: an object property
+-- whose value is JSON null is absent (so it fails "required", and passes "type").
+
+-- The path of a child: "" + "a" = "a", "a" + "b" = "a.b".
+create function jobforge_private.json_path(p_parent text, p_child text)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select case when p_parent = '' then p_child else p_parent || '.' || p_child end
+$$;
+
+-- The JSON types a schema can name.
+create function jobforge_private.json_types()
+returns text[]
+language sql
+immutable
+set search_path = ''
+as $$
+  select array['array', 'boolean', 'integer', 'null', 'number', 'object', 'string']
+$$;
+
+-- Why a schema uses something the database cannot check, naming where; null when fine.
+create function jobforge_private.schema_keyword_error(p_schema jsonb, p_path text)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_key text;
+  v_value jsonb;
+  v_kind text;
+  v_error text;
+  v_child record;
+begin
+  if pg_catalog.jsonb_typeof(p_schema) is distinct from 'object' then
+    return p_path || ': a schema must be a JSON object';
+  end if;
+  for v_key, v_value in
+    select e.key, e.value from pg_catalog.jsonb_each(p_schema) as e order by e.key
+  loop
+    v_kind := pg_catalog.jsonb_typeof(v_value);
+    v_error := case
+      when v_key in (
+        'description', 'title', 'format', 'default', 'examples', '$comment',
+        'deprecated', 'readOnly', 'writeOnly'
+      ) then null
+      when v_key = 'type' then
+        case
+          when v_kind = 'string' and v_value #>> '{}' = any (jobforge_private.json_types())
+            then null
+          when v_kind = 'array' and pg_catalog.jsonb_array_length(v_value) > 0
+            and not exists (
+              select from pg_catalog.jsonb_array_elements(v_value) as t (name)
+              where pg_catalog.jsonb_typeof(t.name) <> 'string'
+                or t.name #>> '{}' <> all (jobforge_private.json_types())
+            )
+            then null
+          else 'must name JSON types ('
+            || pg_catalog.array_to_string(jobforge_private.json_types(), ', ') || ')'
+        end
+      when v_key = 'enum' then
+        case when v_kind = 'array' then null else 'must be an array' end
+      when v_key in ('minimum', 'maximum') then
+        case when v_kind = 'number' then null else 'must be a number' end
+      when v_key in ('minLength', 'maxLength', 'minItems', 'maxItems') then
+        case
+          when v_kind = 'number' and v_value::numeric >= 0
+            and v_value::numeric = pg_catalog.trunc(v_value::numeric) then null
+          else 'must be a non-negative integer'
+        end
+      when v_key = 'required' then
+        case
+          when v_kind = 'array' and not exists (
+            select from pg_catalog.jsonb_array_elements(v_value) as r (name)
+            where pg_catalog.jsonb_typeof(r.name) <> 'string'
+          ) then null
+          else 'must be an array of names'
+        end
+      when v_key = 'additionalProperties' then
+        case when v_kind = 'boolean' then null else 'only true or false is checked' end
+      when v_key = 'properties' then
+        case when v_kind = 'object' then null else 'must be an object' end
+      when v_key = 'items' then
+        case when v_kind = 'object' then null else 'must be a schema object' end
+      else 'is not a keyword the database checks'
+    end;
+    if v_error is not null then
+      return jobforge_private.json_path(p_path, v_key) || ': ' || v_error;
+    end if;
+  end loop;
+
+  for v_child in
+    select jobforge_private.json_path(p_path, 'properties.' || p.key) as path, p.value
+    from pg_catalog.jsonb_each(coalesce(p_schema -> 'properties', '{}')) as p
+    union all
+    select jobforge_private.json_path(p_path, 'items'), p_schema -> 'items'
+    where p_schema ? 'items'
+    order by 1
+  loop
+    v_error := jobforge_private.schema_keyword_error(v_child.value, v_child.path);
+    if v_error is not null then
+      return v_error;
+    end if;
+  end loop;
+  return null;
+end
+$$;
+
+-- Check a JSON value against a schema of the keywords above. Returns {path, reason} for
+-- the first problem found (path "" is the value itself), or null. The order of the checks
+-- is part of the contract (the SDK reports the same first problem): the value's own
+-- keywords in the order below, then its items by index or its properties by name in
+-- byte order (collate "C", whatever the database's collation), depth first. An integer is a number
+-- with no fractional part (1.0 counts, as in JSON Schema); booleans are not numbers.
+create function jobforge_private.schema_error(p_schema jsonb, p_value jsonb, p_path text)
 returns text[]
 language plpgsql
 immutable
 set search_path = ''
 as $$
 declare
-  v_name text;
-  v_property jsonb;
-  v_value jsonb;
+  v_kind text := pg_catalog.jsonb_typeof(p_value);
   v_types jsonb;
-  v_ok boolean;
+  v_name text;
+  v_child record;
+  v_error text[];
 begin
-  if pg_catalog.jsonb_typeof(p_inputs) is distinct from 'object' then
-    return array['', 'must be a JSON object'];
-  end if;
   if pg_catalog.jsonb_typeof(p_schema) is distinct from 'object' then
     return null;
   end if;
 
-  if pg_catalog.jsonb_typeof(p_schema -> 'required') = 'array' then
-    for v_name in select pg_catalog.jsonb_array_elements_text(p_schema -> 'required') loop
-      if coalesce(p_inputs -> v_name, 'null'::jsonb) = 'null'::jsonb then
-        return array[v_name, 'is required'];
-      end if;
-    end loop;
+  v_types := case pg_catalog.jsonb_typeof(p_schema -> 'type')
+    when 'string' then pg_catalog.jsonb_build_array(p_schema -> 'type')
+    when 'array' then p_schema -> 'type'
+  end;
+  if v_types is not null and not exists (
+    select from pg_catalog.jsonb_array_elements_text(v_types) as t (name)
+    where v_kind = t.name
+      or (t.name = 'integer' and v_kind = 'number'
+        and p_value::numeric = pg_catalog.trunc(p_value::numeric))
+  ) then
+    return array[p_path, 'must be ' || (
+      select pg_catalog.string_agg(t.name, ' or ')
+      from pg_catalog.jsonb_array_elements_text(v_types) as t (name)
+    )];
   end if;
 
-  if pg_catalog.jsonb_typeof(p_schema -> 'properties') = 'object' then
-    for v_name, v_property in
-      select p.key, p.value
-      from pg_catalog.jsonb_each(p_schema -> 'properties') as p
-      order by p.key
-    loop
-      v_value := p_inputs -> v_name;
-      continue when v_value is null or v_value = 'null'::jsonb;
-      v_types := case pg_catalog.jsonb_typeof(v_property -> 'type')
-        when 'string' then pg_catalog.jsonb_build_array(v_property -> 'type')
-        when 'array' then v_property -> 'type'
-      end;
-      continue when v_types is null;
-      select coalesce(pg_catalog.bool_or(
-        case t.name
-          when 'integer' then pg_catalog.jsonb_typeof(v_value) = 'number'
-            and (v_value::numeric) = pg_catalog.trunc(v_value::numeric)
-          else pg_catalog.jsonb_typeof(v_value) = t.name
-        end
-      ), false)
-      into v_ok
-      from pg_catalog.jsonb_array_elements_text(v_types) as t (name);
-      if not v_ok then
-        return array[
-          v_name,
-          'must be ' || (
-            select pg_catalog.string_agg(t.name, ' or ')
-            from pg_catalog.jsonb_array_elements_text(v_types) as t (name)
-          )
-        ];
-      end if;
-    end loop;
+  if p_schema ? 'enum' and not exists (
+    select from pg_catalog.jsonb_array_elements(p_schema -> 'enum') as e (value)
+    where e.value = p_value
+  ) then
+    return array[p_path, 'must be one of ' || (p_schema ->> 'enum')];
   end if;
 
-  if p_schema -> 'additionalProperties' = 'false'::jsonb then
-    select k.key into v_name
-    from pg_catalog.jsonb_object_keys(p_inputs) as k (key)
-    where not coalesce(p_schema -> 'properties', '{}'::jsonb) ? k.key
-    order by k.key
-    limit 1;
-    if v_name is not null then
-      return array[v_name, 'is not a known input'];
-    end if;
-  end if;
+  case v_kind
+    when 'number' then
+      if p_value::numeric < (p_schema ->> 'minimum')::numeric then
+        return array[p_path, 'must be at least ' || (p_schema ->> 'minimum')];
+      end if;
+      if p_value::numeric > (p_schema ->> 'maximum')::numeric then
+        return array[p_path, 'must be at most ' || (p_schema ->> 'maximum')];
+      end if;
+    when 'string' then
+      -- Characters, as JSON Schema counts them (code points, not bytes).
+      if pg_catalog.char_length(p_value #>> '{}') < (p_schema ->> 'minLength')::numeric then
+        return array[p_path, 'must be at least ' || (p_schema ->> 'minLength') || ' characters'];
+      end if;
+      if pg_catalog.char_length(p_value #>> '{}') > (p_schema ->> 'maxLength')::numeric then
+        return array[p_path, 'must be at most ' || (p_schema ->> 'maxLength') || ' characters'];
+      end if;
+    when 'array' then
+      if pg_catalog.jsonb_array_length(p_value) < (p_schema ->> 'minItems')::numeric then
+        return array[p_path, 'must have at least ' || (p_schema ->> 'minItems') || ' items'];
+      end if;
+      if pg_catalog.jsonb_array_length(p_value) > (p_schema ->> 'maxItems')::numeric then
+        return array[p_path, 'must have at most ' || (p_schema ->> 'maxItems') || ' items'];
+      end if;
+      if p_schema ? 'items' then
+        for v_child in
+          select jobforge_private.json_path(p_path, (e.n - 1)::text) as path, e.value
+          from pg_catalog.jsonb_array_elements(p_value) with ordinality as e (value, n)
+          order by e.n
+        loop
+          v_error := jobforge_private.schema_error(p_schema -> 'items', v_child.value, v_child.path);
+          if v_error is not null then
+            return v_error;
+          end if;
+        end loop;
+      end if;
+    when 'object' then
+      select r.name into v_name
+      from pg_catalog.jsonb_array_elements_text(coalesce(p_schema -> 'required', '[]')) as r (name)
+      where coalesce(p_value -> r.name, 'null') = 'null'
+      order by r.name collate "C"
+      limit 1;
+      if v_name is not null then
+        return array[jobforge_private.json_path(p_path, v_name), 'is required'];
+      end if;
+      if p_schema -> 'additionalProperties' = 'false' then
+        select k.key into v_name
+        from pg_catalog.jsonb_each(p_value) as k
+        where k.value <> 'null' and not coalesce(p_schema -> 'properties', '{}') ? k.key
+        order by k.key collate "C"
+        limit 1;
+        if v_name is not null then
+          return array[jobforge_private.json_path(p_path, v_name), 'is not a known input'];
+        end if;
+      end if;
+      for v_child in
+        select jobforge_private.json_path(p_path, p.key) as path, p.value as schema, p_value -> p.key as value
+        from pg_catalog.jsonb_each(coalesce(p_schema -> 'properties', '{}')) as p
+        where coalesce(p_value -> p.key, 'null') <> 'null'
+        order by p.key collate "C"
+      loop
+        v_error := jobforge_private.schema_error(v_child.schema, v_child.value, v_child.path);
+        if v_error is not null then
+          return v_error;
+        end if;
+      end loop;
+    else
+      null;
+  end case;
   return null;
 end
+$$;
+
+-- Check job inputs against the input_schema of a template: the inputs must be a JSON
+-- object that satisfies the schema. Returns {name, reason} (the name is a dotted path
+-- inside the inputs) or null.
+create function jobforge_private.inputs_error(p_schema jsonb, p_inputs jsonb)
+returns text[]
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+    when pg_catalog.jsonb_typeof(p_inputs) is distinct from 'object'
+      then array['', 'must be a JSON object']
+    else jobforge_private.schema_error(p_schema, p_inputs, '')
+  end
 $$;
 
 create table public.jobforge_job_templates (
@@ -92,7 +264,11 @@ create table public.jobforge_job_templates (
   category text not null check (category = any (jobforge_private.template_categories())),
   version text not null default '1.0.0',
   input_schema jsonb not null default '{"type": "object", "properties": {}}'
-    check (jsonb_typeof(input_schema) = 'object'),
+    constraint jobforge_job_templates_input_schema_checkable
+    check (
+      jsonb_typeof(input_schema) = 'object'
+      and jobforge_private.schema_keyword_error(input_schema, 'input_schema') is null
+    ),
   output_schema jsonb not null default '{"type": "object", "properties": {}}'
     check (jsonb_typeof(output_schema) = 'object'),
   required_scopes text[] not null default '{}',

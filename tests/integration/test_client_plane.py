@@ -4,6 +4,7 @@ manifests, triggers and the audit trail."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import uuid
@@ -334,6 +335,71 @@ def test_request_job_rules(
     assert repeat.job.id == real.job.id
     audit = client.list_audit_logs(tenant_id=tenant, action="job_request")
     assert {a.outcome for a in audit} >= {"success", "dry_run"}
+
+
+def test_request_job_checks_the_whole_schema_before_writing(
+    make_client: MakeClient, transport_kind: str, enabled_db: str
+) -> None:
+    """Keywords beyond required/type (bounds, item types) refuse the request in the SDK,
+    naming the path, before anything is written: no job, no audit row, and for an action
+    template not even the token check's policy_check row."""
+    tenant = uuid.uuid4()
+    client = make_client(transport_kind, url=enabled_db, flags=ALL_ON)
+    sent: list[str] = []
+    inner: Any = getattr(client, "_client", client)  # the async client under its facade
+    transport = inner.transport
+    call = transport.call
+
+    if inspect.iscoroutinefunction(call):
+
+        async def counting_async(fn: str, args: dict[str, Any]) -> Any:
+            sent.append(fn)
+            return await call(fn, args)
+
+        transport.call = counting_async
+    else:
+
+        def counting(fn: str, args: dict[str, Any]) -> Any:
+            sent.append(fn)
+            return call(fn, args)
+
+        transport.call = counting
+    cases = [
+        ({"target": "x", "depth": 0}, "inputs.depth: must be at least 1"),
+        ({"target": "x", "depth": 6}, "inputs.depth: must be at most 5"),
+        ({"target": "x", "checks": ["disk", 3]}, "inputs.checks.1: must be string"),
+    ]
+    for inputs, message in cases:
+        with pytest.raises(InvalidInputError) as info:
+            client.request_job(tenant_id=tenant, template_key=SCAN, inputs=inputs)
+        assert str(info.value) == message
+        assert info.value.field == message.partition(":")[0]
+    token = generate_policy_token(
+        secret=SECRET,
+        kid="tests",
+        tenant_id=tenant,
+        actor_id="ops-bot",
+        action=APPLY,
+        scopes=["ops:read", "ops:write"],
+    )
+    with pytest.raises(InvalidInputError, match=r"inputs\.plan: must be object"):
+        client.request_job(
+            tenant_id=tenant,
+            template_key=APPLY,
+            inputs={"recommendation_id": "r1", "plan": "drop everything"},
+            policy_token=token,
+        )
+    # One template read per template (the client remembers it), and nothing else.
+    assert sent == ["jobforge_get_template", "jobforge_get_template"]
+    for table in ("jobforge_jobs", "jobforge_audit_logs"):
+        assert _count(enabled_db, table, tenant) == 0
+    # The database refuses the same inputs with the same words when the SDK is bypassed.
+    with psycopg.connect(enabled_db) as conn, pytest.raises(psycopg.Error) as raw:
+        conn.execute(
+            "select public.jobforge_request_job(%s, %s, %s::jsonb)",
+            (tenant, SCAN, json.dumps({"target": "x", "depth": 6})),
+        )
+    assert raw.value.diag.message_primary == "inputs.depth: must be at most 5"
 
 
 def test_action_jobs_need_a_valid_unused_token(

@@ -454,10 +454,18 @@ def test_template_jobs_are_validated_and_leave_a_manifest(fresh_db_url: str) -> 
         good = client.request_job(
             tenant_id=TENANT, template_key="autopilot.ops.scan", inputs={"target": "db-1"}
         )
-        # Passes the database's basic type checks, breaks the schema's "maximum": 5.
         bad = client.request_job(
-            tenant_id=TENANT, template_key="autopilot.ops.scan", inputs={"target": "x", "depth": 9}
+            tenant_id=TENANT, template_key="autopilot.ops.scan", inputs={"target": "x", "depth": 4}
         )
+        # The schema narrows after the request (a new template version): the queued job's
+        # inputs no longer meet it, and only the worker's own check can see that.
+        with psycopg.connect(fresh_db_url, autocommit=True) as owner:
+            owner.execute(
+                "update public.jobforge_job_templates set input_schema ="
+                " jsonb_set(input_schema, '{properties,depth,maximum}', '3')"
+                " where template_key = 'autopilot.ops.scan'"
+            )
+        client._remembered.clear()  # the template as it is now, not as read a moment ago
         assert good is not None
         assert good.job is not None
         assert bad is not None
@@ -480,7 +488,7 @@ def test_template_jobs_are_validated_and_leave_a_manifest(fresh_db_url: str) -> 
         assert failed_job.attempts == 1
         assert failed_job.max_attempts > 1
         assert _obj(failed_job.error)["type"] == "InvalidJobInputs"
-        assert str(_obj(failed_job.error)["message"]).startswith("inputs.depth:")
+        assert _obj(failed_job.error)["message"] == "inputs.depth: must be at most 3"
         failed = client.get_run_manifest(run_id=bad.job.id, tenant_id=TENANT)
         assert failed is not None
         assert failed.status is ManifestStatus.FAILED  # final: no attempt follows

@@ -10,8 +10,10 @@ transport call is awaited. Only this module calls a client's ``_allowed`` and ``
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
@@ -33,6 +35,8 @@ class ClientBase:
         self.flags = flags if flags is not None else FeatureFlags()
         self.strict = strict
         self._reported_off: set[Feature] = set()
+        # Answers of cacheable calls (RpcCall.cache_seconds): key -> (expires at, answer).
+        self._remembered: dict[str, tuple[float, Any]] = {}
         if (
             self.flags.action_jobs
             and self.flags.require_policy_tokens
@@ -58,11 +62,42 @@ class ClientBase:
             )
         return False
 
+    def _recall(self, call: RpcCall[Any]) -> tuple[str, Any] | None:
+        """``(key, answer)`` when a cacheable call's answer is still remembered; ``(key,
+        _MISSING)`` when it must be asked; ``None`` for a call that is never cached."""
+        if call.cache_seconds is None:
+            return None
+        key = json.dumps([call.fn, call.args], sort_keys=True, default=str)
+        hit = self._remembered.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return key, hit[1]
+        return key, _MISSING
+
+    def _remember(self, key: str, call: RpcCall[Any], answer: Any) -> None:
+        assert call.cache_seconds is not None
+        self._remembered[key] = (time.monotonic() + call.cache_seconds, answer)
+
     def _answer(self, step: Gate | FlagsRequest) -> object:
         """Answer a step of a multi-step operation that needs the client, not the network."""
         if isinstance(step, Gate):
             return self._allowed(step.method, step.feature)
         return self.flags
+
+
+_MISSING = object()
+
+
+def _ask(client: _Client, call: RpcCall[T]) -> Generator[RpcCall[Any], Any, T]:
+    """One call's answer: from the client's memory when the call is cacheable and
+    remembered, else from the transport (and remembered when cacheable)."""
+    recalled = client._recall(call)
+    if recalled is not None and recalled[1] is not _MISSING:
+        remembered: T = recalled[1]
+        return remembered
+    answer: T = yield call
+    if recalled is not None:
+        client._remember(recalled[0], call, answer)
+    return answer
 
 
 def _drive(
@@ -81,13 +116,12 @@ def _drive(
         return empty
     plan = op(*args, **kwargs)
     if isinstance(plan, RpcCall):
-        answer: T = yield plan
-        return answer
+        return (yield from _ask(client, plan))
     try:
         step = next(plan)
         while True:
             if isinstance(step, RpcCall):
-                step = plan.send((yield step))
+                step = plan.send((yield from _ask(client, step)))
             else:
                 step = plan.send(client._answer(step))
     except StopIteration as done:
@@ -192,6 +226,10 @@ class _Client(Protocol):
     def _allowed(self, method: str, feature: Feature | None) -> bool: ...
 
     def _answer(self, step: Gate | FlagsRequest) -> object: ...
+
+    def _recall(self, call: RpcCall[Any]) -> tuple[str, Any] | None: ...
+
+    def _remember(self, key: str, call: RpcCall[Any], answer: Any) -> None: ...
 
 
 class SyncRunner(_Client, Protocol):

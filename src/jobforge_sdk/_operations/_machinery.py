@@ -42,9 +42,14 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass(frozen=True, slots=True)
 class RpcCall(Generic[T]):
+    """One RPC: its name, its named arguments, how to parse its JSON answer, and how long
+    a client may answer the same call from memory (``cache_seconds``; ``None``: always
+    ask). Only reads of what rarely changes are cached, such as a template."""
+
     fn: str
     args: dict[str, Any]
     parse: Callable[[Any], T]
+    cache_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from jobforge_sdk._operations._machinery import (
     steps_of,
     validate,
 )
+from jobforge_sdk._schema_check import schema_problem
 from jobforge_sdk.errors import InvalidInputError, PolicyDeniedError
 from jobforge_sdk.flags import Feature, FeatureFlags
 from jobforge_sdk.models import PurgeParams
@@ -102,6 +103,10 @@ __all__ = [
 ]
 
 Id = UUID | str
+
+# How long a client answers a template read from memory. A template's schema changes only
+# with a migration; enabling it is checked by the database at request time anyway.
+TEMPLATE_CACHE_SECONDS = 60.0
 
 
 def _count(data: Any) -> int:
@@ -242,7 +247,12 @@ def template_of_job(*, template_key: str) -> RpcCall[TemplateRow]:
     gated, on purpose: the job exists, so whoever requested it had AUTOPILOT_JOBS on, and a
     worker must check its inputs against the template whatever its own flags say."""
     params = validate(GetTemplateParams, locals())
-    return RpcCall("jobforge_get_template", params.rpc_args(), parse_one(TemplateRow))
+    return RpcCall(
+        "jobforge_get_template",
+        params.rpc_args(),
+        parse_one(TemplateRow),
+        cache_seconds=TEMPLATE_CACHE_SECONDS,
+    )
 
 
 @operation(Feature.AUTOPILOT_JOBS)
@@ -276,14 +286,25 @@ def request_job(
     params = validate(RequestJobParams, locals())
     # Known action templates, and any request that brings a token (a template the SDK
     # does not know may still be an action job: the database decides), go through the
-    # ACTION_JOBS gate and the audited verification first.
-    if params.template_key in ACTION_TEMPLATE_KEYS or params.policy_token is not None:
-        if not (yield Gate(Feature.ACTION_JOBS, "request_job")):
-            return None
-        flags: FeatureFlags = yield FLAGS
-        token = params.policy_token
-        if token is None:
-            token = yield from _self_issued_token(params, flags)
+    # ACTION_JOBS gate and the audited verification.
+    action = params.template_key in ACTION_TEMPLATE_KEYS or params.policy_token is not None
+    if action and not (yield Gate(Feature.ACTION_JOBS, "request_job")):
+        return None
+    flags: FeatureFlags = yield FLAGS
+    if action and params.policy_token is None and not _may_sign(flags):
+        raise PolicyDeniedError(
+            f"policy token refused: policy_token is required for action template "
+            f"{params.template_key}",
+            code=None,
+        )
+    # The inputs meet the template's whole JSON Schema before anything is written (the
+    # token check below writes an audit row); the database checks them again.
+    template = yield from steps_of(template_of_job(template_key=params.template_key))
+    problem = schema_problem(template.input_schema, params.inputs or {}, "inputs")
+    if problem is not None:
+        raise InvalidInputError(problem, field=problem.partition(":")[0])
+    if action:
+        token = params.policy_token or _self_issued_token(params, flags, template)
         verdict: PolicyCheckResult = yield _verify_call(
             params.tenant_id, params.template_key, token, params.actor_id
         )
@@ -298,16 +319,15 @@ def request_job(
     return result
 
 
-def _self_issued_token(params: RequestJobParams, flags: FeatureFlags) -> Steps[str]:
-    """With REQUIRE_POLICY_TOKENS off, a trusted backend signs its own token with
-    POLICY_TOKEN_SECRET for the template's scopes; with it on, the caller must bring one."""
-    if flags.require_policy_tokens or flags.policy_token_secret is None:
-        raise PolicyDeniedError(
-            f"policy token refused: policy_token is required for action template "
-            f"{params.template_key}",
-            code=None,
-        )
-    template = yield from steps_of(template_of_job(template_key=params.template_key))
+def _may_sign(flags: FeatureFlags) -> bool:
+    """With REQUIRE_POLICY_TOKENS off and a secret set, a trusted backend signs its own
+    tokens; otherwise the caller must bring one."""
+    return not flags.require_policy_tokens and flags.policy_token_secret is not None
+
+
+def _self_issued_token(params: RequestJobParams, flags: FeatureFlags, template: TemplateRow) -> str:
+    """A token signed with POLICY_TOKEN_SECRET for the template's scopes (see _may_sign)."""
+    assert flags.policy_token_secret is not None
     return generate_policy_token(
         secret=flags.policy_token_secret.get_secret_value(),
         kid=flags.policy_token_kid,

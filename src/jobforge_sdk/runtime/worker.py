@@ -36,6 +36,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from jobforge_sdk._client.sync import JobForgeClient
+from jobforge_sdk._schema_check import schema_problem
 from jobforge_sdk.errors import ConflictError, JobForgeError, NonRetryableError, NotFoundError
 from jobforge_sdk.manifests import calculate_run_metrics, generate_env_fingerprint
 from jobforge_sdk.models.jobs import JobCompletion, JobRow, JobStatus
@@ -152,7 +153,6 @@ class Worker:
         self._running: dict[uuid.UUID, JobRow] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
-        self._templates: dict[str, tuple[float, TemplateRow]] = {}
         self._fingerprint: dict[str, Any] | None = None
         self._threads: list[threading.Thread] = []
         # Set by the signal handler, read by the loop: a plain attribute, see _install_signals.
@@ -471,16 +471,12 @@ class Worker:
         key = ctx.template_key
         if key is None or key != ctx.job.type:
             return None
-        cached = self._templates.get(key)
-        if cached and time.monotonic() - cached[0] < 60:
-            return cached[1]
         try:
-            # An internal operation of the client: ungated, see _operations/plane.py.
-            template = self.client._template_of_job(template_key=key)
+            # An internal operation of the client: ungated, and answered from the client's
+            # memory for a minute (see _operations/plane.py).
+            return self.client._template_of_job(template_key=key)
         except NotFoundError:
             raise InvalidJobInputs(f"template {key} no longer exists") from None
-        self._templates[key] = (time.monotonic(), template)
-        return template
 
     def _write_manifest(
         self,
@@ -643,15 +639,10 @@ def _manifest_status(
 
 
 def _check_schema(schema: dict[str, Any], value: Any, name: str, error: type[Exception]) -> None:
-    """Validate against a template's JSON Schema; the message names the first bad field."""
-    import jsonschema  # only template jobs need it; keeps worker import light
-
-    validator = jsonschema.Draft202012Validator(schema)
-    problems = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.path])
-    if problems:
-        first = problems[0]
-        where = ".".join([name, *(str(p) for p in first.path)])
-        raise error(f"{where}: {first.message}")
+    """Raise ``error`` naming the first bad field when ``value`` does not meet ``schema``."""
+    problem = schema_problem(schema, value, name)
+    if problem is not None:
+        raise error(problem)
 
 
 def _sdk_version() -> str:
