@@ -975,14 +975,12 @@ create unique index jobforge_jobs_idempotency_key
   on public.jobforge_jobs (tenant_id, type, idempotency_key)
   where idempotency_key is not null;
 
--- Claiming, any type: the due queued jobs in (run_at, id) order, read from the front.
--- Only queued rows are in it, so it stays as small as the backlog.
-create index jobforge_jobs_claim
-  on public.jobforge_jobs (run_at, id)
-  where status = 'queued';
-
--- Claiming for one type: the same order within the type, so a worker of a rare type does
--- not walk past a backlog of other types.
+-- Claiming: the due queued jobs of a type in (run_at, id) order, read from the front, so a
+-- worker of a rare type does not walk past a backlog of other types. Only queued rows are
+-- in it, so it stays as small as the backlog. A claim of every type finds the types in
+-- it too (jobforge_claim_jobs): one index instead of two, since every index of this table
+-- gets an entry for each enqueue, claim and completion (status is in the predicate, so
+-- those updates are never HOT).
 create index jobforge_jobs_claim_by_type
   on public.jobforge_jobs (type, run_at, id)
   where status = 'queued';
@@ -996,15 +994,6 @@ create index jobforge_jobs_reap
 -- one), so the index gives the exact order of jobforge_list_jobs.
 create index jobforge_jobs_tenant_created
   on public.jobforge_jobs (tenant_id, created_at desc, id desc);
-
--- Listing the jobs of every tenant (jobforge_list_jobs with a null tenant, service_role
--- only: `jobforge jobs list` without --tenant-id), in the same order. The tenant index
--- cannot give that order without a tenant (PostgreSQL 15 has no skip scan), so without
--- this one each call would read and sort the whole table. The price is one more entry per
--- row version: an insert, and each status change (status is in the claim indexes'
--- predicates, so those updates are not HOT anyway).
-create index jobforge_jobs_created
-  on public.jobforge_jobs (created_at desc, id desc);
 
 create table public.jobforge_job_results (
   id uuid primary key default gen_random_uuid(),
@@ -1231,8 +1220,12 @@ $$;
 comment on function public.jobforge_enqueue_job is
   'Queue one job (idempotent per tenant, type and idempotency_key). authenticated (own tenants) and service_role.';
 
-create function public.jobforge_enqueue_jobs(p_tenant_id uuid, p_jobs jsonb)
-returns jsonb
+create function public.jobforge_enqueue_jobs(
+  p_tenant_id uuid,
+  p_jobs jsonb,
+  p_returning text default 'rows'
+)
+returns json
 language plpgsql
 security definer
 set search_path = ''
@@ -1240,7 +1233,8 @@ as $$
 declare
   v_count integer;
   v_error text[];
-  v_rows jsonb;
+  v_rows json;
+  v_ids uuid[];
   v_inserted integer;
 begin
   perform jobforge_private.assert_tenant(p_tenant_id);
@@ -1254,6 +1248,9 @@ begin
   if v_count > 1000 then
     perform jobforge_private.invalid('jobs', 'at most 1000 jobs per batch');
   end if;
+  if p_returning is null or p_returning not in ('rows', 'ids') then
+    perform jobforge_private.invalid('returning', 'must be rows or ids');
+  end if;
 
   -- The first element that breaks a rule, in input order (jobs[0] is the first).
   v_error := jobforge_private.job_specs_error(p_jobs);
@@ -1262,42 +1259,99 @@ begin
   end if;
 
   begin
-    -- One statement for the whole batch. Each element gets its id up front, so the
-    -- inserted rows can be matched to their position; elements that hit an existing key
-    -- (or an earlier element of the same batch) insert nothing and are filled in below.
-    with input as materialized (
-      select
-        e.ord,
-        gen_random_uuid() as id,
-        e.elem ->> 'type' as type,
-        coalesce(nullif(e.elem -> 'payload', 'null'::jsonb), '{}'::jsonb) as payload,
-        e.elem ->> 'idempotency_key' as idempotency_key,
-        coalesce((e.elem ->> 'run_at')::timestamptz, now()) as run_at,
-        case
-          when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
-            then (e.elem -> 'max_attempts')::numeric::integer
-          else 5
-        end as max_attempts
-      from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
-    ),
-    inserted as (
-      insert into public.jobforge_jobs as j
-        (id, tenant_id, type, payload, idempotency_key, run_at, max_attempts)
-      select i.id, p_tenant_id, i.type, i.payload, i.idempotency_key, i.run_at, i.max_attempts
+    if not pg_catalog.jsonb_path_exists(p_jobs, '$[*].idempotency_key ? (@ != null)') then
+      -- No element has a key, so nothing can conflict and every element inserts: a plain
+      -- insert, with no ON CONFLICT arbiter and no sort into lock order. Each element gets
+      -- its id up front, which is all the "ids" answer needs; the "rows" answer joins the
+      -- inserted rows back to their positions.
+      with input as (
+        select
+          e.ord,
+          gen_random_uuid() as id,
+          e.elem ->> 'type' as type,
+          coalesce(nullif(e.elem -> 'payload', 'null'::jsonb), '{}'::jsonb) as payload,
+          coalesce((e.elem ->> 'run_at')::timestamptz, now()) as run_at,
+          case
+            when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
+              then (e.elem -> 'max_attempts')::numeric::integer
+            else 5
+          end as max_attempts
+        from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
+      ),
+      inserted as (
+        insert into public.jobforge_jobs as j (id, tenant_id, type, payload, run_at, max_attempts)
+        select i.id, p_tenant_id, i.type, i.payload, i.run_at, i.max_attempts
+        from input i
+        returning j.*
+      )
+      select case
+        when p_returning = 'ids' then
+          (select pg_catalog.json_agg(i.id order by i.ord) from input i)
+        else
+          (
+            select pg_catalog.json_agg(x order by i.ord)
+            from input i
+            join inserted x on x.id = i.id
+          )
+      end
+      into v_rows;
+      v_inserted := v_count;
+    else
+      -- One statement for the whole batch. Elements that hit an existing key (or an
+      -- earlier element of the same batch) insert nothing; their id stays null here and
+      -- is looked up below.
+      with input as materialized (
+        select
+          e.ord,
+          gen_random_uuid() as id,
+          e.elem ->> 'type' as type,
+          coalesce(nullif(e.elem -> 'payload', 'null'::jsonb), '{}'::jsonb) as payload,
+          e.elem ->> 'idempotency_key' as idempotency_key,
+          coalesce((e.elem ->> 'run_at')::timestamptz, now()) as run_at,
+          case
+            when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
+              then (e.elem -> 'max_attempts')::numeric::integer
+            else 5
+          end as max_attempts
+        from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
+      ),
+      inserted as (
+        insert into public.jobforge_jobs as j
+          (id, tenant_id, type, payload, idempotency_key, run_at, max_attempts)
+        select i.id, p_tenant_id, i.type, i.payload, i.idempotency_key, i.run_at, i.max_attempts
+        from input i
+        -- Keys in one global order, so two batches that share keys wait for each other
+        -- instead of deadlocking; within a key, the first element wins.
+        order by i.type, i.idempotency_key, i.ord
+        on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null
+          do nothing
+        returning j.id
+      )
+      select pg_catalog.array_agg(x.id order by i.ord), pg_catalog.count(x.id)
+      into v_ids, v_inserted
       from input i
-      -- Keys in one global order, so two batches that share keys wait for each other
-      -- instead of deadlocking; within a key, the first element wins.
-      order by i.type, i.idempotency_key, i.ord
-      on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null
-        do nothing
-      returning j.*
-    )
-    -- to_jsonb(array_agg(row)) builds the array about a third faster than
-    -- jsonb_agg(to_jsonb(row)). Elements with nothing inserted are null.
-    select pg_catalog.to_jsonb(pg_catalog.array_agg(x order by i.ord)), pg_catalog.count(x.id)
-    into v_rows, v_inserted
-    from input i
-    left join inserted x on x.id = i.id;
+      left join inserted x on x.id = i.id;
+
+      -- The answer, in input order: the job each element made, or for a duplicate the job
+      -- that holds its key, as it is now. A new statement has a new snapshot, so this also
+      -- sees keys that a concurrent batch committed meanwhile.
+      select pg_catalog.json_agg(
+        case when p_returning = 'ids' then pg_catalog.to_json(j.id) else pg_catalog.row_to_json(j) end
+        order by u.ord
+      )
+      into v_rows
+      from pg_catalog.unnest(v_ids) with ordinality as u (id, ord)
+      join public.jobforge_jobs j on j.id = coalesce(
+        u.id,
+        (
+          select k.id
+          from public.jobforge_jobs k
+          where k.tenant_id = p_tenant_id
+            and k.type = p_jobs -> (u.ord::integer - 1) ->> 'type'
+            and k.idempotency_key = p_jobs -> (u.ord::integer - 1) ->> 'idempotency_key'
+        )
+      );
+    end if;
   exception
     when data_exception then
       -- Every field but run_at was checked above, so a run_at that does not parse as a
@@ -1315,26 +1369,6 @@ begin
       raise;
   end;
 
-  if v_inserted < v_count then
-    -- Duplicates: return the job that holds the key, as it is now. A new statement has a
-    -- new snapshot, so this also sees keys that a concurrent batch committed meanwhile.
-    select pg_catalog.jsonb_agg(
-      coalesce(
-        nullif(r.job, 'null'::jsonb),
-        (
-          select pg_catalog.to_jsonb(j)
-          from public.jobforge_jobs j
-          where j.tenant_id = p_tenant_id
-            and j.type = p_jobs -> (r.ord::integer - 1) ->> 'type'
-            and j.idempotency_key = p_jobs -> (r.ord::integer - 1) ->> 'idempotency_key'
-        )
-      )
-      order by r.ord
-    )
-    into v_rows
-    from pg_catalog.jsonb_array_elements(v_rows) with ordinality as r (job, ord);
-  end if;
-
   if v_inserted > 0 then
     perform pg_catalog.pg_notify('jobforge_jobs', '');
   end if;
@@ -1344,7 +1378,7 @@ end
 $$;
 
 comment on function public.jobforge_enqueue_jobs is
-  'Queue up to 1,000 jobs in one statement; returns the rows in input order. authenticated (own tenants) and service_role.';
+  'Queue up to 1,000 jobs in one statement; returns the rows (or with p_returning ''ids'', the ids) in input order. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_reschedule_job(p_job_id uuid, p_tenant_id uuid, p_run_at timestamptz)
 returns jsonb
@@ -1427,9 +1461,11 @@ begin
   v_limit := jobforge_private.filter_integer(p_filters, 'limit', 1, 1000, 100);
   v_offset := jobforge_private.filter_integer(p_filters, 'offset', 0, 2147483647, 0);
 
-  -- Two statements rather than one "tenant_id = p_tenant_id or p_tenant_id is null": each
-  -- keeps a plan on its own index (jobforge_jobs_tenant_created, jobforge_jobs_created),
-  -- whatever plan PL/pgSQL caches.
+  -- Two statements rather than one "tenant_id = p_tenant_id or p_tenant_id is null", so
+  -- the tenant's keeps its plan on jobforge_jobs_tenant_created whatever plan PL/pgSQL
+  -- caches. Every tenant's jobs (an operator's command, not a hot path) have no index in
+  -- this order: the page is a top-N sort over the whole table.
+  -- An index for it would cost an entry on every enqueue, claim and completion.
   if p_tenant_id is null then
     select coalesce(
       pg_catalog.to_jsonb(pg_catalog.array_agg(page order by page.created_at desc, page.id desc)),
@@ -1638,14 +1674,14 @@ create function public.jobforge_claim_jobs(
   p_limit integer default 10,
   p_types text[] default null
 )
-returns jsonb
+returns json
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
   v_reason text;
-  v_rows jsonb;
+  v_rows json;
 begin
   perform jobforge_private.assert_service_role();
 
@@ -1671,15 +1707,14 @@ begin
   -- (select ...) form is planned as a join, and the generic plan that a function ends up
   -- with scans the table.)
   --
-  -- The CASE picks one of three lock queries, each planned for its own index; only the
-  -- chosen one runs (the others show as "never executed" in EXPLAIN ANALYZE):
-  --   * no type filter: jobforge_jobs_claim, read from the front;
-  --   * one type: jobforge_jobs_claim_by_type, read from the front of that type;
-  --   * several types: the first p_limit of each type from jobforge_jobs_claim_by_type,
-  --     merged, and the first p_limit of those kept. Filtering jobforge_jobs_claim on
-  --     type instead would walk past the whole backlog of other types on every claim.
-  --     The price: up to (types - 1) * p_limit rows are locked and not claimed, until
-  --     this transaction ends a moment later; other workers skip them meanwhile.
+  -- The CASE picks one of two lock queries on jobforge_jobs_claim_by_type; only the chosen
+  -- one runs (the other shows as "never executed" in EXPLAIN ANALYZE):
+  --   * one type: read from the front of that type;
+  --   * several types, or every type: the first p_limit of each type, merged, and the
+  --     first p_limit of those kept. Every type means the types that have queued jobs,
+  --     found by a skip scan of the index (one probe per type, never a walk past a
+  --     backlog). The price: up to (types - 1) * p_limit rows are locked and not claimed,
+  --     until this transaction ends a moment later; other workers skip them meanwhile.
   with claimed as (
     update public.jobforge_jobs j
     set
@@ -1692,14 +1727,6 @@ begin
       updated_at = now()
     where j.id = any (
       case
-        when p_types is null then array(
-          select q.id
-          from public.jobforge_jobs q
-          where q.status = 'queued' and q.run_at <= now()
-          order by q.run_at, q.id
-          limit p_limit
-          for update skip locked
-        )
         when pg_catalog.cardinality(p_types) = 1 then array(
           select q.id
           from public.jobforge_jobs q
@@ -1712,7 +1739,32 @@ begin
         )
         else array(
           select c.id
-          from (select distinct t.type from pg_catalog.unnest(p_types) as t (type)) as t
+          from (
+            select distinct t.type from pg_catalog.unnest(p_types) as t (type)
+            union all
+            (
+              with recursive queued (type) as (
+                (
+                  select q.type
+                  from public.jobforge_jobs q
+                  where q.status = 'queued'
+                  order by q.type
+                  limit 1
+                )
+                union all
+                select (
+                  select q.type
+                  from public.jobforge_jobs q
+                  where q.status = 'queued' and q.type > queued.type
+                  order by q.type
+                  limit 1
+                )
+                from queued
+                where queued.type is not null
+              )
+              select queued.type from queued where p_types is null and queued.type is not null
+            )
+          ) as t
           cross join lateral (
             select q.id, q.run_at
             from public.jobforge_jobs q
@@ -1728,7 +1780,8 @@ begin
     )
     returning j.*
   )
-  select coalesce(pg_catalog.to_jsonb(pg_catalog.array_agg(c order by c.run_at, c.id)), '[]'::jsonb)
+  -- json, not jsonb: the answer is only ever sent, and json_agg builds text directly.
+  select coalesce(pg_catalog.json_agg(c order by c.run_at, c.id), '[]'::json)
   into v_rows
   from claimed c;
 
@@ -2016,7 +2069,7 @@ comment on function public.jobforge_release_job is
 -- all or nothing: if any job is not held by the worker, nothing is recorded (PT409 naming
 -- it) and the worker can fall back to completing one by one.
 create function public.jobforge_complete_jobs(p_worker_id text, p_results jsonb)
-returns jsonb
+returns json
 language plpgsql
 security definer
 set search_path = ''
@@ -2026,7 +2079,7 @@ declare
   v_given integer;
   v_done integer;
   v_bad record;
-  v_rows jsonb;
+  v_rows json;
   v_done_ids uuid[];
   v_missing uuid;
 begin
@@ -2118,7 +2171,9 @@ begin
     where j.id = i.job_id
       and j.status = 'running'
       and j.locked_by = p_worker_id
-    returning j.*, i.succeeded, i.result, i.artifact_ref, i.ordinality
+    -- The whole row as one column (the answer), and what the inserts below need.
+    returning j as job, j.id, j.tenant_id, j.attempts, j.error, j.started_at, j.result_id,
+      i.succeeded, i.result, i.artifact_ref, i.ordinality
   ),
   attempts as (
     insert into public.jobforge_job_attempts
@@ -2138,10 +2193,7 @@ begin
   select
     count(*),
     pg_catalog.array_agg(d.id),
-    pg_catalog.jsonb_agg(
-      pg_catalog.to_jsonb(d) - '{succeeded,result,artifact_ref,ordinality}'::text[]
-      order by d.ordinality
-    )
+    pg_catalog.json_agg(d.job order by d.ordinality)
   into v_done, v_done_ids, v_rows
   from done d;
 
@@ -3197,21 +3249,25 @@ comment on function public.jobforge_purge_expired_events is
 -- The path of a child: "" + "a" = "a", "a" + "b" = "a.b".
 create function jobforge_private.json_path(p_parent text, p_child text)
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case when p_parent = '' then p_child else p_parent || '.' || p_child end
+begin
+  return case when p_parent = '' then p_child else p_parent || '.' || p_child end;
+end
 $$;
 
 -- The JSON types a schema can name.
 create function jobforge_private.json_types()
 returns text[]
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select array['array', 'boolean', 'integer', 'null', 'number', 'object', 'string']
+begin
+  return array['array', 'boolean', 'integer', 'null', 'number', 'object', 'string'];
+end
 $$;
 
 -- Why a schema uses something the database cannot check, naming where; null when fine.
@@ -3425,15 +3481,16 @@ $$;
 -- inside the inputs) or null.
 create function jobforge_private.inputs_error(p_schema jsonb, p_inputs jsonb)
 returns text[]
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case
-    when pg_catalog.jsonb_typeof(p_inputs) is distinct from 'object'
-      then array['', 'must be a JSON object']
-    else jobforge_private.schema_error(p_schema, p_inputs, '')
-  end
+begin
+  if pg_catalog.jsonb_typeof(p_inputs) is distinct from 'object' then
+    return array['', 'must be a JSON object'];
+  end if;
+  return jobforge_private.schema_error(p_schema, p_inputs, '');
+end
 $$;
 
 create table public.jobforge_job_templates (

@@ -215,14 +215,12 @@ create unique index jobforge_jobs_idempotency_key
   on public.jobforge_jobs (tenant_id, type, idempotency_key)
   where idempotency_key is not null;
 
--- Claiming, any type: the due queued jobs in (run_at, id) order, read from the front.
--- Only queued rows are in it, so it stays as small as the backlog.
-create index jobforge_jobs_claim
-  on public.jobforge_jobs (run_at, id)
-  where status = 'queued';
-
--- Claiming for one type: the same order within the type, so a worker of a rare type does
--- not walk past a backlog of other types.
+-- Claiming: the due queued jobs of a type in (run_at, id) order, read from the front, so a
+-- worker of a rare type does not walk past a backlog of other types. Only queued rows are
+-- in it, so it stays as small as the backlog. A claim of every type finds the types in
+-- it too (jobforge_claim_jobs): one index instead of two, since every index of this table
+-- gets an entry for each enqueue, claim and completion (status is in the predicate, so
+-- those updates are never HOT).
 create index jobforge_jobs_claim_by_type
   on public.jobforge_jobs (type, run_at, id)
   where status = 'queued';
@@ -236,15 +234,6 @@ create index jobforge_jobs_reap
 -- one), so the index gives the exact order of jobforge_list_jobs.
 create index jobforge_jobs_tenant_created
   on public.jobforge_jobs (tenant_id, created_at desc, id desc);
-
--- Listing the jobs of every tenant (jobforge_list_jobs with a null tenant, service_role
--- only: `jobforge jobs list` without --tenant-id), in the same order. The tenant index
--- cannot give that order without a tenant (PostgreSQL 15 has no skip scan), so without
--- this one each call would read and sort the whole table. The price is one more entry per
--- row version: an insert, and each status change (status is in the claim indexes'
--- predicates, so those updates are not HOT anyway).
-create index jobforge_jobs_created
-  on public.jobforge_jobs (created_at desc, id desc);
 
 create table public.jobforge_job_results (
   id uuid primary key default gen_random_uuid(),
@@ -471,8 +460,12 @@ $$;
 comment on function public.jobforge_enqueue_job is
   'Queue one job (idempotent per tenant, type and idempotency_key). authenticated (own tenants) and service_role.';
 
-create function public.jobforge_enqueue_jobs(p_tenant_id uuid, p_jobs jsonb)
-returns jsonb
+create function public.jobforge_enqueue_jobs(
+  p_tenant_id uuid,
+  p_jobs jsonb,
+  p_returning text default 'rows'
+)
+returns json
 language plpgsql
 security definer
 set search_path = ''
@@ -480,7 +473,8 @@ as $$
 declare
   v_count integer;
   v_error text[];
-  v_rows jsonb;
+  v_rows json;
+  v_ids uuid[];
   v_inserted integer;
 begin
   perform jobforge_private.assert_tenant(p_tenant_id);
@@ -494,6 +488,9 @@ begin
   if v_count > 1000 then
     perform jobforge_private.invalid('jobs', 'at most 1000 jobs per batch');
   end if;
+  if p_returning is null or p_returning not in ('rows', 'ids') then
+    perform jobforge_private.invalid('returning', 'must be rows or ids');
+  end if;
 
   -- The first element that breaks a rule, in input order (jobs[0] is the first).
   v_error := jobforge_private.job_specs_error(p_jobs);
@@ -502,42 +499,99 @@ begin
   end if;
 
   begin
-    -- One statement for the whole batch. Each element gets its id up front, so the
-    -- inserted rows can be matched to their position; elements that hit an existing key
-    -- (or an earlier element of the same batch) insert nothing and are filled in below.
-    with input as materialized (
-      select
-        e.ord,
-        gen_random_uuid() as id,
-        e.elem ->> 'type' as type,
-        coalesce(nullif(e.elem -> 'payload', 'null'::jsonb), '{}'::jsonb) as payload,
-        e.elem ->> 'idempotency_key' as idempotency_key,
-        coalesce((e.elem ->> 'run_at')::timestamptz, now()) as run_at,
-        case
-          when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
-            then (e.elem -> 'max_attempts')::numeric::integer
-          else 5
-        end as max_attempts
-      from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
-    ),
-    inserted as (
-      insert into public.jobforge_jobs as j
-        (id, tenant_id, type, payload, idempotency_key, run_at, max_attempts)
-      select i.id, p_tenant_id, i.type, i.payload, i.idempotency_key, i.run_at, i.max_attempts
+    if not pg_catalog.jsonb_path_exists(p_jobs, '$[*].idempotency_key ? (@ != null)') then
+      -- No element has a key, so nothing can conflict and every element inserts: a plain
+      -- insert, with no ON CONFLICT arbiter and no sort into lock order. Each element gets
+      -- its id up front, which is all the "ids" answer needs; the "rows" answer joins the
+      -- inserted rows back to their positions.
+      with input as (
+        select
+          e.ord,
+          gen_random_uuid() as id,
+          e.elem ->> 'type' as type,
+          coalesce(nullif(e.elem -> 'payload', 'null'::jsonb), '{}'::jsonb) as payload,
+          coalesce((e.elem ->> 'run_at')::timestamptz, now()) as run_at,
+          case
+            when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
+              then (e.elem -> 'max_attempts')::numeric::integer
+            else 5
+          end as max_attempts
+        from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
+      ),
+      inserted as (
+        insert into public.jobforge_jobs as j (id, tenant_id, type, payload, run_at, max_attempts)
+        select i.id, p_tenant_id, i.type, i.payload, i.run_at, i.max_attempts
+        from input i
+        returning j.*
+      )
+      select case
+        when p_returning = 'ids' then
+          (select pg_catalog.json_agg(i.id order by i.ord) from input i)
+        else
+          (
+            select pg_catalog.json_agg(x order by i.ord)
+            from input i
+            join inserted x on x.id = i.id
+          )
+      end
+      into v_rows;
+      v_inserted := v_count;
+    else
+      -- One statement for the whole batch. Elements that hit an existing key (or an
+      -- earlier element of the same batch) insert nothing; their id stays null here and
+      -- is looked up below.
+      with input as materialized (
+        select
+          e.ord,
+          gen_random_uuid() as id,
+          e.elem ->> 'type' as type,
+          coalesce(nullif(e.elem -> 'payload', 'null'::jsonb), '{}'::jsonb) as payload,
+          e.elem ->> 'idempotency_key' as idempotency_key,
+          coalesce((e.elem ->> 'run_at')::timestamptz, now()) as run_at,
+          case
+            when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
+              then (e.elem -> 'max_attempts')::numeric::integer
+            else 5
+          end as max_attempts
+        from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
+      ),
+      inserted as (
+        insert into public.jobforge_jobs as j
+          (id, tenant_id, type, payload, idempotency_key, run_at, max_attempts)
+        select i.id, p_tenant_id, i.type, i.payload, i.idempotency_key, i.run_at, i.max_attempts
+        from input i
+        -- Keys in one global order, so two batches that share keys wait for each other
+        -- instead of deadlocking; within a key, the first element wins.
+        order by i.type, i.idempotency_key, i.ord
+        on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null
+          do nothing
+        returning j.id
+      )
+      select pg_catalog.array_agg(x.id order by i.ord), pg_catalog.count(x.id)
+      into v_ids, v_inserted
       from input i
-      -- Keys in one global order, so two batches that share keys wait for each other
-      -- instead of deadlocking; within a key, the first element wins.
-      order by i.type, i.idempotency_key, i.ord
-      on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null
-        do nothing
-      returning j.*
-    )
-    -- to_jsonb(array_agg(row)) builds the array about a third faster than
-    -- jsonb_agg(to_jsonb(row)). Elements with nothing inserted are null.
-    select pg_catalog.to_jsonb(pg_catalog.array_agg(x order by i.ord)), pg_catalog.count(x.id)
-    into v_rows, v_inserted
-    from input i
-    left join inserted x on x.id = i.id;
+      left join inserted x on x.id = i.id;
+
+      -- The answer, in input order: the job each element made, or for a duplicate the job
+      -- that holds its key, as it is now. A new statement has a new snapshot, so this also
+      -- sees keys that a concurrent batch committed meanwhile.
+      select pg_catalog.json_agg(
+        case when p_returning = 'ids' then pg_catalog.to_json(j.id) else pg_catalog.row_to_json(j) end
+        order by u.ord
+      )
+      into v_rows
+      from pg_catalog.unnest(v_ids) with ordinality as u (id, ord)
+      join public.jobforge_jobs j on j.id = coalesce(
+        u.id,
+        (
+          select k.id
+          from public.jobforge_jobs k
+          where k.tenant_id = p_tenant_id
+            and k.type = p_jobs -> (u.ord::integer - 1) ->> 'type'
+            and k.idempotency_key = p_jobs -> (u.ord::integer - 1) ->> 'idempotency_key'
+        )
+      );
+    end if;
   exception
     when data_exception then
       -- Every field but run_at was checked above, so a run_at that does not parse as a
@@ -555,26 +609,6 @@ begin
       raise;
   end;
 
-  if v_inserted < v_count then
-    -- Duplicates: return the job that holds the key, as it is now. A new statement has a
-    -- new snapshot, so this also sees keys that a concurrent batch committed meanwhile.
-    select pg_catalog.jsonb_agg(
-      coalesce(
-        nullif(r.job, 'null'::jsonb),
-        (
-          select pg_catalog.to_jsonb(j)
-          from public.jobforge_jobs j
-          where j.tenant_id = p_tenant_id
-            and j.type = p_jobs -> (r.ord::integer - 1) ->> 'type'
-            and j.idempotency_key = p_jobs -> (r.ord::integer - 1) ->> 'idempotency_key'
-        )
-      )
-      order by r.ord
-    )
-    into v_rows
-    from pg_catalog.jsonb_array_elements(v_rows) with ordinality as r (job, ord);
-  end if;
-
   if v_inserted > 0 then
     perform pg_catalog.pg_notify('jobforge_jobs', '');
   end if;
@@ -584,7 +618,7 @@ end
 $$;
 
 comment on function public.jobforge_enqueue_jobs is
-  'Queue up to 1,000 jobs in one statement; returns the rows in input order. authenticated (own tenants) and service_role.';
+  'Queue up to 1,000 jobs in one statement; returns the rows (or with p_returning ''ids'', the ids) in input order. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_reschedule_job(p_job_id uuid, p_tenant_id uuid, p_run_at timestamptz)
 returns jsonb
@@ -667,9 +701,11 @@ begin
   v_limit := jobforge_private.filter_integer(p_filters, 'limit', 1, 1000, 100);
   v_offset := jobforge_private.filter_integer(p_filters, 'offset', 0, 2147483647, 0);
 
-  -- Two statements rather than one "tenant_id = p_tenant_id or p_tenant_id is null": each
-  -- keeps a plan on its own index (jobforge_jobs_tenant_created, jobforge_jobs_created),
-  -- whatever plan PL/pgSQL caches.
+  -- Two statements rather than one "tenant_id = p_tenant_id or p_tenant_id is null", so
+  -- the tenant's keeps its plan on jobforge_jobs_tenant_created whatever plan PL/pgSQL
+  -- caches. Every tenant's jobs (an operator's command, not a hot path) have no index in
+  -- this order: the page is a top-N sort over the whole table.
+  -- An index for it would cost an entry on every enqueue, claim and completion.
   if p_tenant_id is null then
     select coalesce(
       pg_catalog.to_jsonb(pg_catalog.array_agg(page order by page.created_at desc, page.id desc)),

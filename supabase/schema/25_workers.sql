@@ -6,14 +6,14 @@ create function public.jobforge_claim_jobs(
   p_limit integer default 10,
   p_types text[] default null
 )
-returns jsonb
+returns json
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
   v_reason text;
-  v_rows jsonb;
+  v_rows json;
 begin
   perform jobforge_private.assert_service_role();
 
@@ -39,15 +39,14 @@ begin
   -- (select ...) form is planned as a join, and the generic plan that a function ends up
   -- with scans the table.)
   --
-  -- The CASE picks one of three lock queries, each planned for its own index; only the
-  -- chosen one runs (the others show as "never executed" in EXPLAIN ANALYZE):
-  --   * no type filter: jobforge_jobs_claim, read from the front;
-  --   * one type: jobforge_jobs_claim_by_type, read from the front of that type;
-  --   * several types: the first p_limit of each type from jobforge_jobs_claim_by_type,
-  --     merged, and the first p_limit of those kept. Filtering jobforge_jobs_claim on
-  --     type instead would walk past the whole backlog of other types on every claim.
-  --     The price: up to (types - 1) * p_limit rows are locked and not claimed, until
-  --     this transaction ends a moment later; other workers skip them meanwhile.
+  -- The CASE picks one of two lock queries on jobforge_jobs_claim_by_type; only the chosen
+  -- one runs (the other shows as "never executed" in EXPLAIN ANALYZE):
+  --   * one type: read from the front of that type;
+  --   * several types, or every type: the first p_limit of each type, merged, and the
+  --     first p_limit of those kept. Every type means the types that have queued jobs,
+  --     found by a skip scan of the index (one probe per type, never a walk past a
+  --     backlog). The price: up to (types - 1) * p_limit rows are locked and not claimed,
+  --     until this transaction ends a moment later; other workers skip them meanwhile.
   with claimed as (
     update public.jobforge_jobs j
     set
@@ -60,14 +59,6 @@ begin
       updated_at = now()
     where j.id = any (
       case
-        when p_types is null then array(
-          select q.id
-          from public.jobforge_jobs q
-          where q.status = 'queued' and q.run_at <= now()
-          order by q.run_at, q.id
-          limit p_limit
-          for update skip locked
-        )
         when pg_catalog.cardinality(p_types) = 1 then array(
           select q.id
           from public.jobforge_jobs q
@@ -80,7 +71,32 @@ begin
         )
         else array(
           select c.id
-          from (select distinct t.type from pg_catalog.unnest(p_types) as t (type)) as t
+          from (
+            select distinct t.type from pg_catalog.unnest(p_types) as t (type)
+            union all
+            (
+              with recursive queued (type) as (
+                (
+                  select q.type
+                  from public.jobforge_jobs q
+                  where q.status = 'queued'
+                  order by q.type
+                  limit 1
+                )
+                union all
+                select (
+                  select q.type
+                  from public.jobforge_jobs q
+                  where q.status = 'queued' and q.type > queued.type
+                  order by q.type
+                  limit 1
+                )
+                from queued
+                where queued.type is not null
+              )
+              select queued.type from queued where p_types is null and queued.type is not null
+            )
+          ) as t
           cross join lateral (
             select q.id, q.run_at
             from public.jobforge_jobs q
@@ -96,7 +112,8 @@ begin
     )
     returning j.*
   )
-  select coalesce(pg_catalog.to_jsonb(pg_catalog.array_agg(c order by c.run_at, c.id)), '[]'::jsonb)
+  -- json, not jsonb: the answer is only ever sent, and json_agg builds text directly.
+  select coalesce(pg_catalog.json_agg(c order by c.run_at, c.id), '[]'::json)
   into v_rows
   from claimed c;
 
@@ -384,7 +401,7 @@ comment on function public.jobforge_release_job is
 -- all or nothing: if any job is not held by the worker, nothing is recorded (PT409 naming
 -- it) and the worker can fall back to completing one by one.
 create function public.jobforge_complete_jobs(p_worker_id text, p_results jsonb)
-returns jsonb
+returns json
 language plpgsql
 security definer
 set search_path = ''
@@ -394,7 +411,7 @@ declare
   v_given integer;
   v_done integer;
   v_bad record;
-  v_rows jsonb;
+  v_rows json;
   v_done_ids uuid[];
   v_missing uuid;
 begin
@@ -486,7 +503,9 @@ begin
     where j.id = i.job_id
       and j.status = 'running'
       and j.locked_by = p_worker_id
-    returning j.*, i.succeeded, i.result, i.artifact_ref, i.ordinality
+    -- The whole row as one column (the answer), and what the inserts below need.
+    returning j as job, j.id, j.tenant_id, j.attempts, j.error, j.started_at, j.result_id,
+      i.succeeded, i.result, i.artifact_ref, i.ordinality
   ),
   attempts as (
     insert into public.jobforge_job_attempts
@@ -506,10 +525,7 @@ begin
   select
     count(*),
     pg_catalog.array_agg(d.id),
-    pg_catalog.jsonb_agg(
-      pg_catalog.to_jsonb(d) - '{succeeded,result,artifact_ref,ordinality}'::text[]
-      order by d.ordinality
-    )
+    pg_catalog.json_agg(d.job order by d.ordinality)
   into v_done, v_done_ids, v_rows
   from done d;
 

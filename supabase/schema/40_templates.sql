@@ -17,21 +17,25 @@
 -- The path of a child: "" + "a" = "a", "a" + "b" = "a.b".
 create function jobforge_private.json_path(p_parent text, p_child text)
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case when p_parent = '' then p_child else p_parent || '.' || p_child end
+begin
+  return case when p_parent = '' then p_child else p_parent || '.' || p_child end;
+end
 $$;
 
 -- The JSON types a schema can name.
 create function jobforge_private.json_types()
 returns text[]
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select array['array', 'boolean', 'integer', 'null', 'number', 'object', 'string']
+begin
+  return array['array', 'boolean', 'integer', 'null', 'number', 'object', 'string'];
+end
 $$;
 
 -- Why a schema uses something the database cannot check, naming where; null when fine.
@@ -245,15 +249,16 @@ $$;
 -- inside the inputs) or null.
 create function jobforge_private.inputs_error(p_schema jsonb, p_inputs jsonb)
 returns text[]
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case
-    when pg_catalog.jsonb_typeof(p_inputs) is distinct from 'object'
-      then array['', 'must be a JSON object']
-    else jobforge_private.schema_error(p_schema, p_inputs, '')
-  end
+begin
+  if pg_catalog.jsonb_typeof(p_inputs) is distinct from 'object' then
+    return array['', 'must be a JSON object'];
+  end if;
+  return jobforge_private.schema_error(p_schema, p_inputs, '');
+end
 $$;
 
 create table public.jobforge_job_templates (

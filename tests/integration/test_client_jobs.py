@@ -79,6 +79,17 @@ def test_idempotent_enqueue_single_and_batch(client: Any) -> None:
     assert batch[2].payload == {"i": 2}
     assert len(client.list_jobs(tenant_id=tenant, type=job_type)) == 3
 
+    # The lean answer: ids in input order, duplicates answered with the holder's id.
+    ids = client.enqueue_job_ids(
+        tenant_id=tenant,
+        jobs=[{"type": job_type, "idempotency_key": "k2"}, {"type": job_type}],
+    )
+    assert all(isinstance(i, uuid.UUID) for i in ids)
+    assert ids[0] == batch[1].id
+    fresh = client.get_job(job_id=ids[1], tenant_id=tenant)
+    assert fresh.type == job_type
+    assert len(client.list_jobs(tenant_id=tenant, type=job_type)) == 4
+
 
 def test_claim_heartbeat_complete_result(client: Any) -> None:
     tenant = uuid.uuid4()

@@ -113,6 +113,7 @@ def test_sync_and_async_clients_expose_the_same_operations() -> None:
     assert {
         "enqueue_job",
         "enqueue_jobs",
+        "enqueue_job_ids",
         "claim_jobs",
         "heartbeat_job",
         "complete_job",

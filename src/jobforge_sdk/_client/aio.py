@@ -120,6 +120,7 @@ class AsyncJobForgeClient(ClientBase):
 
     enqueue_job = AsyncMethod(queue.enqueue_job)
     enqueue_jobs = AsyncMethod(queue.enqueue_jobs)
+    enqueue_job_ids = AsyncMethod(queue.enqueue_job_ids)
     claim_jobs = AsyncMethod(queue.claim_jobs)
     heartbeat_job = AsyncMethod(queue.heartbeat_job)
     complete_job = AsyncMethod(queue.complete_job)

@@ -150,6 +150,7 @@ class JobForgeClient(ClientBase):
 
     enqueue_job = SyncMethod(queue.enqueue_job)
     enqueue_jobs = SyncMethod(queue.enqueue_jobs)
+    enqueue_job_ids = SyncMethod(queue.enqueue_job_ids)
     claim_jobs = SyncMethod(queue.claim_jobs)
     heartbeat_job = SyncMethod(queue.heartbeat_job)
     complete_job = SyncMethod(queue.complete_job)

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
+from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -187,6 +188,17 @@ def parse_list(model: type[M]) -> Callable[[Any], list[M]]:
         return adapter.validate_python(data)
 
     return parse
+
+
+_UUIDS = TypeAdapter(list[UUID])
+
+
+def parse_uuids(data: Any) -> list[UUID]:
+    if data is None:
+        return []
+    if isinstance(data, JsonText):
+        return _UUIDS.validate_json(data)
+    return _UUIDS.validate_python(data)
 
 
 @functools.cache

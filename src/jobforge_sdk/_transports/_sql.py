@@ -34,8 +34,9 @@ SET_CLAIMS = "select set_config('role', %s, true), set_config('request.jwt.claim
 
 
 class JsonTextLoader(Loader):
-    """Leave ``jsonb`` answers as text: pydantic-core validates JSON text in one pass,
-    faster than ``json.loads`` followed by model validation of the Python objects."""
+    """Leave ``jsonb`` and ``json`` answers as text: pydantic-core validates JSON text in
+    one pass, faster than ``json.loads`` followed by model validation of the Python
+    objects. (The hot-path RPCs answer ``json``, which the server builds as text.)"""
 
     def load(self, data: Buffer) -> JsonText:
         return JsonText(bytes(data).decode())
@@ -43,6 +44,7 @@ class JsonTextLoader(Loader):
 
 def configure_connection(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     conn.adapters.register_loader("jsonb", JsonTextLoader)
+    conn.adapters.register_loader("json", JsonTextLoader)
 
 
 class Signatures:

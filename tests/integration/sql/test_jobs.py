@@ -33,6 +33,7 @@ from tests.integration.sql.helpers import (
     job_row,
     new_tenant,
     new_type,
+    sql_error,
     tenant_facing_calls,
     tenant_rows,
     ts,
@@ -191,6 +192,38 @@ def test_enqueue_jobs_is_idempotent_within_and_across_batches(
     again = svc.call("jobforge_enqueue_jobs", p_tenant_id=tenant, p_jobs=batch)
     assert [again[i]["id"] for i in (0, 1, 2, 4)] == [ids[i] for i in (0, 1, 2, 4)]
     assert again[3]["id"] not in ids
+    assert count_jobs(admin_conn, tenant) == 6
+
+
+def test_enqueue_jobs_answers_ids_in_input_order_when_asked(
+    svc: RoleSession, admin_conn: psycopg.Connection[Any], tenant: str, jtype: str
+) -> None:
+    """p_returning 'ids': the same jobs and the same positions as the rows answer, on both
+    paths (no key in the batch: the plain insert; keys: ON CONFLICT and the lookup)."""
+    plain = [{"type": jtype, "payload": {"n": n}} for n in range(3)]
+    ids = svc.call("jobforge_enqueue_jobs", p_tenant_id=tenant, p_jobs=plain, p_returning="ids")
+    rows = [job_row(admin_conn, i) for i in ids]
+    assert [r["payload"] if r else None for r in rows] == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+    existing = enqueue(svc, tenant, jtype, p_idempotency_key="k")
+    keyed = [
+        {"type": jtype, "idempotency_key": "k"},
+        {"type": jtype, "idempotency_key": "new", "payload": {"n": 9}},
+        {"type": jtype, "idempotency_key": "new"},
+        {"type": jtype},
+    ]
+    got = svc.call("jobforge_enqueue_jobs", p_tenant_id=tenant, p_jobs=keyed, p_returning="ids")
+    assert got[0] == existing["id"]
+    assert got[1] == got[2]
+    holder = job_row(admin_conn, got[1])
+    assert holder is not None
+    assert holder["payload"] == {"n": 9}
+    assert len({*got, *ids}) == 6
+    assert count_jobs(admin_conn, tenant) == 6
+
+    for bad in (None, "row", ""):
+        with sql_error("PT400", "returning: must be rows or ids"):
+            svc.call("jobforge_enqueue_jobs", p_tenant_id=tenant, p_jobs=plain, p_returning=bad)
     assert count_jobs(admin_conn, tenant) == 6
 
 

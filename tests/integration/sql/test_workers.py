@@ -184,6 +184,28 @@ def test_claim_without_a_type_filter_takes_every_due_job(act_as: ActAs, fresh_db
     assert claim(svc, "w", None) == []
 
 
+def test_claim_of_every_type_takes_the_oldest_due_jobs_across_types(
+    act_as: ActAs, fresh_db_url: str
+) -> None:
+    """Without a type filter the claim finds the queued types by a skip scan of the claim
+    index and merges them: oldest run_at first, whatever the type, up to the limit."""
+    svc = act_as("service_role", url=fresh_db_url)
+    tenant = new_tenant()
+    types = sorted(new_type() for _ in range(4))
+    base = datetime.now(UTC) - timedelta(hours=1)
+    # run_at interleaves the types: job k is k minutes after base, of type k % 4.
+    made = [
+        enqueue(svc, tenant, types[k % 4], p_run_at=base + timedelta(minutes=k))["id"]
+        for k in range(12)
+    ]
+    enqueue(svc, tenant, types[0], p_run_at=datetime.now(UTC) + timedelta(days=1))
+    first = claim(svc, "w", None, limit=5)
+    assert [j["id"] for j in first] == made[:5]
+    rest = claim(svc, "w", None, limit=100)
+    assert [j["id"] for j in rest] == made[5:]
+    assert claim(svc, "w", None) == []
+
+
 def test_failed_attempts_retry_with_exponential_backoff_then_die(
     svc: RoleSession, admin_conn: psycopg.Connection[Any], tenant: str, jtype: str
 ) -> None:
