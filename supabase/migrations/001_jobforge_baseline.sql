@@ -958,10 +958,14 @@ create table public.jobforge_jobs (
   finished_at timestamptz,
   idempotency_key text,
   error jsonb,
-  -- The jobforge_job_results row of a succeeded job. No foreign key: results already
-  -- reference jobs (on delete cascade), and a cycle would only cost every completion a
-  -- lookup.
-  result_id uuid,
+  -- A success is kept on the job row: the handler's result, its artifact reference and
+  -- the worker that ran it. Completing a job is then one row written, not three (a
+  -- results row, a succeeded attempt row, and their two foreign-key checks); failed and
+  -- lost attempts still get rows in jobforge_job_attempts, and jobforge_list_job_attempts
+  -- adds the succeeded one from here.
+  result jsonb,
+  artifact_ref text check (pg_catalog.char_length(artifact_ref) <= 2048),
+  finished_by text,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
@@ -995,19 +999,6 @@ create index jobforge_jobs_reap
 create index jobforge_jobs_tenant_created
   on public.jobforge_jobs (tenant_id, created_at desc, id desc);
 
-create table public.jobforge_job_results (
-  id uuid primary key default gen_random_uuid(),
-  job_id uuid not null references public.jobforge_jobs (id) on delete cascade,
-  tenant_id uuid not null,
-  result jsonb,
-  artifact_ref text,
-  created_at timestamptz not null default now(),
-  constraint jobforge_job_results_job_id_key unique (job_id)
-);
-
-comment on table public.jobforge_job_results is
-  'JobForge results: one row per succeeded job, written by jobforge_complete_job.';
-
 create table public.jobforge_job_attempts (
   id uuid primary key default gen_random_uuid(),
   job_id uuid not null references public.jobforge_jobs (id) on delete cascade,
@@ -1022,7 +1013,7 @@ create table public.jobforge_job_attempts (
 );
 
 comment on table public.jobforge_job_attempts is
-  'JobForge attempt history: one row per finished attempt (succeeded, failed or lost).';
+  'JobForge attempt history: one row per failed or lost attempt (a success is kept on the job row).';
 
 create index jobforge_job_attempts_job on public.jobforge_job_attempts (job_id, attempt);
 
@@ -1046,15 +1037,10 @@ comment on table public.jobforge_connector_configs is
 -- per query, not once per row; the ::uuid[] cast makes ANY take it as one array rather
 -- than as a subquery of rows. service_role has BYPASSRLS.
 alter table public.jobforge_jobs enable row level security;
-alter table public.jobforge_job_results enable row level security;
 alter table public.jobforge_job_attempts enable row level security;
 alter table public.jobforge_connector_configs enable row level security;
 
 create policy jobforge_jobs_tenant_select on public.jobforge_jobs
-  for select to authenticated
-  using (tenant_id = any ((select jobforge_private.jwt_tenant_ids())::uuid[]));
-
-create policy jobforge_job_results_tenant_select on public.jobforge_job_results
   for select to authenticated
   using (tenant_id = any ((select jobforge_private.jwt_tenant_ids())::uuid[]));
 
@@ -1070,14 +1056,12 @@ create policy jobforge_connector_configs_tenant_select on public.jobforge_connec
 -- back, then give read access only.
 revoke all on table
   public.jobforge_jobs,
-  public.jobforge_job_results,
   public.jobforge_job_attempts,
   public.jobforge_connector_configs
   from public, anon, authenticated, service_role;
 
 grant select on table
   public.jobforge_jobs,
-  public.jobforge_job_results,
   public.jobforge_job_attempts,
   public.jobforge_connector_configs
   to authenticated, service_role;
@@ -1551,16 +1535,26 @@ begin
     perform jobforge_private.invalid('job_id', 'is required');
   end if;
 
-  select pg_catalog.to_jsonb(r) into v_result
-  from public.jobforge_job_results r
-  where r.job_id = p_job_id and r.tenant_id = p_tenant_id;
+  -- The result of a succeeded job, shaped as the results row it once was: its id is
+  -- the job's, and created_at is when the job finished.
+  select pg_catalog.jsonb_build_object(
+    'id', j.id,
+    'job_id', j.id,
+    'tenant_id', j.tenant_id,
+    'result', j.result,
+    'artifact_ref', j.artifact_ref,
+    'created_at', j.finished_at
+  )
+  into v_result
+  from public.jobforge_jobs j
+  where j.id = p_job_id and j.tenant_id = p_tenant_id and j.status = 'succeeded';
 
   return v_result;
 end
 $$;
 
 comment on function public.jobforge_get_result is
-  'The result row of a succeeded job of a tenant, or null. authenticated (own tenants) and service_role.';
+  'The result of a succeeded job of a tenant, or null. authenticated (own tenants) and service_role.';
 
 -- The finished attempts of a job, oldest first: what each worker reported (or the
 -- reaper, for a lost attempt). A job the tenant does not have is PT404, so an empty list
@@ -1586,10 +1580,24 @@ begin
       errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
   end if;
 
-  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a) order by a.attempt, a.finished_at), '[]'::jsonb)
+  -- The failed and lost attempts have rows; the succeeded one is the job row itself
+  -- (its id is the job's).
+  select coalesce(
+    pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a) order by a.attempt, a.finished_at),
+    '[]'::jsonb
+  )
   into v_rows
-  from public.jobforge_job_attempts a
-  where a.job_id = p_job_id and a.tenant_id = p_tenant_id;
+  from (
+    select x.id, x.job_id, x.tenant_id, x.attempt, x.worker_id, x.status, x.error,
+      x.started_at, x.finished_at
+    from public.jobforge_job_attempts x
+    where x.job_id = p_job_id and x.tenant_id = p_tenant_id
+    union all
+    select j.id, j.id, j.tenant_id, j.attempts, j.finished_by, 'succeeded', null,
+      j.started_at, j.finished_at
+    from public.jobforge_jobs j
+    where j.id = p_job_id and j.tenant_id = p_tenant_id and j.status = 'succeeded'
+  ) as a;
 
   return v_rows;
 end
@@ -1874,7 +1882,6 @@ set search_path = ''
 as $$
 declare
   v_job public.jobforge_jobs;
-  v_result_id uuid;
   v_succeeded boolean;
   v_retry boolean;
 begin
@@ -1887,9 +1894,6 @@ begin
   end if;
 
   v_succeeded := p_status = 'succeeded';
-  if v_succeeded then
-    v_result_id := gen_random_uuid();
-  end if;
   -- A failure the worker knows cannot succeed on retry (input the template's schema
   -- refuses, a handler's NonRetryableError) says p_retryable = false: spending the
   -- remaining attempts on it would only delay the verdict and load the queue. Null is
@@ -1917,7 +1921,9 @@ begin
     end,
     -- The error of the last failed attempt; the history is in jobforge_job_attempts.
     error = case when v_succeeded then null else p_error end,
-    result_id = coalesce(v_result_id, j.result_id),
+    result = case when v_succeeded then p_result end,
+    artifact_ref = case when v_succeeded then p_artifact_ref end,
+    finished_by = case when v_succeeded then p_worker_id end,
     locked_by = null,
     locked_at = null,
     heartbeat_at = null,
@@ -1931,22 +1937,12 @@ begin
     perform jobforge_private.raise_not_held(p_job_id, p_worker_id);
   end if;
 
-  insert into public.jobforge_job_attempts
-    (job_id, tenant_id, attempt, worker_id, status, error, started_at)
-  values
-    (
-      v_job.id,
-      v_job.tenant_id,
-      v_job.attempts,
-      p_worker_id,
-      p_status,
-      case when v_succeeded then null else p_error end,
-      v_job.started_at
-    );
-
-  if v_succeeded then
-    insert into public.jobforge_job_results (id, job_id, tenant_id, result, artifact_ref)
-    values (v_result_id, v_job.id, v_job.tenant_id, p_result, p_artifact_ref);
+  -- A success stays on the job row; a failure gets its attempt row.
+  if not v_succeeded then
+    insert into public.jobforge_job_attempts
+      (job_id, tenant_id, attempt, worker_id, status, error, started_at)
+    values
+      (v_job.id, v_job.tenant_id, v_job.attempts, p_worker_id, 'failed', p_error, v_job.started_at);
   end if;
 
   return pg_catalog.to_jsonb(v_job);
@@ -1954,7 +1950,7 @@ end
 $$;
 
 comment on function public.jobforge_complete_job is
-  'Finish a held job: succeeded stores the result; failed retries with backoff or makes it dead (at once when p_retryable is false). service_role only.';
+  'Finish a held job: succeeded keeps the result on the job row; failed retries with backoff or makes it dead (at once when p_retryable is false). service_role only.';
 
 create function public.jobforge_reap_stale_jobs(p_timeout interval default interval '5 minutes')
 returns integer
@@ -2135,7 +2131,6 @@ begin
       e.value -> 'result' as result,
       e.value -> 'error' as error,
       e.value ->> 'artifact_ref' as artifact_ref,
-      case when e.value ->> 'status' = 'succeeded' then gen_random_uuid() end as result_id,
       e.ordinality
     from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
   ),
@@ -2162,7 +2157,9 @@ begin
         else now()
       end,
       error = case when i.succeeded then null else i.error end,
-      result_id = coalesce(i.result_id, j.result_id),
+      result = case when i.succeeded then i.result end,
+      artifact_ref = case when i.succeeded then i.artifact_ref end,
+      finished_by = case when i.succeeded then p_worker_id end,
       locked_by = null,
       locked_at = null,
       heartbeat_at = null,
@@ -2172,23 +2169,16 @@ begin
       and j.status = 'running'
       and j.locked_by = p_worker_id
     -- The whole row as one column (the answer), and what the inserts below need.
-    returning j as job, j.id, j.tenant_id, j.attempts, j.error, j.started_at, j.result_id,
-      i.succeeded, i.result, i.artifact_ref, i.ordinality
+    returning j as job, j.id, j.tenant_id, j.attempts, j.error, j.started_at,
+      i.succeeded, i.ordinality
   ),
-  attempts as (
+  -- A success stays on the job row; each failure gets its attempt row.
+  failures as (
     insert into public.jobforge_job_attempts
       (job_id, tenant_id, attempt, worker_id, status, error, started_at)
-    select
-      d.id, d.tenant_id, d.attempts, p_worker_id,
-      case when d.succeeded then 'succeeded' else 'failed' end,
-      d.error, d.started_at
+    select d.id, d.tenant_id, d.attempts, p_worker_id, 'failed', d.error, d.started_at
     from done d
-  ),
-  results as (
-    insert into public.jobforge_job_results (id, job_id, tenant_id, result, artifact_ref)
-    select d.result_id, d.id, d.tenant_id, d.result, d.artifact_ref
-    from done d
-    where d.succeeded
+    where not d.succeeded
   )
   select
     count(*),

@@ -198,10 +198,14 @@ create table public.jobforge_jobs (
   finished_at timestamptz,
   idempotency_key text,
   error jsonb,
-  -- The jobforge_job_results row of a succeeded job. No foreign key: results already
-  -- reference jobs (on delete cascade), and a cycle would only cost every completion a
-  -- lookup.
-  result_id uuid,
+  -- A success is kept on the job row: the handler's result, its artifact reference and
+  -- the worker that ran it. Completing a job is then one row written, not three (a
+  -- results row, a succeeded attempt row, and their two foreign-key checks); failed and
+  -- lost attempts still get rows in jobforge_job_attempts, and jobforge_list_job_attempts
+  -- adds the succeeded one from here.
+  result jsonb,
+  artifact_ref text check (pg_catalog.char_length(artifact_ref) <= 2048),
+  finished_by text,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
@@ -235,19 +239,6 @@ create index jobforge_jobs_reap
 create index jobforge_jobs_tenant_created
   on public.jobforge_jobs (tenant_id, created_at desc, id desc);
 
-create table public.jobforge_job_results (
-  id uuid primary key default gen_random_uuid(),
-  job_id uuid not null references public.jobforge_jobs (id) on delete cascade,
-  tenant_id uuid not null,
-  result jsonb,
-  artifact_ref text,
-  created_at timestamptz not null default now(),
-  constraint jobforge_job_results_job_id_key unique (job_id)
-);
-
-comment on table public.jobforge_job_results is
-  'JobForge results: one row per succeeded job, written by jobforge_complete_job.';
-
 create table public.jobforge_job_attempts (
   id uuid primary key default gen_random_uuid(),
   job_id uuid not null references public.jobforge_jobs (id) on delete cascade,
@@ -262,7 +253,7 @@ create table public.jobforge_job_attempts (
 );
 
 comment on table public.jobforge_job_attempts is
-  'JobForge attempt history: one row per finished attempt (succeeded, failed or lost).';
+  'JobForge attempt history: one row per failed or lost attempt (a success is kept on the job row).';
 
 create index jobforge_job_attempts_job on public.jobforge_job_attempts (job_id, attempt);
 
@@ -286,15 +277,10 @@ comment on table public.jobforge_connector_configs is
 -- per query, not once per row; the ::uuid[] cast makes ANY take it as one array rather
 -- than as a subquery of rows. service_role has BYPASSRLS.
 alter table public.jobforge_jobs enable row level security;
-alter table public.jobforge_job_results enable row level security;
 alter table public.jobforge_job_attempts enable row level security;
 alter table public.jobforge_connector_configs enable row level security;
 
 create policy jobforge_jobs_tenant_select on public.jobforge_jobs
-  for select to authenticated
-  using (tenant_id = any ((select jobforge_private.jwt_tenant_ids())::uuid[]));
-
-create policy jobforge_job_results_tenant_select on public.jobforge_job_results
   for select to authenticated
   using (tenant_id = any ((select jobforge_private.jwt_tenant_ids())::uuid[]));
 
@@ -310,14 +296,12 @@ create policy jobforge_connector_configs_tenant_select on public.jobforge_connec
 -- back, then give read access only.
 revoke all on table
   public.jobforge_jobs,
-  public.jobforge_job_results,
   public.jobforge_job_attempts,
   public.jobforge_connector_configs
   from public, anon, authenticated, service_role;
 
 grant select on table
   public.jobforge_jobs,
-  public.jobforge_job_results,
   public.jobforge_job_attempts,
   public.jobforge_connector_configs
   to authenticated, service_role;
@@ -791,16 +775,26 @@ begin
     perform jobforge_private.invalid('job_id', 'is required');
   end if;
 
-  select pg_catalog.to_jsonb(r) into v_result
-  from public.jobforge_job_results r
-  where r.job_id = p_job_id and r.tenant_id = p_tenant_id;
+  -- The result of a succeeded job, shaped as the results row it once was: its id is
+  -- the job's, and created_at is when the job finished.
+  select pg_catalog.jsonb_build_object(
+    'id', j.id,
+    'job_id', j.id,
+    'tenant_id', j.tenant_id,
+    'result', j.result,
+    'artifact_ref', j.artifact_ref,
+    'created_at', j.finished_at
+  )
+  into v_result
+  from public.jobforge_jobs j
+  where j.id = p_job_id and j.tenant_id = p_tenant_id and j.status = 'succeeded';
 
   return v_result;
 end
 $$;
 
 comment on function public.jobforge_get_result is
-  'The result row of a succeeded job of a tenant, or null. authenticated (own tenants) and service_role.';
+  'The result of a succeeded job of a tenant, or null. authenticated (own tenants) and service_role.';
 
 -- The finished attempts of a job, oldest first: what each worker reported (or the
 -- reaper, for a lost attempt). A job the tenant does not have is PT404, so an empty list
@@ -826,10 +820,24 @@ begin
       errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
   end if;
 
-  select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a) order by a.attempt, a.finished_at), '[]'::jsonb)
+  -- The failed and lost attempts have rows; the succeeded one is the job row itself
+  -- (its id is the job's).
+  select coalesce(
+    pg_catalog.jsonb_agg(pg_catalog.to_jsonb(a) order by a.attempt, a.finished_at),
+    '[]'::jsonb
+  )
   into v_rows
-  from public.jobforge_job_attempts a
-  where a.job_id = p_job_id and a.tenant_id = p_tenant_id;
+  from (
+    select x.id, x.job_id, x.tenant_id, x.attempt, x.worker_id, x.status, x.error,
+      x.started_at, x.finished_at
+    from public.jobforge_job_attempts x
+    where x.job_id = p_job_id and x.tenant_id = p_tenant_id
+    union all
+    select j.id, j.id, j.tenant_id, j.attempts, j.finished_by, 'succeeded', null,
+      j.started_at, j.finished_at
+    from public.jobforge_jobs j
+    where j.id = p_job_id and j.tenant_id = p_tenant_id and j.status = 'succeeded'
+  ) as a;
 
   return v_rows;
 end

@@ -206,7 +206,6 @@ set search_path = ''
 as $$
 declare
   v_job public.jobforge_jobs;
-  v_result_id uuid;
   v_succeeded boolean;
   v_retry boolean;
 begin
@@ -219,9 +218,6 @@ begin
   end if;
 
   v_succeeded := p_status = 'succeeded';
-  if v_succeeded then
-    v_result_id := gen_random_uuid();
-  end if;
   -- A failure the worker knows cannot succeed on retry (input the template's schema
   -- refuses, a handler's NonRetryableError) says p_retryable = false: spending the
   -- remaining attempts on it would only delay the verdict and load the queue. Null is
@@ -249,7 +245,9 @@ begin
     end,
     -- The error of the last failed attempt; the history is in jobforge_job_attempts.
     error = case when v_succeeded then null else p_error end,
-    result_id = coalesce(v_result_id, j.result_id),
+    result = case when v_succeeded then p_result end,
+    artifact_ref = case when v_succeeded then p_artifact_ref end,
+    finished_by = case when v_succeeded then p_worker_id end,
     locked_by = null,
     locked_at = null,
     heartbeat_at = null,
@@ -263,22 +261,12 @@ begin
     perform jobforge_private.raise_not_held(p_job_id, p_worker_id);
   end if;
 
-  insert into public.jobforge_job_attempts
-    (job_id, tenant_id, attempt, worker_id, status, error, started_at)
-  values
-    (
-      v_job.id,
-      v_job.tenant_id,
-      v_job.attempts,
-      p_worker_id,
-      p_status,
-      case when v_succeeded then null else p_error end,
-      v_job.started_at
-    );
-
-  if v_succeeded then
-    insert into public.jobforge_job_results (id, job_id, tenant_id, result, artifact_ref)
-    values (v_result_id, v_job.id, v_job.tenant_id, p_result, p_artifact_ref);
+  -- A success stays on the job row; a failure gets its attempt row.
+  if not v_succeeded then
+    insert into public.jobforge_job_attempts
+      (job_id, tenant_id, attempt, worker_id, status, error, started_at)
+    values
+      (v_job.id, v_job.tenant_id, v_job.attempts, p_worker_id, 'failed', p_error, v_job.started_at);
   end if;
 
   return pg_catalog.to_jsonb(v_job);
@@ -286,7 +274,7 @@ end
 $$;
 
 comment on function public.jobforge_complete_job is
-  'Finish a held job: succeeded stores the result; failed retries with backoff or makes it dead (at once when p_retryable is false). service_role only.';
+  'Finish a held job: succeeded keeps the result on the job row; failed retries with backoff or makes it dead (at once when p_retryable is false). service_role only.';
 
 create function public.jobforge_reap_stale_jobs(p_timeout interval default interval '5 minutes')
 returns integer
@@ -467,7 +455,6 @@ begin
       e.value -> 'result' as result,
       e.value -> 'error' as error,
       e.value ->> 'artifact_ref' as artifact_ref,
-      case when e.value ->> 'status' = 'succeeded' then gen_random_uuid() end as result_id,
       e.ordinality
     from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
   ),
@@ -494,7 +481,9 @@ begin
         else now()
       end,
       error = case when i.succeeded then null else i.error end,
-      result_id = coalesce(i.result_id, j.result_id),
+      result = case when i.succeeded then i.result end,
+      artifact_ref = case when i.succeeded then i.artifact_ref end,
+      finished_by = case when i.succeeded then p_worker_id end,
       locked_by = null,
       locked_at = null,
       heartbeat_at = null,
@@ -504,23 +493,16 @@ begin
       and j.status = 'running'
       and j.locked_by = p_worker_id
     -- The whole row as one column (the answer), and what the inserts below need.
-    returning j as job, j.id, j.tenant_id, j.attempts, j.error, j.started_at, j.result_id,
-      i.succeeded, i.result, i.artifact_ref, i.ordinality
+    returning j as job, j.id, j.tenant_id, j.attempts, j.error, j.started_at,
+      i.succeeded, i.ordinality
   ),
-  attempts as (
+  -- A success stays on the job row; each failure gets its attempt row.
+  failures as (
     insert into public.jobforge_job_attempts
       (job_id, tenant_id, attempt, worker_id, status, error, started_at)
-    select
-      d.id, d.tenant_id, d.attempts, p_worker_id,
-      case when d.succeeded then 'succeeded' else 'failed' end,
-      d.error, d.started_at
+    select d.id, d.tenant_id, d.attempts, p_worker_id, 'failed', d.error, d.started_at
     from done d
-  ),
-  results as (
-    insert into public.jobforge_job_results (id, job_id, tenant_id, result, artifact_ref)
-    select d.result_id, d.id, d.tenant_id, d.result, d.artifact_ref
-    from done d
-    where d.succeeded
+    where not d.succeeded
   )
   select
     count(*),

@@ -121,7 +121,8 @@ def test_claim_heartbeat_complete_result(client: Any) -> None:
     assert isinstance(result, JobResultRow)
     assert result.result == {"ok": True}
     assert result.artifact_ref == "s3://b/k"
-    assert done.result_id == result.id
+    assert result.id == done.id
+    assert (done.result, done.finished_by) == (result.result, "w-1")
 
 
 def test_failures_retry_with_backoff_then_die(

@@ -68,7 +68,10 @@ class JobRow(Row):
     finished_at: datetime | None = None
     idempotency_key: str | None = None
     error: Any = None
-    result_id: UUID | None = None
+    # A succeeded job's result, artifact reference and the worker that ran it.
+    result: Any = None
+    artifact_ref: str | None = None
+    finished_by: str | None = None
     created_at: datetime
     updated_at: datetime
 

@@ -44,9 +44,13 @@ def jtype() -> str:
 
 @pytest.fixture
 def tenant_b(svc: RoleSession) -> dict[str, Any]:
-    """Tenant B with a queued job and a succeeded one (with result and attempt rows)."""
+    """Tenant B with a queued job and a succeeded one (with a result, after a failed
+    attempt, so B has an attempt row)."""
     tenant, jtype = new_tenant(), new_type()
     done = enqueue(svc, tenant, jtype)
+    claim(svc, "w", [jtype])
+    complete(svc, done["id"], "w", "failed", p_error={"secret": "of B"}, p_retryable=True)
+    svc.call("jobforge_reschedule_job", p_job_id=done["id"], p_tenant_id=tenant, p_run_at="now")
     claim(svc, "w", [jtype])
     complete(svc, done["id"], "w", "succeeded", p_result={"secret": "of B"})
     queued = enqueue(svc, tenant, jtype, p_payload={"secret": "of B"})

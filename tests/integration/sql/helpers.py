@@ -40,7 +40,6 @@ WORKER_RPCS = (
 )
 TABLES = (
     "jobforge_jobs",
-    "jobforge_job_results",
     "jobforge_job_attempts",
     "jobforge_connector_configs",
 )

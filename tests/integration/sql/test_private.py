@@ -218,6 +218,9 @@ def test_rls_shows_each_user_only_its_tenants_rows(
     tenant_a, jtype = new_tenant(), new_type()
     job = enqueue(svc, tenant_a, jtype)
     claim(svc, "w", [jtype])
+    complete(svc, job["id"], "w", "failed", p_error={"try": 1})  # an attempt row
+    admin_conn.execute("update public.jobforge_jobs set run_at = now() where id = %s", (job["id"],))
+    claim(svc, "w", [jtype])
     complete(svc, job["id"], "w", "succeeded", p_result={"mine": True})
     for tenant in (tenant_a, tenant_b["tenant"]):
         admin_conn.execute(

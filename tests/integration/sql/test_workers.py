@@ -117,19 +117,29 @@ def test_claim_and_complete_successfully(
     assert done["error"] is None
     assert job_row(admin_conn, job["id"]) == done
 
+    assert (done["result"], done["artifact_ref"], done["finished_by"]) == (
+        {"sent": True},
+        "s3://bucket/run/1",
+        "worker-1",
+    )
     result = svc.call("jobforge_get_result", p_job_id=job["id"], p_tenant_id=tenant)
-    assert result["id"] == done["result_id"]
+    assert result["id"] == job["id"]
+    assert ts(result["created_at"]) == ts(done["finished_at"])
     assert result["job_id"] == job["id"]
     assert result["tenant_id"] == tenant
     assert result["result"] == {"sent": True}
     assert result["artifact_ref"] == "s3://bucket/run/1"
 
-    (attempt,) = attempts_of(admin_conn, job["id"])
+    # A success writes no attempt row; the attempts RPC shows it from the job row.
+    assert attempts_of(admin_conn, job["id"]) == []
+    (attempt,) = svc.call("jobforge_list_job_attempts", p_job_id=job["id"], p_tenant_id=tenant)
+    assert attempt["id"] == job["id"]
     assert attempt["attempt"] == 1
     assert attempt["status"] == "succeeded"
     assert attempt["worker_id"] == "worker-1"
     assert attempt["tenant_id"] == tenant
     assert attempt["started_at"] == claimed["started_at"]
+    assert attempt["finished_at"] == done["finished_at"]
     assert attempt["error"] is None
 
     # Finished: nothing left to claim.
@@ -349,7 +359,9 @@ def test_complete_only_by_the_holder_and_only_once(
         p_status="succeeded",
     )
     assert "succeeded" in message
-    assert len(attempts_of(admin_conn, job["id"])) == 1
+    assert attempts_of(admin_conn, job["id"]) == []  # a success has no attempt row
+    attempts = svc.call("jobforge_list_job_attempts", p_job_id=job["id"], p_tenant_id=tenant)
+    assert [a["status"] for a in attempts] == ["succeeded"]  # one, not two
     expect_error(
         "PT404",
         "job ",
@@ -526,25 +538,17 @@ def test_four_worker_processes_run_every_job_exactly_once(
 
     by_worker = {job_id: worker for worker, got, _ in reports for job_id in got}
     jobs = fresh_admin.execute(
-        "select id::text, status, attempts, locked_by, result_id is not null"
+        "select id::text, status, attempts, locked_by, finished_by"
         " from public.jobforge_jobs where tenant_id = %s",
         (tenant,),
     ).fetchall()
     assert len(jobs) == 2000
-    assert {
-        (status, attempts, locked, has_result) for _, status, attempts, locked, has_result in jobs
-    } == {("succeeded", 1, None, True)}
-    attempts = fresh_admin.execute(
-        "select job_id::text, count(*), min(worker_id), min(status)"
-        " from public.jobforge_job_attempts where tenant_id = %s group by job_id",
-        (tenant,),
-    ).fetchall()
-    assert len(attempts) == 2000
-    for job_id, count, worker, status in attempts:
-        assert (count, worker, status) == (1, by_worker[job_id], "succeeded")
-    results = fresh_admin.execute(
-        "select count(*), count(distinct job_id) from public.jobforge_job_results"
-        " where tenant_id = %s",
-        (tenant,),
+    assert {(status, attempts, locked) for _, status, attempts, locked, _ in jobs} == {
+        ("succeeded", 1, None)
+    }
+    # Each job was finished by the worker that claimed it, and no attempt failed.
+    assert {job_id: worker for job_id, _, _, _, worker in jobs} == by_worker
+    failed = fresh_admin.execute(
+        "select count(*) from public.jobforge_job_attempts where tenant_id = %s", (tenant,)
     ).fetchone()
-    assert results == (2000, 2000)
+    assert failed == (0,)
