@@ -2064,7 +2064,11 @@ comment on function public.jobforge_release_job is
 -- allows. Semantics are jobforge_complete_job's, applied to every element; the batch is
 -- all or nothing: if any job is not held by the worker, nothing is recorded (PT409 naming
 -- it) and the worker can fall back to completing one by one.
-create function public.jobforge_complete_jobs(p_worker_id text, p_results jsonb)
+create function public.jobforge_complete_jobs(
+  p_worker_id text,
+  p_results jsonb,
+  p_returning text default 'rows'
+)
 returns json
 language plpgsql
 security definer
@@ -2078,6 +2082,9 @@ declare
   v_rows json;
   v_done_ids uuid[];
   v_missing uuid;
+  v_message constant text :=
+    'must be an object {job_id (uuid), status (succeeded|failed), result, error, '
+    || 'artifact_ref (at most 2048 characters), retryable (boolean)} and nothing else';
 begin
   perform jobforge_private.assert_service_role();
   v_reason := jobforge_private.worker_id_error(p_worker_id);
@@ -2092,8 +2099,12 @@ begin
   if pg_catalog.jsonb_array_length(p_results) > 1000 then
     perform jobforge_private.invalid('results', 'at most 1000 results per batch');
   end if;
+  if p_returning is null or p_returning not in ('rows', 'ids') then
+    perform jobforge_private.invalid('returning', 'must be rows or ids');
+  end if;
 
-  -- Element checks, first failure named by its index.
+  -- Element checks, first failure named by its index. Whether job_id is a uuid is found
+  -- out by casting it, below (a regular expression here cost more than the cast).
   select e.ordinality - 1 as idx, e.value
   into v_bad
   from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
@@ -2101,22 +2112,35 @@ begin
     or e.value - '{job_id,status,result,error,artifact_ref,retryable}'::text[] <> '{}'::jsonb
     or coalesce(e.value ->> 'status', '') not in ('succeeded', 'failed')
     or coalesce(pg_catalog.jsonb_typeof(e.value -> 'retryable'), 'null') not in ('boolean', 'null')
-    or (e.value ->> 'job_id') is null
-    or (e.value ->> 'job_id') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+    or pg_catalog.jsonb_typeof(e.value -> 'job_id') is distinct from 'string'
     or pg_catalog.char_length(e.value ->> 'artifact_ref') > 2048
   order by e.ordinality
   limit 1;
   if found then
-    perform jobforge_private.invalid(
-      pg_catalog.format('results[%s]', v_bad.idx),
-      'must be an object {job_id (uuid), status (succeeded|failed), result, error, '
-        || 'artifact_ref (at most 2048 characters), retryable (boolean)} and nothing else'
-    );
+    perform jobforge_private.invalid(pg_catalog.format('results[%s]', v_bad.idx), v_message);
   end if;
 
-  select count(distinct (e.value ->> 'job_id')::uuid), count(*)
-  into v_done, v_given
-  from pg_catalog.jsonb_array_elements(p_results) e;
+  begin
+    select count(distinct (e.value ->> 'job_id')::uuid), count(*)
+    into v_done, v_given
+    from pg_catalog.jsonb_array_elements(p_results) e;
+  exception
+    when invalid_text_representation then
+      -- Name the first job_id that is not a uuid.
+      for v_bad in
+        select e.ordinality - 1 as idx, e.value
+        from pg_catalog.jsonb_array_elements(p_results) with ordinality as e(value, ordinality)
+        order by e.ordinality
+      loop
+        begin
+          perform (v_bad.value ->> 'job_id')::uuid;
+        exception
+          when invalid_text_representation then
+            perform jobforge_private.invalid(pg_catalog.format('results[%s]', v_bad.idx), v_message);
+        end;
+      end loop;
+      raise;
+  end;
   if v_done <> v_given then
     perform jobforge_private.invalid('results', 'a job appears more than once');
   end if;
@@ -2183,7 +2207,11 @@ begin
   select
     count(*),
     pg_catalog.array_agg(d.id),
-    pg_catalog.json_agg(d.job order by d.ordinality)
+    -- The worker reads nothing back: 'ids' spares building the rows.
+    case
+      when p_returning = 'ids' then pg_catalog.json_agg(d.id order by d.ordinality)
+      else pg_catalog.json_agg(d.job order by d.ordinality)
+    end
   into v_done, v_done_ids, v_rows
   from done d;
 
@@ -2202,7 +2230,7 @@ end
 $$;
 
 comment on function public.jobforge_complete_jobs is
-  'Finish up to 1000 held jobs in one statement, all or nothing (as jobforge_complete_job each). service_role only.';
+  'Finish up to 1000 held jobs in one statement, all or nothing (as jobforge_complete_job each); answers the rows, or with p_returning ''ids'' the ids. service_role only.';
 
 -- ===== supabase/schema/30_events.sql
 

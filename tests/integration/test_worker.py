@@ -266,13 +266,13 @@ def test_non_retryable_failures_reported_together_are_all_dead(
     retried = client.enqueue_job(tenant_id=TENANT, type="test.flaky", max_attempts=5)
     batches: list[int] = []
     worker = Worker(client, registry, concurrency=4, batch_size=4)
-    original = client.complete_jobs
+    original = client._finish_jobs  # complete_jobs, answering ids (the worker's batch call)
 
     def spy(**kwargs: Any) -> Any:
         batches.append(len(kwargs["results"]))
         return original(**kwargs)
 
-    worker.client = _Spy(client, complete_jobs=spy)  # type: ignore[assignment]
+    worker.client = _Spy(client, _finish_jobs=spy)  # type: ignore[assignment]
     worker.run_until_idle(timeout=30)
     assert [_job(fresh_db_url, j.id)["status"] for j in refused] == ["dead"] * 3
     assert [_job(fresh_db_url, j.id)["attempts"] for j in refused] == [1] * 3

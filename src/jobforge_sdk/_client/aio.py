@@ -161,4 +161,5 @@ class AsyncJobForgeClient(ClientBase):
     # -- internal: the worker's and the scheduler's calls, not part of the client's API ---
 
     _template_of_job = AsyncMethod(plane.template_of_job)
+    _finish_jobs = AsyncMethod(queue.finish_jobs)
     _list_cron_triggers = AsyncMethod(plane.list_cron_triggers)

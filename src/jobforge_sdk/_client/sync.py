@@ -191,4 +191,5 @@ class JobForgeClient(ClientBase):
     # -- internal: the worker's and the scheduler's calls, not part of the client's API ---
 
     _template_of_job = SyncMethod(plane.template_of_job)
+    _finish_jobs = SyncMethod(queue.finish_jobs)
     _list_cron_triggers = SyncMethod(plane.list_cron_triggers)

@@ -52,6 +52,7 @@ __all__ = [
     "enqueue_job",
     "enqueue_job_ids",
     "enqueue_jobs",
+    "finish_jobs",
     "get_job",
     "get_result",
     "heartbeat_job",
@@ -147,6 +148,19 @@ def complete_jobs(
     Each item is ``{job_id, status, result?, error?, artifact_ref?, retryable?}``."""
     params = validate(CompleteJobsParams, locals())
     return RpcCall("jobforge_complete_jobs", params.rpc_args(), parse_list(JobRow))
+
+
+@operation(internal=True)
+def finish_jobs(
+    *, worker_id: str, results: list[JobCompletion] | list[dict[str, Any]]
+) -> RpcCall[list[UUID]]:
+    """``complete_jobs`` as the worker calls it (internal): the same checks and the same
+    all-or-nothing batch, answered with the ids only, since the worker reads nothing
+    back and the database need not build the rows."""
+    params = validate(CompleteJobsParams, locals())
+    return RpcCall(
+        "jobforge_complete_jobs", {**params.rpc_args(), "p_returning": "ids"}, parse_uuids
+    )
 
 
 @operation()

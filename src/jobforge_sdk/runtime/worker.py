@@ -417,7 +417,8 @@ class Worker:
             chunk = outcomes[start : start + 1000]
             if len(chunk) > 1:
                 try:
-                    self.client.complete_jobs(
+                    # complete_jobs answering ids only (internal operation).
+                    self.client._finish_jobs(
                         worker_id=self.worker_id,
                         results=[
                             JobCompletion(

@@ -552,3 +552,45 @@ def test_four_worker_processes_run_every_job_exactly_once(
         "select count(*) from public.jobforge_job_attempts where tenant_id = %s", (tenant,)
     ).fetchone()
     assert failed == (0,)
+
+
+def test_complete_jobs_names_a_job_id_that_is_not_a_uuid_and_takes_any_uuid_spelling(
+    svc: RoleSession, admin_conn: psycopg.Connection[Any], tenant: str, jtype: str
+) -> None:
+    for _ in range(2):
+        enqueue(svc, tenant, jtype)
+    first, second = claim(svc, "w", [jtype], limit=2)
+    for bad in ("not-a-uuid", "", "1234"):
+        expect_error(
+            "PT400",
+            "results[1]: must be an object {job_id (uuid)",
+            svc,
+            "jobforge_complete_jobs",
+            p_worker_id="w",
+            p_results=[
+                {"job_id": first["id"], "status": "succeeded"},
+                {"job_id": bad, "status": "succeeded"},
+            ],
+        )
+    assert job_row(admin_conn, first["id"])["status"] == "running"  # type: ignore[index]
+    # Every spelling PostgreSQL reads as a uuid is one; 'ids' answers the ids in order.
+    bare = uuid.UUID(second["id"]).hex.upper()
+    done = svc.call(
+        "jobforge_complete_jobs",
+        p_worker_id="w",
+        p_results=[
+            {"job_id": bare, "status": "succeeded"},
+            {"job_id": "{" + first["id"] + "}", "status": "failed", "error": {"e": 1}},
+        ],
+        p_returning="ids",
+    )
+    assert done == [second["id"], first["id"]]
+    expect_error(
+        "PT400",
+        "returning: must be rows or ids",
+        svc,
+        "jobforge_complete_jobs",
+        p_worker_id="w",
+        p_results=[{"job_id": first["id"], "status": "succeeded"}],
+        p_returning="all",
+    )
