@@ -1108,7 +1108,7 @@ create function jobforge_private.enqueue_job(
   p_run_at timestamptz default null,
   p_max_attempts integer default 5
 )
-returns jsonb
+returns public.jobforge_jobs
 language plpgsql
 set search_path = ''
 as $$
@@ -1163,14 +1163,14 @@ begin
         and j.idempotency_key = p_idempotency_key;
 
       if found then
-        return pg_catalog.to_jsonb(v_job);
+        return v_job;
       end if;
       -- The row was deleted between the two statements: insert again.
     end loop;
   end if;
 
   perform pg_catalog.pg_notify('jobforge_jobs', p_type);
-  return pg_catalog.to_jsonb(v_job);
+  return v_job;
 end
 $$;
 
@@ -1182,7 +1182,7 @@ create function public.jobforge_enqueue_job(
   p_run_at timestamptz default null,
   p_max_attempts integer default 5
 )
-returns jsonb
+returns json
 language plpgsql
 security definer
 set search_path = ''
@@ -1195,9 +1195,10 @@ begin
   if v_reason is not null then
     perform jobforge_private.invalid('type', v_reason);
   end if;
-  return jobforge_private.enqueue_job(
+  -- json, not jsonb: the answer is only sent (see jobforge_enqueue_jobs).
+  return pg_catalog.row_to_json(jobforge_private.enqueue_job(
     p_tenant_id, p_type, p_payload, p_idempotency_key, p_run_at, p_max_attempts
-  );
+  ));
 end
 $$;
 
@@ -4054,9 +4055,9 @@ begin
     );
   end if;
 
-  v_job := jobforge_private.enqueue_job(
+  v_job := pg_catalog.to_jsonb(jobforge_private.enqueue_job(
     p_tenant_id, p_template_key, v_payload, p_idempotency_key, null, v_template.default_max_attempts
-  );
+  ));
 
   v_audit_id := jobforge_private.audit(
     p_tenant_id, p_project_id, 'job_request', v_actor, v_trace_id, 'job', v_job ->> 'id',
@@ -5098,14 +5099,14 @@ begin
     );
   end if;
 
-  v_job := jobforge_private.enqueue_job(
+  v_job := pg_catalog.to_jsonb(jobforge_private.enqueue_job(
     p_trigger.tenant_id,
     p_trigger.target_template_key,
     v_payload,
     p_idempotency_key,
     null,
     v_template.default_max_attempts
-  );
+  ));
   v_job_id := (v_job ->> 'id')::uuid;
 
   insert into jobforge_private.trigger_fires as f (trigger_id, fire_key, job_id, dry_run)

@@ -348,7 +348,7 @@ create function jobforge_private.enqueue_job(
   p_run_at timestamptz default null,
   p_max_attempts integer default 5
 )
-returns jsonb
+returns public.jobforge_jobs
 language plpgsql
 set search_path = ''
 as $$
@@ -403,14 +403,14 @@ begin
         and j.idempotency_key = p_idempotency_key;
 
       if found then
-        return pg_catalog.to_jsonb(v_job);
+        return v_job;
       end if;
       -- The row was deleted between the two statements: insert again.
     end loop;
   end if;
 
   perform pg_catalog.pg_notify('jobforge_jobs', p_type);
-  return pg_catalog.to_jsonb(v_job);
+  return v_job;
 end
 $$;
 
@@ -422,7 +422,7 @@ create function public.jobforge_enqueue_job(
   p_run_at timestamptz default null,
   p_max_attempts integer default 5
 )
-returns jsonb
+returns json
 language plpgsql
 security definer
 set search_path = ''
@@ -435,9 +435,10 @@ begin
   if v_reason is not null then
     perform jobforge_private.invalid('type', v_reason);
   end if;
-  return jobforge_private.enqueue_job(
+  -- json, not jsonb: the answer is only sent (see jobforge_enqueue_jobs).
+  return pg_catalog.row_to_json(jobforge_private.enqueue_job(
     p_tenant_id, p_type, p_payload, p_idempotency_key, p_run_at, p_max_attempts
-  );
+  ));
 end
 $$;
 

@@ -804,9 +804,9 @@ begin
     );
   end if;
 
-  v_job := jobforge_private.enqueue_job(
+  v_job := pg_catalog.to_jsonb(jobforge_private.enqueue_job(
     p_tenant_id, p_template_key, v_payload, p_idempotency_key, null, v_template.default_max_attempts
-  );
+  ));
 
   v_audit_id := jobforge_private.audit(
     p_tenant_id, p_project_id, 'job_request', v_actor, v_trace_id, 'job', v_job ->> 'id',

@@ -267,14 +267,14 @@ begin
     );
   end if;
 
-  v_job := jobforge_private.enqueue_job(
+  v_job := pg_catalog.to_jsonb(jobforge_private.enqueue_job(
     p_trigger.tenant_id,
     p_trigger.target_template_key,
     v_payload,
     p_idempotency_key,
     null,
     v_template.default_max_attempts
-  );
+  ));
   v_job_id := (v_job ->> 'id')::uuid;
 
   insert into jobforge_private.trigger_fires as f (trigger_id, fire_key, job_id, dry_run)
