@@ -1,22 +1,38 @@
-"""Core-queue throughput (targets: docs/architecture.md): enqueue one by one, in batches, and
-claim + complete with four worker processes, each through the SDK and through a raw psycopg
-call of the same SQL function, in the same run and with the same connection settings.
+"""Core-queue throughput (contract: docs/architecture.md, "Performance targets"): enqueue one
+by one and in batches, and claim + complete with one and with four worker processes, each
+through the SDK, through a raw psycopg call of the same SQL function, and (where the
+contract has a yardstick) through bare SQL on a bare table of the same shape
+(``bench/bare.py``), in the same run, on the same database, with the same connection
+settings.
 
 Claim + complete is measured twice: completing each job with its own ``complete_job``
-call (one commit, so one WAL flush, per job: what the worker does today), and completing
-each claimed batch with one ``complete_jobs`` call (all or nothing, one commit per batch).
-The difference is what batching the completion is worth.
+call (one commit, so one WAL flush, per job), and completing each claimed batch with one
+``complete_jobs`` call (all or nothing, one commit per batch: what the worker does). The
+contract's row is the second one, at batch 100, with 1 and with 4 workers; its yardstick is
+the same claim and completion on the bare table, one statement and one commit each.
 
-Why both: the SQL functions set the ceiling, and the SDK's job is to add as little as
-possible on top (target: ≤ 10 %). Measuring the raw call next to the SDK call, alternating
-the order run by run, separates "the database is slow" from "the SDK is slow" even on a
-shared, noisy machine.
+Why three: the bare table says what the server itself can do on this machine in this run,
+the raw call what the SQL functions make of it, and the SDK what reaches the user. The
+targets are ratios between them (SDK ≥ 0.7x bare for batches; for one call, SDK at most
+1.10x the raw call's time and the raw call at least 0.8x a bare single-row INSERT), so
+they hold or fail whatever the machine's speed and load. The variants' blocks alternate
+(each goes first in turn) and the reported figure is the median of the repeats.
 
-Fairness rules: one autocommit connection per producer or worker on both paths (the SDK
-gets a pool of exactly one connection); psycopg's automatic prepared statements on both;
+Fairness rules: one autocommit connection per producer or worker on every path (the SDK
+gets a pool of exactly one connection); psycopg's automatic prepared statements on all;
 the raw path decodes the JSON answer (``fetchone``), the SDK additionally validates it into
-``JobRow`` models, which is part of what it costs. The job lists a batch sends are built
-before the clock starts, identically for both paths.
+``JobRow`` models, which is part of what it costs; the bare path fetches the ids it
+returns. The job lists a batch sends are built before the clock starts, identically for
+all paths.
+
+Every drain is checked in the database: each job ended ``succeeded`` after exactly one
+attempt, and has exactly the rows a completion writes in this tree (found by completing a
+probe job first, ``history.probe_completion``: an attempt and a result row at 28f3019, none
+since the result lives on the job row), and the workers completed as many as were queued.
+
+``--history`` (``bench/history.py``) runs the contract's rows (single and batch enqueue,
+claim + complete_jobs at batch 100 with 1 and 4 workers) on an empty database and on one
+holding a million finished jobs and events, alternating, for the history/empty ratio.
 """
 
 from __future__ import annotations
@@ -36,18 +52,30 @@ from typing import Any, Protocol
 import psycopg
 from psycopg.types.json import Jsonb
 
+import jobforge_sdk
 from jobforge_sdk import ConflictError, JobForgeClient, NotFoundError
 
+from . import bare
+from .bare import BareConsumer, BareProducer
 from .harness import (
+    BATCH_TARGET,
+    SDK_PATH,
+    SINGLE_CALL_TARGET,
+    VARIANTS,
     BenchConfig,
     BenchDatabase,
     BenchError,
     Latency,
     Measurement,
     ModuleResult,
+    Stage,
+    blocks,
     log,
+    rotate,
     scratch_database,
+    stages_of,
 )
+from .history import CompletionShape, probe_completion, verify_completions
 
 NAME = "core_queue"
 MEASUREMENTS = ("enqueue_single", "enqueue_batch", "claim_complete", "claim_complete_many")
@@ -55,12 +83,16 @@ MEASUREMENTS = ("enqueue_single", "enqueue_batch", "claim_complete", "claim_comp
 TENANT_ID = uuid.UUID("00000000-0000-4000-8000-00000000be9c")
 JOB_TYPE = "bench.core"
 WORKERS = 4
+WORKER_COUNTS = (1, 4)
 WORKER_SETUP_TIMEOUT_S = 120.0  # spawning imports the SDK; a loaded 2-core box is slow
 WORKER_RUN_TIMEOUT_S = 240.0  # a drain that takes longer than this is broken, not slow
 
 # The raw path: the same functions the SDK calls, by parameter name, nothing else.
 RAW_ENQUEUE = "select public.jobforge_enqueue_job(p_tenant_id => %s, p_type => %s, p_payload => %s)"
 RAW_ENQUEUE_MANY = "select public.jobforge_enqueue_jobs(p_tenant_id => %s, p_jobs => %s)"
+RAW_ENQUEUE_IDS = (
+    "select public.jobforge_enqueue_jobs(p_tenant_id => %s, p_jobs => %s, p_returning => 'ids')"
+)
 RAW_CLAIM = "select public.jobforge_claim_jobs(p_worker_id => %s, p_limit => %s)"
 RAW_COMPLETE = (
     "select public.jobforge_complete_job(p_job_id => %s, p_worker_id => %s,"
@@ -71,17 +103,8 @@ RAW_COMPLETE_MANY = "select public.jobforge_complete_jobs(p_worker_id => %s, p_r
 RESULT: dict[str, Any] = {"ok": True}
 NO_SUCH_TYPE = "bench.nothing"
 
-# Targets, in jobs/s, for the SDK path (docs/architecture.md).
-TARGETS: dict[str, float | None] = {
-    "enqueue_single": 4_000,
-    "enqueue_batch_100": 100_000,
-    "enqueue_batch_1000": 175_000,
-    "claim_complete_1": None,
-    "claim_complete_10": 20_000,
-    "claim_complete_100": 70_000,
-    "claim_complete_many_10": 20_000,
-    "claim_complete_many_100": 70_000,
-}
+# The SDK answers only ids since ca41f15 (``enqueue_job_ids``); measured where it exists.
+HAS_ENQUEUE_IDS = hasattr(JobForgeClient, "enqueue_job_ids")
 
 
 @dataclass(frozen=True)
@@ -91,9 +114,10 @@ class Sizes:
     Claim + complete runs one transaction per completed job, so on a 2-core machine it
     drains roughly 500-2,000 jobs/s whatever the batch (depending on the load); 3,000-6,000
     jobs per run keep each run a few seconds long (long enough to average out scheduling
-    noise) and a full ``make bench`` within 5 minutes even on a busy machine. Raise them on
-    a faster one. Completing a batch with one ``complete_jobs`` call commits once per
-    batch, so ``claim_many_jobs`` can be larger for the same run time.
+    noise) and a full ``make bench`` within 10 minutes even on a busy machine. Raise them
+    on a faster one. Completing a batch with one ``complete_jobs`` call commits once per
+    batch, so ``claim_many_jobs`` (keyed by workers and batch) can be larger for the same
+    run time.
     """
 
     single_jobs: int
@@ -101,7 +125,7 @@ class Sizes:
     batch_jobs: int
     batch_sizes: tuple[int, ...]
     claim_jobs: dict[int, int]
-    claim_many_jobs: dict[int, int]
+    claim_many_jobs: dict[tuple[int, int], int]
 
 
 FULL = Sizes(
@@ -110,7 +134,7 @@ FULL = Sizes(
     batch_jobs=20_000,
     batch_sizes=(100, 1_000),
     claim_jobs={1: 3_000, 10: 6_000, 100: 6_000},
-    claim_many_jobs={10: 8_000, 100: 12_000},
+    claim_many_jobs={(4, 10): 8_000, (4, 100): 12_000, (1, 100): 12_000},
 )
 QUICK = Sizes(
     single_jobs=500,
@@ -118,8 +142,10 @@ QUICK = Sizes(
     batch_jobs=3_000,
     batch_sizes=(100, 1_000),
     claim_jobs={1: 500, 10: 1_000, 100: 2_000},
-    claim_many_jobs={10: 1_000, 100: 2_000},
+    claim_many_jobs={(4, 10): 1_000, (4, 100): 2_000, (1, 100): 2_000},
 )
+# The contract's claim rows: what --history measures.
+CONTRACT_CLAIM_BATCH = 100
 
 
 def payload(n: int) -> dict[str, Any]:
@@ -131,19 +157,20 @@ def job_specs(start: int, count: int) -> list[dict[str, Any]]:
     return [{"type": JOB_TYPE, "payload": payload(start + i)} for i in range(count)]
 
 
-def variant_order(repeat: int) -> tuple[str, str]:
-    """SDK first on even repeats, raw first on odd ones: a slow drift in machine load then
-    hits both variants alike instead of always the second one."""
-    return ("sdk", "raw") if repeat % 2 == 0 else ("raw", "sdk")
+def variant_order(repeat: int) -> list[str]:
+    """SDK first on even repeats, raw first on odd ones (the SDK/raw-only rows)."""
+    return rotate(("sdk", "raw"), repeat)
 
 
-# -- producers: the two ways to enqueue -------------------------------------------------
+# -- producers: the three ways to enqueue -----------------------------------------------
 
 
 class Producer(Protocol):
     def enqueue(self, payload: dict[str, Any]) -> None: ...
 
     def enqueue_many(self, jobs: list[dict[str, Any]]) -> int: ...
+
+    def enqueue_ids(self, jobs: list[dict[str, Any]]) -> int: ...
 
     def close(self) -> None: ...
 
@@ -157,6 +184,9 @@ class SdkProducer:
 
     def enqueue_many(self, jobs: list[dict[str, Any]]) -> int:
         return len(self.client.enqueue_jobs(tenant_id=TENANT_ID, jobs=jobs))
+
+    def enqueue_ids(self, jobs: list[dict[str, Any]]) -> int:
+        return len(self.client.enqueue_job_ids(tenant_id=TENANT_ID, jobs=jobs))  # type: ignore[attr-defined, unused-ignore]
 
     def close(self) -> None:
         self.client.close()
@@ -173,11 +203,29 @@ class RawProducer:
         row = self.conn.execute(RAW_ENQUEUE_MANY, (TENANT_ID, Jsonb(jobs))).fetchone()
         return len(row[0]) if row else 0
 
+    def enqueue_ids(self, jobs: list[dict[str, Any]]) -> int:
+        row = self.conn.execute(RAW_ENQUEUE_IDS, (TENANT_ID, Jsonb(jobs))).fetchone()
+        return len(row[0]) if row else 0
+
     def close(self) -> None:
         self.conn.close()
 
 
-PRODUCERS: dict[str, Callable[[str], Producer]] = {"sdk": SdkProducer, "raw": RawProducer}
+class CoreBareProducer(BareProducer):
+    """The bare yardstick; its insert returns only ids whichever SDK call it stands for."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, TENANT_ID, JOB_TYPE)
+
+    def enqueue_ids(self, jobs: list[dict[str, Any]]) -> int:
+        return self.enqueue_many(jobs)
+
+
+PRODUCERS: dict[str, Callable[[str], Producer]] = {
+    "sdk": SdkProducer,
+    "raw": RawProducer,
+    "bare": CoreBareProducer,
+}
 
 
 def producer(variant: str, url: str) -> closing[Producer]:
@@ -277,7 +325,11 @@ class RawConsumer:
         self.conn.close()
 
 
-CONSUMERS: dict[str, Callable[[str, str], Consumer]] = {"sdk": SdkConsumer, "raw": RawConsumer}
+CONSUMERS: dict[str, Callable[[str, str], Consumer]] = {
+    "sdk": SdkConsumer,
+    "raw": RawConsumer,
+    "bare": BareConsumer,
+}
 
 
 @dataclass(frozen=True)
@@ -302,6 +354,7 @@ class DrainReport:
     busy_s: float = 0.0
     cpu_s: float = 0.0
     error: str | None = None
+    sdk_path: str = ""
 
 
 def _drain(index: int, command: DrainCommand, start: Barrier, end: Barrier) -> DrainReport:
@@ -315,7 +368,7 @@ def _drain(index: int, command: DrainCommand, start: Barrier, end: Barrier) -> D
         began = time.perf_counter()
         cpu_began = time.process_time()
         deadline = began + command.deadline_s
-        report = DrainReport(worker=index)
+        report = DrainReport(worker=index, sdk_path=SDK_PATH)
         # Bounded: an empty claim ends the loop (every job was enqueued before the start,
         # and none fails), and the deadline ends a drain that has stopped making progress.
         while True:
@@ -360,14 +413,14 @@ def worker_main(index: int, commands: Any, reports: Any, start: Barrier, end: Ba
 
 
 class WorkerPool:
-    """Four spawned worker processes, reused for every drain of the module.
+    """Spawned worker processes (four, or one), reused for every drain of the module.
 
     Why reuse: spawning imports the SDK afresh (over a second per process on a small box);
     doing that once instead of for every run keeps a full ``make bench`` within budget. Each
     drain still opens a new client or connection in each worker.
     """
 
-    def __init__(self, workers: int = WORKERS) -> None:
+    def __init__(self, workers: int) -> None:
         self.ctx: SpawnContext = multiprocessing.get_context("spawn")
         self.size = workers
         self.start_barrier = self.ctx.Barrier(workers + 1)
@@ -423,214 +476,276 @@ class WorkerPool:
         failures = [r.error for r in reports if r.error]
         if error or failures:
             raise BenchError(f"drain failed: {error or ''} {'; '.join(failures)}".strip())
+        elsewhere = {r.sdk_path for r in reports} - {SDK_PATH}
+        if elsewhere:
+            raise BenchError(f"workers imported jobforge_sdk from {elsewhere}, not {SDK_PATH}")
         return seconds, sorted(reports, key=lambda r: r.worker)
 
 
 # -- the measurements -------------------------------------------------------------------
 
 
-def measure_enqueue_single(
-    db: BenchDatabase, config: BenchConfig, sizes: Sizes
-) -> tuple[Measurement, Latency]:
-    """One call per job on one connection; every call is timed, for throughput and
-    latency at once (``perf_counter`` costs well under a microsecond)."""
-    m = Measurement(
-        name="enqueue_single",
-        operation="enqueue, one call per job",
-        unit="jobs/s",
-        target=TARGETS["enqueue_single"],
-        params={"jobs": sizes.single_jobs, "warmup": sizes.single_warmup, "connections": 1},
-    )
-    lat = Latency(name="enqueue_single_latency", operation="enqueue, one call")
-    payloads = [payload(i) for i in range(sizes.single_jobs)]
-    for repeat in range(config.repeats):
-        for variant in variant_order(repeat):
-            db.reset()
-            with producer(variant, db.url) as p:
-                for i in range(sizes.single_warmup):
-                    p.enqueue(payload(-i))
-                samples = [0.0] * len(payloads)
-                clock = time.perf_counter
-                cpu_began = time.process_time()
-                began = clock()
-                for i, item in enumerate(payloads):
-                    t = clock()
-                    p.enqueue(item)
-                    samples[i] = clock() - t
-                seconds = clock() - began
-                cpu_s = time.process_time() - cpu_began
-            rate = m.series(variant).add(len(payloads), seconds, cpu_s)
-            lat.samples(variant).extend(samples)
-            log(f"  enqueue_single {variant}: {rate:,.0f} jobs/s")
-    return m, lat
-
-
-def measure_enqueue_batch(
-    db: BenchDatabase, config: BenchConfig, sizes: Sizes
-) -> list[Measurement]:
-    """``enqueue_jobs`` with batches of 100 and 1,000 on one connection."""
-    out: list[Measurement] = []
-    for batch in sizes.batch_sizes:
-        batches = max(1, sizes.batch_jobs // batch)
-        m = Measurement(
-            name=f"enqueue_batch_{batch}",
-            operation=f"enqueue, batch of {batch:,}",
-            unit="jobs/s",
-            target=TARGETS.get(f"enqueue_batch_{batch}"),
-            params={"batch": batch, "batches": batches, "jobs": batches * batch, "connections": 1},
-        )
-        work = [job_specs(i * batch, batch) for i in range(batches)]
-        for repeat in range(config.repeats):
-            for variant in variant_order(repeat):
-                db.reset()
-                with producer(variant, db.url) as p:
-                    p.enqueue_many(job_specs(-batch, batch))  # warm-up: connect, signatures
-                    cpu_began = time.process_time()
-                    began = time.perf_counter()
-                    done = sum(p.enqueue_many(jobs) for jobs in work)
-                    seconds = time.perf_counter() - began
-                    cpu_s = time.process_time() - cpu_began
-                if done != batches * batch:
-                    raise BenchError(f"enqueue_jobs returned {done} rows for {batches * batch}")
-                rate = m.series(variant).add(done, seconds, cpu_s)
-                log(f"  enqueue_batch_{batch} {variant}: {rate:,.0f} jobs/s")
-        out.append(m)
-    return out
-
-
-def fill_queue(db: BenchDatabase, jobs: int) -> None:
-    """Pre-enqueue ``jobs`` jobs in batches of 1,000 (raw: setup, not measured)."""
-    with psycopg.connect(db.url, autocommit=True) as conn:
-        for start in range(0, jobs, 1_000):
-            count = min(1_000, jobs - start)
-            conn.execute(RAW_ENQUEUE_MANY, (TENANT_ID, Jsonb(job_specs(start, count))))
-    db.analyze()
-
-
-def verify_drain(db: BenchDatabase, jobs: int, reports: list[DrainReport]) -> dict[str, Any]:
-    """Every job ended ``succeeded`` exactly once: by status, by attempt history, by stored
-    result, and by what the workers say they completed."""
-    with psycopg.connect(db.url, autocommit=True) as conn:
-        by_status: dict[str, int] = dict(
-            conn.execute(
-                "select status, count(*) from public.jobforge_jobs group by status"
-            ).fetchall()
-        )
-        row = conn.execute(
-            "select"
-            " (select count(*) from public.jobforge_jobs where attempts <> 1),"
-            " (select count(*) from public.jobforge_job_attempts),"
-            " (select count(distinct job_id) from public.jobforge_job_attempts"
-            "   where status = 'succeeded'),"
-            " (select count(*) from public.jobforge_job_results)"
-        ).fetchone()
-    assert row is not None
-    not_once, attempts, distinct_succeeded, results = (int(v) for v in row)
-    completed = sum(r.completed for r in reports)
-    ok = (
-        by_status == {"succeeded": jobs}
-        and not_once == 0
-        and attempts == jobs
-        and distinct_succeeded == jobs
-        and results == jobs
-        and completed == jobs
-    )
+def _measurements(
+    stages: list[Stage], base: str, operation: str, **fields: Any
+) -> dict[str, Measurement]:
+    """One ``Measurement`` per stage (one, or empty + history under ``--history``)."""
     return {
-        "ok": ok,
-        "by_status": {str(k): int(v) for k, v in by_status.items()},
-        "attempts_not_1": not_once,
-        "attempt_rows": attempts,
-        "distinct_succeeded_jobs": distinct_succeeded,
-        "result_rows": results,
-        "completed_by_workers": completed,
+        stage.key: Measurement(
+            name=stage.name(base),
+            operation=stage.operation(operation),
+            stage=stage.key,
+            base=base,
+            **fields,
+        )
+        for stage in stages
     }
 
 
-def measure_claim_complete(
-    db: BenchDatabase, config: BenchConfig, sizes: Sizes, pool: WorkerPool, *, many: bool
+def measure_enqueue_single(
+    stages: list[Stage], config: BenchConfig, sizes: Sizes
+) -> list[tuple[Measurement, Latency]]:
+    """One call per job on one connection; every call is timed, for throughput and
+    latency at once (``perf_counter`` costs well under a microsecond)."""
+    ms = _measurements(
+        stages,
+        "enqueue_single",
+        "enqueue, one call per job",
+        unit="jobs/s",
+        target=SINGLE_CALL_TARGET,
+        params={"jobs": sizes.single_jobs, "warmup": sizes.single_warmup, "connections": 1},
+    )
+    lats = {
+        stage.key: Latency(
+            name=stage.name("enqueue_single_latency"),
+            operation=stage.operation("enqueue, one call"),
+        )
+        for stage in stages
+    }
+    payloads = [payload(i) for i in range(sizes.single_jobs)]
+    for _repeat, variant, stage in blocks(config.repeats, VARIANTS, stages):
+        stage.db.reset()
+        with producer(variant, stage.db.url) as p:
+            for i in range(sizes.single_warmup):
+                p.enqueue(payload(-i))
+            samples = [0.0] * len(payloads)
+            clock = time.perf_counter
+            cpu_began = time.process_time()
+            began = clock()
+            for i, item in enumerate(payloads):
+                t = clock()
+                p.enqueue(item)
+                samples[i] = clock() - t
+            seconds = clock() - began
+            cpu_s = time.process_time() - cpu_began
+        rate = ms[stage.key].series(variant).add(len(payloads), seconds, cpu_s)
+        lats[stage.key].samples(variant).extend(samples)
+        log(f"  {stage.name('enqueue_single')} {variant}: {rate:,.0f} jobs/s")
+    return [(ms[stage.key], lats[stage.key]) for stage in stages]
+
+
+def measure_enqueue_batch(
+    stages: list[Stage], config: BenchConfig, sizes: Sizes
 ) -> list[Measurement]:
-    """4 worker processes drain a pre-filled queue: claim(limit=batch), then complete each
-    job (``complete_job``), or the whole batch at once (``complete_jobs``) when ``many``."""
+    """``enqueue_jobs`` (and ``enqueue_job_ids`` where the SDK has it) with batches of 100
+    and 1,000 on one connection; the bare twin is one INSERT ... RETURNING id per batch."""
     out: list[Measurement] = []
-    plan = sizes.claim_many_jobs if many else sizes.claim_jobs
-    for batch, jobs in plan.items():
+    kinds = [("enqueue_batch", "enqueue, batch of {batch:,}", "many")]
+    if HAS_ENQUEUE_IDS:
+        kinds.append(("enqueue_ids_batch", "enqueue_job_ids, batch of {batch:,}", "ids"))
+    for batch in sizes.batch_sizes:
+        batches = max(1, sizes.batch_jobs // batch)
+        work = [job_specs(i * batch, batch) for i in range(batches)]
+        for base, operation, call in kinds:
+            ms = _measurements(
+                stages,
+                f"{base}_{batch}",
+                operation.format(batch=batch),
+                unit="jobs/s",
+                target=BATCH_TARGET,
+                params={
+                    "batch": batch,
+                    "batches": batches,
+                    "jobs": batches * batch,
+                    "connections": 1,
+                    "sdk_call": "enqueue_job_ids" if call == "ids" else "enqueue_jobs",
+                },
+            )
+            for _repeat, variant, stage in blocks(config.repeats, VARIANTS, stages):
+                stage.db.reset()
+                with producer(variant, stage.db.url) as p:
+                    send = p.enqueue_ids if call == "ids" else p.enqueue_many
+                    send(job_specs(-batch, batch))  # warm-up: connect, signatures
+                    cpu_began = time.process_time()
+                    began = time.perf_counter()
+                    done = sum(send(jobs) for jobs in work)
+                    seconds = time.perf_counter() - began
+                    cpu_s = time.process_time() - cpu_began
+                if done != batches * batch:
+                    raise BenchError(f"{base} returned {done} rows for {batches * batch}")
+                rate = ms[stage.key].series(variant).add(done, seconds, cpu_s)
+                log(f"  {stage.name(f'{base}_{batch}')} {variant}: {rate:,.0f} jobs/s")
+            out.extend(ms[stage.key] for stage in stages)
+    return out
+
+
+def fill_queue(db: BenchDatabase, jobs: int, variant: str = "raw") -> None:
+    """Pre-enqueue ``jobs`` jobs in batches of 1,000 (raw, or into the bare table for the
+    bare variant: setup, not measured), then refresh the planner's statistics."""
+    batches = [job_specs(start, min(1_000, jobs - start)) for start in range(0, jobs, 1_000)]
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        if variant == "bare":
+            bare.fill_jobs(conn, TENANT_ID, batches)
+            return
+        for specs in batches:
+            conn.execute(RAW_ENQUEUE_MANY, (TENANT_ID, Jsonb(specs)))
+    db.analyze()
+
+
+def verify_drain(
+    db: BenchDatabase,
+    jobs: int,
+    reports: list[DrainReport],
+    variant: str,
+    shape: CompletionShape,
+) -> dict[str, Any]:
+    """Every job ended ``succeeded`` exactly once: by status, by attempt count, by the
+    rows a completion writes (``verify_completions``), and by what the workers say they
+    completed. The bare table has status and attempts only."""
+    completed = sum(r.completed for r in reports)
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        if variant == "bare":
+            by_status, not_once = bare.verify_jobs(conn, TENANT_ID)
+            check: dict[str, Any] = {
+                "ok": by_status == {"succeeded": jobs} and not_once == 0,
+                "by_status": by_status,
+                "attempts_not_1": not_once,
+            }
+        else:
+            check = verify_completions(conn, shape, TENANT_ID, jobs)
+    check["completed_by_workers"] = completed
+    check["ok"] = bool(check["ok"]) and completed == jobs
+    return check
+
+
+def measure_claim_complete(
+    stages: list[Stage],
+    config: BenchConfig,
+    sizes: Sizes,
+    pool: Callable[[int], WorkerPool],
+    shapes: dict[str, CompletionShape],
+    *,
+    many: bool,
+) -> list[Measurement]:
+    """Worker processes drain a pre-filled queue: claim(limit=batch), then complete each
+    job (``complete_job``; SDK and raw only, 4 workers), or the whole batch at once
+    (``complete_jobs``; SDK, raw and bare, 1 and 4 workers) when ``many``."""
+    out: list[Measurement] = []
+    plan: dict[tuple[int, int], int] = (
+        dict(sizes.claim_many_jobs)
+        if many
+        else {(WORKERS, batch): jobs for batch, jobs in sizes.claim_jobs.items()}
+    )
+    if config.history is not None:
+        plan = {k: v for k, v in plan.items() if k[1] == CONTRACT_CLAIM_BATCH}
+    variants = VARIANTS if many else ("sdk", "raw")
+    for (workers, batch), jobs in plan.items():
         name = f"claim_complete_many_{batch}" if many else f"claim_complete_{batch}"
+        if workers != WORKERS:
+            name += f"_{workers}w"
         completion = "complete_jobs per batch" if many else "complete"
-        m = Measurement(
-            name=name,
-            operation=f"claim + {completion}, {WORKERS} workers, batch {batch:,}",
+        noun = "worker" if workers == 1 else "workers"
+        ms = _measurements(
+            stages,
+            name,
+            f"claim + {completion}, {workers} {noun}, batch {batch:,}",
             unit="jobs/s",
-            target=TARGETS.get(name),
+            target=BATCH_TARGET if many and batch == CONTRACT_CLAIM_BATCH else None,
             params={
                 "batch": batch,
                 "jobs": jobs,
-                "workers": WORKERS,
+                "workers": workers,
                 "processes": "spawn",
                 "completion": "complete_jobs, one call per claimed batch"
                 if many
                 else "complete_job, one call per job",
             },
         )
-        out.append(m)
-        checks: list[dict[str, Any]] = []
-        for repeat in range(config.repeats):
-            for variant in variant_order(repeat):
-                db.reset()
-                fill_queue(db, jobs)
-                command = DrainCommand(variant, db.url, batch, WORKER_RUN_TIMEOUT_S, many)
-                seconds, reports = pool.drain(command)
-                check = verify_drain(db, jobs, reports)
-                checks.append({"variant": variant, "repeat": repeat, **check})
-                per_worker = [r.completed for r in reports]
-                rate = m.series(variant).add(
-                    jobs,
-                    seconds,
-                    sum(r.cpu_s for r in reports),
-                    per_worker=per_worker,
-                    claims=sum(r.claims for r in reports),
-                    verified=check["ok"],
-                )
-                log(
-                    f"  {name} {variant}: {rate:,.0f} jobs/s, per worker {per_worker},"
-                    f" verified={check['ok']}"
-                )
-                if not check["ok"]:
-                    m.valid = False
-        m.extra["verification"] = checks
+        checks: dict[str, list[dict[str, Any]]] = {stage.key: [] for stage in stages}
+        for repeat, variant, stage in blocks(config.repeats, variants, stages):
+            stage.db.reset()
+            fill_queue(stage.db, jobs, variant)
+            command = DrainCommand(variant, stage.db.url, batch, WORKER_RUN_TIMEOUT_S, many)
+            seconds, reports = pool(workers).drain(command)
+            check = verify_drain(stage.db, jobs, reports, variant, shapes[stage.key])
+            checks[stage.key].append({"variant": variant, "repeat": repeat, **check})
+            per_worker = [r.completed for r in reports]
+            m = ms[stage.key]
+            rate = m.series(variant).add(
+                jobs,
+                seconds,
+                sum(r.cpu_s for r in reports),
+                per_worker=per_worker,
+                claims=sum(r.claims for r in reports),
+                verified=check["ok"],
+            )
+            log(
+                f"  {m.name} {variant}: {rate:,.0f} jobs/s, per worker {per_worker},"
+                f" verified={check['ok']}"
+            )
+            if not check["ok"]:
+                m.valid = False
+                log(f"  {m.name} {variant}: verification failed: {check}")
+        for stage in stages:
+            ms[stage.key].extra["verification"] = checks[stage.key]
+            out.append(ms[stage.key])
     return out
 
 
 def run(config: BenchConfig) -> ModuleResult:
-    """Every measurement of this module, on one scratch database, reset between runs."""
+    """Every measurement of this module, on one scratch database reset between runs (or,
+    under ``--history``, the contract's rows on the empty and the history database)."""
     sizes = QUICK if config.quick else FULL
     result = ModuleResult(name=NAME)
     began = time.perf_counter()
-    with scratch_database(config.server_url) as db, ExitStack() as stack:
-        pools: list[WorkerPool] = []
+    log(f"  jobforge_sdk {jobforge_sdk.__version__} from {SDK_PATH}")
+    with ExitStack() as stack:
+        own = None
+        if config.history is None:
+            own = stack.enter_context(scratch_database(config.server_url))
+            bare.install(own.url)
+        stages = stages_of(config, own)
+        for stage in stages:
+            stage.db.live_tenants = (TENANT_ID,)
+            stage.db.reset()
+        shapes = {stage.key: probe_completion(stage.db.url) for stage in stages}
+        completion = next(iter(shapes.values())).describe()
+        result.notes.append(f"A completion in this tree writes {completion}.")
+        log(f"  a completion writes {completion}")
+        pools: dict[int, WorkerPool] = {}
 
-        def worker_pool() -> WorkerPool:
+        def worker_pool(workers: int) -> WorkerPool:
             """Spawned on first use and shared by both claim + complete steps."""
-            if not pools:
-                log(f"  spawning {WORKERS} worker processes")
-                pools.append(stack.enter_context(WorkerPool(WORKERS)))
-            return pools[0]
+            if workers not in pools:
+                log(f"  spawning {workers} worker process(es)")
+                pools[workers] = stack.enter_context(WorkerPool(workers))
+            return pools[workers]
 
         def single() -> None:
-            m, lat = measure_enqueue_single(db, config, sizes)
-            result.measurements.append(m)
-            result.latencies.append(lat)
+            for m, lat in measure_enqueue_single(stages, config, sizes):
+                result.measurements.append(m)
+                result.latencies.append(lat)
 
         def batch() -> None:
-            result.measurements.extend(measure_enqueue_batch(db, config, sizes))
+            result.measurements.extend(measure_enqueue_batch(stages, config, sizes))
 
         def claim() -> None:
             result.measurements.extend(
-                measure_claim_complete(db, config, sizes, worker_pool(), many=False)
+                measure_claim_complete(stages, config, sizes, worker_pool, shapes, many=False)
             )
 
         def claim_many() -> None:
             result.measurements.extend(
-                measure_claim_complete(db, config, sizes, worker_pool(), many=True)
+                measure_claim_complete(stages, config, sizes, worker_pool, shapes, many=True)
             )
 
         steps: list[tuple[str, Callable[[], None]]] = [
@@ -639,6 +754,8 @@ def run(config: BenchConfig) -> ModuleResult:
             ("claim_complete", claim),
             ("claim_complete_many", claim_many),
         ]
+        if config.history is not None:  # per-job completion is not a contract row
+            steps = [step for step in steps if step[0] != "claim_complete"]
         for name, step in steps:
             if not config.wants(name):
                 continue
@@ -648,8 +765,13 @@ def run(config: BenchConfig) -> ModuleResult:
             except (BenchError, psycopg.Error, OSError) as exc:
                 log(f"{NAME}.{name} failed: {exc}")
                 result.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        if config.history is not None:
+            for stage in stages:
+                stage.db.reset()  # leave the pair as found for the next module
     result.seconds = time.perf_counter() - began
     for m in result.measurements:
         if not m.valid:
             result.errors.append(f"{m.name}: verification failed (see extra.verification)")
+    if not HAS_ENQUEUE_IDS:
+        result.notes.append("This SDK has no enqueue_job_ids: its batch row is not measured.")
     return result

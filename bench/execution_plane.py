@@ -1,6 +1,9 @@
-"""Execution-plane throughput and latency (targets: docs/architecture.md): events one by one and in
-batches, listing events out of a million, and requesting template jobs, each through the
-SDK and through a raw psycopg call of the same SQL function, in the same run.
+"""Execution-plane throughput and latency (contract: docs/architecture.md): events one by one
+and in batches, listing events out of a million, and requesting template jobs, each through
+the SDK and through a raw psycopg call of the same SQL function, in the same run; and, for
+the contract's rows, through the bare yardstick (``bench/bare.py``): the same events as one
+INSERT into a bare events table (a batch: one INSERT ... SELECT FROM jsonb_to_recordset), a
+requested job as one single-row INSERT into the bare jobs table.
 
 Why these four: they are the execution plane's hot paths. Apps submit events as things
 happen (one call each, or batched by a relay), dashboards page through a tenant's events,
@@ -8,9 +11,11 @@ and triggers and people request autopilot jobs. The SDK adds pydantic validation
 gating and model parsing on top of each RPC; the raw path shows what is left without it.
 
 Fairness rules, as in ``core_queue``: one autocommit connection per variant (the SDK gets
-``max_size=1``), psycopg's automatic prepared statements on both, the raw path decodes the
-JSON answer, the SDK also validates it into models. Work lists are built before the clock
-starts, identically for both; SDK and raw alternate which goes first, run by run.
+``max_size=1``), psycopg's automatic prepared statements on all, the raw path decodes the
+JSON answer, the SDK also validates it into models, the bare path fetches the ids it
+returns. Work lists are built before the clock starts, identically for all; the variants
+take turns going first, run by run. ``--history`` runs submit_event, submit_events and
+request_job on an empty database and on one holding a history (``bench/history.py``).
 
 Listing is measured on a realistic table rather than an empty one: 1,000,000 events of 100
 tenants over 30 days (``--quick``: 100,000), loaded with one server-side
@@ -30,6 +35,7 @@ module, by one row per event, per batch and per request; that costs both variant
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 import uuid
@@ -44,8 +50,12 @@ from psycopg.types.json import Jsonb
 
 from jobforge_sdk import FeatureFlags, JobForgeClient, JobForgeError
 
-from .core_queue import variant_order
+from . import bare
 from .harness import (
+    EVENTS_BATCH_TARGET,
+    SDK_PATH,
+    SINGLE_CALL_TARGET,
+    VARIANTS,
     BenchConfig,
     BenchDatabase,
     BenchError,
@@ -53,8 +63,12 @@ from .harness import (
     Latency,
     Measurement,
     ModuleResult,
+    Stage,
+    blocks,
     log,
+    rotate,
     scratch_database,
+    stages_of,
 )
 
 NAME = "execution_plane"
@@ -77,15 +91,13 @@ RAW_REQUEST = (
     "select public.jobforge_request_job(p_tenant_id => %s, p_template_key => %s, p_inputs => %s)"
 )
 
-# Tables this module fills besides the queue's (the audit trail cannot be emptied).
-EVENT_TABLES = ("jobforge_events",)
-
-# Targets for the SDK path, events/s; docs/architecture.md sets none for listing or requesting.
-TARGETS: dict[str, float | None] = {
-    "submit_event": 3_000,
-    "submit_events_100": 50_000,
-    "request_job": None,
+# Where each variant's rows land, for the checks after each run.
+EVENT_TABLE = {
+    "sdk": "public.jobforge_events",
+    "raw": "public.jobforge_events",
+    "bare": bare.EVENTS,
 }
+JOB_TABLE = {"sdk": "public.jobforge_jobs", "raw": "public.jobforge_jobs", "bare": bare.JOBS}
 
 # What the generated events look like: 20 types from the six allowed source apps.
 LOAD_TENANTS = 100
@@ -246,96 +258,149 @@ class RawPlane:
         self.conn.close()
 
 
-PLANES: dict[str, Callable[[str], Plane]] = {"sdk": SdkPlane, "raw": RawPlane}
+class BarePlane:
+    """The yardstick: events into the bare events table, a requested job as one row into
+    the bare jobs table (no template lookup, no input check, no audit)."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+
+    def submit_event(self, payload: dict[str, Any]) -> None:
+        self.conn.execute(bare.SUBMIT_ONE, (TENANT_ID, EVENT_TYPE, Jsonb(payload))).fetchone()
+
+    def submit_events(self, events: list[dict[str, Any]]) -> int:
+        return len(self.conn.execute(bare.SUBMIT_MANY, (TENANT_ID, Jsonb(events))).fetchall())
+
+    def list_events(self, query: ListQuery) -> int:
+        raise BenchError("the bare yardstick has no list_events")
+
+    def request_job(self) -> None:
+        self.conn.execute(bare.ENQUEUE_ONE, (TENANT_ID, TEMPLATE_KEY, Jsonb(INPUTS))).fetchone()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+PLANES: dict[str, Callable[[str], Plane]] = {"sdk": SdkPlane, "raw": RawPlane, "bare": BarePlane}
+
+
+def variant_order(repeat: int) -> list[str]:
+    """SDK first on even repeats, raw first on odd ones (the SDK/raw-only rows)."""
+    return rotate(("sdk", "raw"), repeat)
 
 
 def plane(variant: str, url: str) -> closing[Plane]:
     return closing(PLANES[variant](url))
 
 
-def reset(db: BenchDatabase) -> None:
-    """Empty the events and the queue, then ``BenchDatabase.reset`` (which checkpoints)."""
-    with psycopg.connect(db.url, autocommit=True) as conn:
-        for table in EVENT_TABLES:
-            conn.execute(f"truncate public.{table} cascade")
-    db.reset()
-
-
 def count_rows(db: BenchDatabase, table: str) -> int:
+    """Rows of this module's tenant in ``table`` (a history's rows are other tenants')."""
     with psycopg.connect(db.url, autocommit=True) as conn:
-        row = conn.execute(f"select count(*) from public.{table}").fetchone()
+        row = conn.execute(
+            f"select count(*) from {table} where tenant_id = %s", (TENANT_ID,)
+        ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _measurements(
+    stages: list[Stage], base: str, operation: str, **fields: Any
+) -> dict[str, Measurement]:
+    """One ``Measurement`` per stage (one, or empty + history under ``--history``)."""
+    return {
+        stage.key: Measurement(
+            name=stage.name(base),
+            operation=stage.operation(operation),
+            stage=stage.key,
+            base=base,
+            **fields,
+        )
+        for stage in stages
+    }
 
 
 # -- submit_event, submit_events, request_job ------------------------------------------
 
 
 def measure_submit_event(
-    db: BenchDatabase, config: BenchConfig, sizes: Sizes
-) -> tuple[Measurement, Latency]:
+    stages: list[Stage], config: BenchConfig, sizes: Sizes
+) -> list[tuple[Measurement, Latency]]:
     """One call per event on one connection; every call timed (throughput and latency)."""
-    m = Measurement(
-        name="submit_event",
-        operation="submit_event, one call per event",
+    ms = _measurements(
+        stages,
+        "submit_event",
+        "submit_event, one call per event",
         unit="events/s",
-        target=TARGETS["submit_event"],
+        target=SINGLE_CALL_TARGET,
         params={"events": sizes.single_events, "warmup": sizes.single_warmup, "triggers": 0},
     )
-    lat = Latency(name="submit_event_latency", operation="submit_event, one call")
+    lats = {
+        stage.key: Latency(
+            name=stage.name("submit_event_latency"),
+            operation=stage.operation("submit_event, one call"),
+        )
+        for stage in stages
+    }
     payloads = [event_payload(i) for i in range(sizes.single_events)]
     clock = time.perf_counter
-    for repeat in range(config.repeats):
-        for variant in variant_order(repeat):
-            reset(db)
-            with plane(variant, db.url) as p:
-                for i in range(sizes.single_warmup):
-                    p.submit_event(event_payload(-1 - i))
-                samples = [0.0] * len(payloads)
-                cpu_began = time.process_time()
-                began = clock()
-                for i, item in enumerate(payloads):
-                    t = clock()
-                    p.submit_event(item)
-                    samples[i] = clock() - t
-                seconds = clock() - began
-                cpu_s = time.process_time() - cpu_began
-            stored = count_rows(db, "jobforge_events")
-            expected = sizes.single_events + sizes.single_warmup
-            if stored != expected:
-                m.valid = False
-                log(f"  submit_event {variant}: {stored} events stored, expected {expected}")
-            rate = m.series(variant).add(len(payloads), seconds, cpu_s, stored=stored)
-            lat.samples(variant).extend(samples)
-            log(f"  submit_event {variant}: {rate:,.0f} events/s")
-    return m, lat
+    for _repeat, variant, stage in blocks(config.repeats, VARIANTS, stages):
+        stage.db.reset()
+        m = ms[stage.key]
+        with plane(variant, stage.db.url) as p:
+            for i in range(sizes.single_warmup):
+                p.submit_event(event_payload(-1 - i))
+            samples = [0.0] * len(payloads)
+            cpu_began = time.process_time()
+            began = clock()
+            for i, item in enumerate(payloads):
+                t = clock()
+                p.submit_event(item)
+                samples[i] = clock() - t
+            seconds = clock() - began
+            cpu_s = time.process_time() - cpu_began
+        stored = count_rows(stage.db, EVENT_TABLE[variant])
+        expected = sizes.single_events + sizes.single_warmup
+        if stored != expected:
+            m.valid = False
+            log(f"  {m.name} {variant}: {stored} events stored, expected {expected}")
+        rate = m.series(variant).add(len(payloads), seconds, cpu_s, stored=stored)
+        lats[stage.key].samples(variant).extend(samples)
+        log(f"  {m.name} {variant}: {rate:,.0f} events/s")
+    return [(ms[stage.key], lats[stage.key]) for stage in stages]
 
 
-def measure_submit_events(db: BenchDatabase, config: BenchConfig, sizes: Sizes) -> Measurement:
+def measure_submit_events(
+    stages: list[Stage], config: BenchConfig, sizes: Sizes
+) -> list[Measurement]:
     """``submit_events`` with batches of 100 on one connection."""
     batch, batches = sizes.batch_size, sizes.batches
-    m = Measurement(
-        name=f"submit_events_{batch}",
-        operation=f"submit_events, batch of {batch:,}",
+    ms = _measurements(
+        stages,
+        f"submit_events_{batch}",
+        f"submit_events, batch of {batch:,}",
         unit="events/s",
-        target=TARGETS.get(f"submit_events_{batch}"),
+        target=EVENTS_BATCH_TARGET,
         params={"batch": batch, "batches": batches, "events": batch * batches, "triggers": 0},
     )
     work = [event_specs(i * batch, batch) for i in range(batches)]
-    for repeat in range(config.repeats):
-        for variant in variant_order(repeat):
-            reset(db)
-            with plane(variant, db.url) as p:
-                p.submit_events(event_specs(-batch - 1, batch))  # warm-up
-                cpu_began = time.process_time()
-                began = time.perf_counter()
-                done = sum(p.submit_events(events) for events in work)
-                seconds = time.perf_counter() - began
-                cpu_s = time.process_time() - cpu_began
-            if done != batch * batches:
-                raise BenchError(f"submit_events returned {done} rows for {batch * batches}")
-            rate = m.series(variant).add(done, seconds, cpu_s)
-            log(f"  submit_events_{batch} {variant}: {rate:,.0f} events/s")
-    return m
+    for _repeat, variant, stage in blocks(config.repeats, VARIANTS, stages):
+        stage.db.reset()
+        m = ms[stage.key]
+        with plane(variant, stage.db.url) as p:
+            p.submit_events(event_specs(-batch - 1, batch))  # warm-up
+            cpu_began = time.process_time()
+            began = time.perf_counter()
+            done = sum(p.submit_events(events) for events in work)
+            seconds = time.perf_counter() - began
+            cpu_s = time.process_time() - cpu_began
+        if done != batch * batches:
+            raise BenchError(f"submit_events returned {done} rows for {batch * batches}")
+        stored = count_rows(stage.db, EVENT_TABLE[variant])
+        if stored != batch * (batches + 1):
+            m.valid = False
+            log(f"  {m.name} {variant}: {stored} events stored, expected {batch * (batches + 1)}")
+        rate = m.series(variant).add(done, seconds, cpu_s, stored=stored)
+        log(f"  {m.name} {variant}: {rate:,.0f} events/s")
+    return [ms[stage.key] for stage in stages]
 
 
 def enable_template(db: BenchDatabase) -> None:
@@ -346,36 +411,40 @@ def enable_template(db: BenchDatabase) -> None:
         raise BenchError(f"could not enable template {TEMPLATE_KEY}")
 
 
-def measure_request_job(db: BenchDatabase, config: BenchConfig, sizes: Sizes) -> Measurement:
+def measure_request_job(
+    stages: list[Stage], config: BenchConfig, sizes: Sizes
+) -> list[Measurement]:
     """``request_job`` of an enabled, non-action template: template lookup, input-schema
     check, enqueue and audit, one commit per request."""
-    m = Measurement(
-        name="request_job",
-        operation=f"request_job ({TEMPLATE_KEY}), one call per job",
+    ms = _measurements(
+        stages,
+        "request_job",
+        f"request_job ({TEMPLATE_KEY}), one call per job",
         unit="requests/s",
-        target=TARGETS["request_job"],
+        target=SINGLE_CALL_TARGET,
         params={"requests": sizes.requests, "warmup": sizes.request_warmup, "inputs": INPUTS},
     )
-    enable_template(db)
-    for repeat in range(config.repeats):
-        for variant in variant_order(repeat):
-            reset(db)
-            with plane(variant, db.url) as p:
-                for _ in range(sizes.request_warmup):
-                    p.request_job()
-                cpu_began = time.process_time()
-                began = time.perf_counter()
-                for _ in range(sizes.requests):
-                    p.request_job()
-                seconds = time.perf_counter() - began
-                cpu_s = time.process_time() - cpu_began
-            jobs = count_rows(db, "jobforge_jobs")
-            if jobs != sizes.requests + sizes.request_warmup:
-                m.valid = False
-                log(f"  request_job {variant}: {jobs} jobs, expected more")
-            rate = m.series(variant).add(sizes.requests, seconds, cpu_s, stored_jobs=jobs)
-            log(f"  request_job {variant}: {rate:,.0f} requests/s")
-    return m
+    for stage in stages:
+        enable_template(stage.db)
+    for _repeat, variant, stage in blocks(config.repeats, VARIANTS, stages):
+        stage.db.reset()
+        m = ms[stage.key]
+        with plane(variant, stage.db.url) as p:
+            for _ in range(sizes.request_warmup):
+                p.request_job()
+            cpu_began = time.process_time()
+            began = time.perf_counter()
+            for _ in range(sizes.requests):
+                p.request_job()
+            seconds = time.perf_counter() - began
+            cpu_s = time.process_time() - cpu_began
+        jobs = count_rows(stage.db, JOB_TABLE[variant])
+        if jobs != sizes.requests + sizes.request_warmup:
+            m.valid = False
+            log(f"  {m.name} {variant}: {jobs} jobs, expected more")
+        rate = m.series(variant).add(sizes.requests, seconds, cpu_s, stored_jobs=jobs)
+        log(f"  {m.name} {variant}: {rate:,.0f} requests/s")
+    return [ms[stage.key] for stage in stages]
 
 
 # -- list_events on a loaded table -----------------------------------------------------
@@ -544,7 +613,6 @@ def measure_list_events(
             name=f"list_events_{kind}",
             operation=f"list_events, {description}, limit 100 ({loaded.count:,} events)",
             unit="pages/s",
-            target=None,
             params={
                 "events": loaded.count,
                 "tenants": LOAD_TENANTS,
@@ -705,25 +773,35 @@ def _explain_copy(db: BenchDatabase, query: ListQuery) -> str:
 
 
 def run(config: BenchConfig) -> ModuleResult:
-    """Every measurement of this module, on one scratch database."""
+    """Every measurement of this module, on one scratch database (or, under
+    ``--history``, the contract's rows on the empty and the history database)."""
     sizes = QUICK if config.quick else FULL
     result = ModuleResult(name=NAME)
     began = time.perf_counter()
-    with scratch_database(config.server_url) as db:
+    log(f"  jobforge_sdk from {SDK_PATH}")
+    with contextlib.ExitStack() as stack:
+        own = None
+        if config.history is None:
+            own = stack.enter_context(scratch_database(config.server_url))
+            bare.install(own.url)
+        stages = stages_of(config, own)
+        for stage in stages:
+            stage.db.live_tenants = (TENANT_ID,)
 
         def single() -> None:
-            m, lat = measure_submit_event(db, config, sizes)
-            result.measurements.append(m)
-            result.latencies.append(lat)
+            for m, lat in measure_submit_event(stages, config, sizes):
+                result.measurements.append(m)
+                result.latencies.append(lat)
 
         def batch() -> None:
-            result.measurements.append(measure_submit_events(db, config, sizes))
+            result.measurements.extend(measure_submit_events(stages, config, sizes))
 
         def listing() -> None:
-            measure_list_events(db, config, sizes, result)
+            if own is not None:
+                measure_list_events(own, config, sizes, result)
 
         def request() -> None:
-            result.measurements.append(measure_request_job(db, config, sizes))
+            result.measurements.extend(measure_request_job(stages, config, sizes))
 
         steps: list[tuple[str, Callable[[], None]]] = [
             ("submit_event", single),
@@ -731,6 +809,8 @@ def run(config: BenchConfig) -> ModuleResult:
             ("request_job", request),
             ("list_events", listing),
         ]
+        if config.history is not None:  # list_events has its own million events
+            steps = [step for step in steps if step[0] != "list_events"]
         for name, step in steps:
             if not config.wants(name):
                 continue
@@ -740,6 +820,9 @@ def run(config: BenchConfig) -> ModuleResult:
             except (BenchError, JobForgeError, psycopg.Error, OSError) as exc:
                 log(f"{NAME}.{name} failed: {exc}")
                 result.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+        if config.history is not None:
+            for stage in stages:
+                stage.db.reset()  # leave the pair as found for the next module
     result.seconds = time.perf_counter() - began
     for m in result.measurements:
         if not m.valid:

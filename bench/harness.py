@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import jobforge_sdk
-from jobforge_sdk.tooling.migrate import Migrator
+from jobforge_sdk.tooling.migrate import Migrator, migrations_dir
 
 __all__ = [
     "DEFAULT_SERVER_URL",
@@ -44,18 +45,24 @@ __all__ = [
     "BenchDatabase",
     "BenchError",
     "Block",
+    "HistoryPair",
     "Latency",
     "Measurement",
     "ModuleResult",
     "Series",
+    "Stage",
     "Table",
+    "Target",
+    "blocks",
     "check_durable",
     "log",
     "machine_info",
     "percentile",
     "redact",
+    "rotate",
     "scratch_database",
     "server_settings",
+    "stages_of",
 ]
 
 SERVER_URL_ENV = "JOBFORGE_BENCH_DATABASE_URL"
@@ -64,8 +71,24 @@ DATABASE_PREFIX = "jobforge_bench_"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The tables a measurement may fill; emptied between measurements so that queue depth,
-# dead tuples and index size left by one run do not slow down the next.
-QUEUE_TABLES = ("jobforge_job_results", "jobforge_job_attempts", "jobforge_jobs")
+# dead tuples and index size left by one run do not slow down the next. Those a tree does
+# not have are skipped (jobforge_job_results is gone since c23d9e5); the bare yardstick
+# tables (bench/bare.py) are emptied with them.
+QUEUE_TABLES = (
+    "public.jobforge_job_results",
+    "public.jobforge_job_attempts",
+    "public.jobforge_jobs",
+    "public.jobforge_events",
+    "bench_bare.jobs",
+    "bench_bare.events",
+)
+# Emptied by ON DELETE CASCADE from jobforge_jobs (found through their job_id index).
+CASCADED_TABLES = ("public.jobforge_job_results", "public.jobforge_job_attempts")
+
+# The SDK and the SQL under test: printed at start and in the report, so a run of another
+# tree (a git worktree on PYTHONPATH) shows that it measured that tree.
+SDK_PATH = str(Path(jobforge_sdk.__file__).resolve().parent)
+MIGRATIONS_PATH = str(migrations_dir().resolve())
 
 # Server settings reported with every result: what decides whether two runs are comparable.
 REPORTED_SETTINGS = (
@@ -104,6 +127,9 @@ class BenchConfig:
     quick: bool = False
     repeats: int = 3
     only: frozenset[str] = frozenset()
+    # Set by ``--history``: measure the contract's rows on an empty database and on one
+    # holding a history, alternating, instead of the usual run.
+    history: HistoryPair | None = None
 
     def wants(self, measurement: str) -> bool:
         return not self.only or measurement in self.only
@@ -128,11 +154,30 @@ def redact(url: str) -> str:
 
 @dataclass
 class BenchDatabase:
-    """A migrated database that belongs to one benchmark run and nobody else."""
+    """A migrated database that belongs to one benchmark run and nobody else.
+
+    ``history`` is set on a database preloaded with a history (``bench/history.py``): its
+    reset then deletes only the rows of ``live_tenants`` (the tenants the measurements
+    write as) instead of truncating, and vacuums what it deleted.
+    """
 
     name: str
     url: str
     can_checkpoint: bool = True
+    history: dict[str, Any] | None = None
+    live_tenants: tuple[uuid.UUID, ...] = ()
+    _tables: list[str] | None = None
+
+    def tables(self, conn: psycopg.Connection[Any]) -> list[str]:
+        """The tables of ``QUEUE_TABLES`` this database has (looked up once)."""
+        if self._tables is None:
+            row = conn.execute(
+                "select array(select t from unnest(%s::text[]) with ordinality as u (t, o)"
+                " where pg_catalog.to_regclass(t) is not null order by o)",
+                (list(QUEUE_TABLES),),
+            ).fetchone()
+            self._tables = list(row[0]) if row else []
+        return self._tables
 
     def reset(self) -> None:
         """Empty the queue tables and flush dirty pages, so the next measurement starts
@@ -140,12 +185,28 @@ class BenchDatabase:
 
         TRUNCATE gives the tables new files (no bloat carried over); CASCADE also empties
         tables of later migrations that reference jobs (safe: the database is ours alone).
-        CHECKPOINT needs
-        superuser or ``pg_checkpoint``; without it the step is skipped and reported.
+        With a history, the live tenants' rows are deleted instead (children of jobs go by
+        their ON DELETE CASCADE) and the tables vacuumed with index cleanup, so dead
+        tuples do not pile up from run to run. CHECKPOINT needs superuser or
+        ``pg_checkpoint``; without it the step is skipped and reported.
         """
-        tables = sql.SQL(", ").join(sql.Identifier("public", t) for t in QUEUE_TABLES)
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("truncate {} cascade").format(tables))
+            tables = self.tables(conn)
+            if self.history is None:
+                names = sql.SQL(", ").join(sql.SQL(t) for t in tables)
+                conn.execute(sql.SQL("truncate {} cascade").format(names))
+            else:
+                tenants = list(self.live_tenants)
+                for table in tables:
+                    if table not in CASCADED_TABLES:
+                        conn.execute(
+                            sql.SQL("delete from {} where tenant_id = any (%s)").format(
+                                sql.SQL(table)
+                            ),
+                            (tenants,),
+                        )
+                for table in tables:
+                    conn.execute(sql.SQL("vacuum (index_cleanup on) {}").format(sql.SQL(table)))
             if self.can_checkpoint:
                 try:
                     conn.execute("checkpoint")
@@ -153,11 +214,71 @@ class BenchDatabase:
                     self.can_checkpoint = False
                     log("no privilege to CHECKPOINT between measurements; skipping it")
 
-    def analyze(self) -> None:
+    def analyze(self, table: str = "public.jobforge_jobs") -> None:
         """Fresh planner statistics after a bulk load, as autovacuum would give a queue that
         has been running for a while; without it the plan depends on when autovacuum ran."""
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute("analyze public.jobforge_jobs")
+            conn.execute(sql.SQL("analyze {}").format(sql.SQL(table)))
+
+
+@dataclass(frozen=True)
+class HistoryPair:
+    """``--history``: two migrated databases of the same run, one empty and one holding a
+    history of finished jobs and events (``bench/history.py``); ``load`` describes it."""
+
+    empty: BenchDatabase
+    history: BenchDatabase
+    load: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A database a measurement runs on: the module's own (``key`` empty), or one of the
+    ``--history`` pair (``empty``, ``history``). Each stage gets its own ``Measurement``."""
+
+    key: str
+    db: BenchDatabase
+    label: str = ""
+
+    def name(self, base: str) -> str:
+        return f"{base}@{self.key}" if self.key else base
+
+    def operation(self, text: str) -> str:
+        return f"{text} [{self.label}]" if self.label else text
+
+
+def stages_of(config: BenchConfig, db: BenchDatabase | None) -> list[Stage]:
+    """The stages of a module: its own database, or the ``--history`` pair."""
+    if config.history is None:
+        if db is None:
+            raise BenchError("no database to measure on")
+        return [Stage("", db)]
+    pair = config.history
+    return [
+        Stage("empty", pair.empty, "empty tables"),
+        Stage("history", pair.history, str(pair.load.get("label", "with history"))),
+    ]
+
+
+def rotate(items: Sequence[Any], repeat: int) -> list[Any]:
+    """``items`` rotated by ``repeat``: each comes first in turn, so a slow drift in machine
+    load hits every variant alike instead of always the last one."""
+    if not items:
+        return []
+    k = repeat % len(items)
+    return list(items[k:]) + list(items[:k])
+
+
+def blocks(
+    repeats: int, variants: Sequence[str], stages: Sequence[Stage]
+) -> Iterator[tuple[int, str, Stage]]:
+    """The order of the timed blocks: per repeat, every variant (rotated), and for each
+    variant every stage (rotated), so the empty and history blocks of one variant run next
+    to each other and the variants of one stage within a few blocks."""
+    for repeat in range(repeats):
+        for variant in rotate(variants, repeat):
+            for stage in rotate(stages, repeat):
+                yield repeat, variant, stage
 
 
 @contextlib.contextmanager
@@ -255,51 +376,126 @@ class Series:
         }
 
 
+# docs/architecture.md, "Performance targets": a single SDK call may take at most 1.10x
+# the time of the raw call, i.e. SDK/raw throughput >= 1/1.10; everything within 1.2x
+# with a history present, i.e. history/empty throughput >= 1/1.2.
+SINGLE_CALL_MAX_SLOWDOWN = 1.10
+HISTORY_MAX_SLOWDOWN = 1.2
+
+
+@dataclass(frozen=True)
+class Target:
+    """A row's target in the performance contract: minimum throughput ratios, each
+    measured in one run with the blocks alternated (``None``: no such condition)."""
+
+    sdk_bare: float | None = None
+    sdk_raw: float | None = None
+    raw_bare: float | None = None
+
+    def conditions(self) -> list[tuple[str, float]]:
+        """(ratio name, minimum) for each condition this target sets."""
+        return [
+            (name, float(value))
+            for name, value in (
+                ("sdk_bare", self.sdk_bare),
+                ("sdk_raw", self.sdk_raw),
+                ("raw_bare", self.raw_bare),
+            )
+            if value is not None
+        ]
+
+    def as_dict(self) -> dict[str, float]:
+        return dict(self.conditions())
+
+
+BATCH_TARGET = Target(sdk_bare=0.7)
+EVENTS_BATCH_TARGET = Target(sdk_bare=0.6)
+SINGLE_CALL_TARGET = Target(sdk_raw=1 / SINGLE_CALL_MAX_SLOWDOWN, raw_bare=0.8)
+
+VARIANTS = ("sdk", "raw", "bare")
+
+
+def _ratio(a: Series, b: Series) -> float:
+    if not a.runs or not b.runs or not b.median:
+        return math.nan
+    return a.median / b.median
+
+
+def _paired(a: Series, b: Series) -> list[float]:
+    return [x / y for x, y in zip(a.rates, b.rates, strict=False) if y > 0]
+
+
 @dataclass
 class Measurement:
-    """One row of the report: the same operation through the SDK and through raw SQL.
+    """One row of the report: the same operation through the SDK, through a raw call of
+    the same SQL function, and (where the contract has one) through the bare yardstick
+    (``bench/bare.py``), in the same run.
 
-    ``target`` is the figure for the SDK (jobs/s), ``None`` where docs/architecture.md sets none.
-    ``ratio`` is median SDK rate / median raw rate; ``paired_ratios`` divides runs that ran
-    next to each other, which is less sensitive to load that changes during the run.
+    Ratios are of median rates (``sdk_bare`` = median SDK rate / median bare rate); the
+    ``paired`` ones divide runs that ran next to each other, which is less sensitive to
+    load that changes during the run. ``target`` is the contract's condition for the row
+    (``None`` where it sets none). ``stage`` is set under ``--history`` (``empty`` or
+    ``history``), and ``base`` is then the name shared by the two stages.
     """
 
     name: str
     operation: str
     unit: str
-    target: float | None
     params: dict[str, Any]
+    target: Target | None = None
+    stage: str = ""
+    base: str = ""
     sdk: Series = field(default_factory=Series)
     raw: Series = field(default_factory=Series)
+    bare: Series = field(default_factory=Series)
     extra: dict[str, Any] = field(default_factory=dict)
     valid: bool = True
 
     def series(self, variant: str) -> Series:
-        """``sdk`` or ``raw``."""
-        return {"sdk": self.sdk, "raw": self.raw}[variant]
+        """``sdk``, ``raw`` or ``bare``."""
+        return {"sdk": self.sdk, "raw": self.raw, "bare": self.bare}[variant]
 
     @property
     def ratio(self) -> float:
-        if not self.sdk.runs or not self.raw.runs:
-            return math.nan
-        return self.sdk.median / self.raw.median
+        """SDK/raw, as before the yardstick existed."""
+        return _ratio(self.sdk, self.raw)
 
-    @property
-    def paired_ratios(self) -> list[float]:
-        return [s / r for s, r in zip(self.sdk.rates, self.raw.rates, strict=False) if r > 0]
+    def ratios(self) -> dict[str, float]:
+        return {
+            "sdk_raw": _ratio(self.sdk, self.raw),
+            "sdk_bare": _ratio(self.sdk, self.bare),
+            "raw_bare": _ratio(self.raw, self.bare),
+        }
+
+    def meets_target(self) -> bool | None:
+        if self.target is None:
+            return None
+        ratios = self.ratios()
+        values = [(ratios[name], minimum) for name, minimum in self.target.conditions()]
+        if any(math.isnan(value) for value, _ in values):
+            return None
+        return all(value >= minimum for value, minimum in values)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "base": self.base or self.name,
+            "stage": self.stage,
             "operation": self.operation,
             "unit": self.unit,
-            "target": self.target,
+            "target": None if self.target is None else self.target.as_dict(),
             "params": self.params,
             "sdk": self.sdk.as_dict(),
             "raw": self.raw.as_dict(),
+            "bare": self.bare.as_dict(),
+            "ratios": self.ratios(),
             "sdk_raw_ratio": self.ratio,
-            "paired_ratios": self.paired_ratios,
-            "meets_target": None if self.target is None else self.sdk.median >= self.target,
+            "paired_ratios": {
+                "sdk_raw": _paired(self.sdk, self.raw),
+                "sdk_bare": _paired(self.sdk, self.bare),
+                "raw_bare": _paired(self.raw, self.bare),
+            },
+            "meets_target": self.meets_target(),
             "valid": self.valid,
             **({"extra": self.extra} if self.extra else {}),
         }
@@ -307,7 +503,7 @@ class Measurement:
 
 @dataclass
 class Latency:
-    """Per-call latency of one operation, SDK and raw, in seconds (reported in ms).
+    """Per-call latency of one operation, SDK, raw and bare, in seconds (reported in ms).
 
     ``shown`` names the quantiles the Markdown report prints (all of ``QUANTILES`` are in
     the JSON); ``targets`` maps some of them to a target in ms. A latency measured only
@@ -319,14 +515,15 @@ class Latency:
     operation: str
     sdk: list[float] = field(default_factory=list)
     raw: list[float] = field(default_factory=list)
+    bare: list[float] = field(default_factory=list)
     shown: tuple[str, ...] = ("p50", "p99")
     targets: dict[str, float] = field(default_factory=dict)
 
     QUANTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 
     def samples(self, variant: str) -> list[float]:
-        """``sdk`` or ``raw``."""
-        return {"sdk": self.sdk, "raw": self.raw}[variant]
+        """``sdk``, ``raw`` or ``bare``."""
+        return {"sdk": self.sdk, "raw": self.raw, "bare": self.bare}[variant]
 
     def summary(self, samples: Sequence[float]) -> dict[str, float]:
         out = {f"p{q:g}_ms": percentile(samples, q) * 1e3 for q in self.QUANTILES}
@@ -343,6 +540,7 @@ class Latency:
             "targets_ms": self.targets,
             "sdk": self.summary(self.sdk),
             "raw": self.summary(self.raw),
+            "bare": self.summary(self.bare),
         }
 
 
@@ -502,6 +700,8 @@ def machine_info(server_url: str, settings: dict[str, str]) -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "psycopg": psycopg.__version__,
         "jobforge_sdk": jobforge_sdk.__version__,
+        "jobforge_sdk_path": SDK_PATH,
+        "migrations_dir": MIGRATIONS_PATH,
         "git_revision": _git_revision(),
         "postgres": settings,
         "postgres_host": host,
