@@ -1851,6 +1851,53 @@ $$;
 comment on function public.jobforge_heartbeat_job is
   'Record that the worker holding a running job is alive. service_role only.';
 
+-- One heartbeat for every job a worker holds: one statement and one commit per beat,
+-- however many jobs run. A job the worker no longer holds (canceled, or reaped after a
+-- stall) is not an error here: it is left out of the answer, which is how the worker
+-- learns of it.
+create function public.jobforge_heartbeat_jobs(p_worker_id text, p_job_ids uuid[])
+returns json
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_reason text;
+  v_held json;
+begin
+  perform jobforge_private.assert_service_role();
+  v_reason := jobforge_private.worker_id_error(p_worker_id);
+  if v_reason is not null then
+    perform jobforge_private.invalid('worker_id', v_reason);
+  end if;
+  if p_job_ids is null or pg_catalog.cardinality(p_job_ids) = 0 then
+    perform jobforge_private.invalid('job_ids', 'must be a non-empty array');
+  end if;
+  if pg_catalog.cardinality(p_job_ids) > 1000 then
+    perform jobforge_private.invalid('job_ids', 'at most 1000 jobs per heartbeat');
+  end if;
+  if pg_catalog.array_position(p_job_ids, null) is not null then
+    perform jobforge_private.invalid('job_ids', 'must not contain null');
+  end if;
+
+  with beaten as (
+    update public.jobforge_jobs j
+    set heartbeat_at = now()
+    where j.id = any (p_job_ids)
+      and j.status = 'running'
+      and j.locked_by = p_worker_id
+    returning j.id
+  )
+  select coalesce(pg_catalog.json_agg(b.id order by b.id), '[]'::json)
+  into v_held
+  from beaten b;
+  return v_held;
+end
+$$;
+
+comment on function public.jobforge_heartbeat_jobs is
+  'Heartbeat every listed job the worker still holds; answers the ids it holds (the others are gone). service_role only.';
+
 -- The retry policy: after attempt n fails, wait 2^(n-1) seconds, at most an hour.
 -- jobforge_complete_jobs writes the same expression out rather than calling this once per
 -- failed job (see there).
@@ -5679,6 +5726,7 @@ grant execute on function
   -- 25_workers
   public.jobforge_claim_jobs,
   public.jobforge_heartbeat_job,
+  public.jobforge_heartbeat_jobs,
   public.jobforge_complete_job,
   public.jobforge_complete_jobs,
   public.jobforge_release_job,

@@ -70,6 +70,7 @@ grant execute on function
   -- 25_workers
   public.jobforge_claim_jobs,
   public.jobforge_heartbeat_job,
+  public.jobforge_heartbeat_jobs,
   public.jobforge_complete_job,
   public.jobforge_complete_jobs,
   public.jobforge_release_job,

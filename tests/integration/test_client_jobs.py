@@ -332,6 +332,18 @@ def test_complete_jobs_finishes_a_batch_all_or_nothing(client: Any) -> None:
     assert info.value.field == "results[0]"
 
 
+def test_heartbeat_jobs_answers_the_jobs_still_held(client: Any) -> None:
+    tenant = uuid.uuid4()
+    job_type = _type()
+    client.enqueue_jobs(tenant_id=tenant, jobs=[{"type": job_type}] * 2)
+    first, second = client.claim_jobs(worker_id="w", limit=2, types=[job_type])
+    client.cancel_job(job_id=second.id, tenant_id=tenant)
+    assert client.heartbeat_jobs(worker_id="w", job_ids=[first.id, second.id]) == [first.id]
+    with pytest.raises(InvalidInputError) as info:
+        client.heartbeat_jobs(worker_id="w", job_ids=[])
+    assert info.value.field == "job_ids"
+
+
 def test_release_hands_a_job_back_without_counting_the_attempt(client: Any) -> None:
     tenant = uuid.uuid4()
     job_type = _type()

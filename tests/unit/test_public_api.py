@@ -116,6 +116,7 @@ def test_sync_and_async_clients_expose_the_same_operations() -> None:
         "enqueue_job_ids",
         "claim_jobs",
         "heartbeat_job",
+        "heartbeat_jobs",
         "complete_job",
         "complete_jobs",
         "reap_stale_jobs",

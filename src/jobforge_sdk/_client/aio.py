@@ -123,6 +123,7 @@ class AsyncJobForgeClient(ClientBase):
     enqueue_job_ids = AsyncMethod(queue.enqueue_job_ids)
     claim_jobs = AsyncMethod(queue.claim_jobs)
     heartbeat_job = AsyncMethod(queue.heartbeat_job)
+    heartbeat_jobs = AsyncMethod(queue.heartbeat_jobs)
     complete_job = AsyncMethod(queue.complete_job)
     complete_jobs = AsyncMethod(queue.complete_jobs)
     release_job = AsyncMethod(queue.release_job)

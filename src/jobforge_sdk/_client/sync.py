@@ -153,6 +153,7 @@ class JobForgeClient(ClientBase):
     enqueue_job_ids = SyncMethod(queue.enqueue_job_ids)
     claim_jobs = SyncMethod(queue.claim_jobs)
     heartbeat_job = SyncMethod(queue.heartbeat_job)
+    heartbeat_jobs = SyncMethod(queue.heartbeat_jobs)
     complete_job = SyncMethod(queue.complete_job)
     complete_jobs = SyncMethod(queue.complete_jobs)
     release_job = SyncMethod(queue.release_job)

@@ -33,6 +33,7 @@ from jobforge_sdk.models.jobs import (
     FindJobParams,
     GetJobParams,
     HeartbeatJobParams,
+    HeartbeatJobsParams,
     JobAttemptRow,
     JobCompletion,
     JobResultRow,
@@ -56,6 +57,7 @@ __all__ = [
     "get_job",
     "get_result",
     "heartbeat_job",
+    "heartbeat_jobs",
     "list_job_attempts",
     "list_jobs",
     "reap_stale_jobs",
@@ -119,6 +121,14 @@ def heartbeat_job(*, job_id: UUID | str, worker_id: str) -> RpcCall[JobRow]:
     """Tell the queue the worker holding ``job_id`` is still alive."""
     params = validate(HeartbeatJobParams, locals())
     return RpcCall("jobforge_heartbeat_job", params.rpc_args(), parse_one(JobRow))
+
+
+@operation()
+def heartbeat_jobs(*, worker_id: str, job_ids: list[UUID] | list[str]) -> RpcCall[list[UUID]]:
+    """Heartbeat every listed job in one statement; answers the ids ``worker_id`` still
+    holds (a job left out was canceled or reaped: stop working on it)."""
+    params = validate(HeartbeatJobsParams, locals())
+    return RpcCall("jobforge_heartbeat_jobs", params.rpc_args(), parse_uuids)
 
 
 @operation()

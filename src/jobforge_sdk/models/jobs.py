@@ -145,6 +145,11 @@ class HeartbeatJobParams(Params):
     worker_id: NonEmptyStr
 
 
+class HeartbeatJobsParams(Params):
+    worker_id: NonEmptyStr
+    job_ids: Annotated[list[UUID], Field(min_length=1, max_length=MAX_BATCH)]
+
+
 class _Outcome(Params):
     """How a held job ended: shared by ``complete_job`` and each ``complete_jobs`` item."""
 

@@ -77,6 +77,7 @@ SERVICE_ROLE_ONLY_RPCS = frozenset(
         # 25_workers
         "jobforge_claim_jobs",
         "jobforge_heartbeat_job",
+        "jobforge_heartbeat_jobs",
         "jobforge_complete_job",
         "jobforge_complete_jobs",
         "jobforge_release_job",
@@ -107,6 +108,7 @@ VALUE_BY_NAME: dict[str, Callable[[], Any]] = {
     "p_type": lambda: "t.matrix",
     "p_jobs": lambda: [{"type": "t.matrix"}],
     "p_types": lambda: ["t.matrix"],
+    "p_job_ids": lambda: [uuid.uuid4()],
     "p_worker_id": lambda: "matrix-worker",
     "p_status": lambda: "succeeded",
     "p_results": lambda: [{"job_id": str(uuid.uuid4()), "status": "succeeded"}],

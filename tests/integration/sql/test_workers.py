@@ -594,3 +594,40 @@ def test_complete_jobs_names_a_job_id_that_is_not_a_uuid_and_takes_any_uuid_spel
         p_results=[{"job_id": first["id"], "status": "succeeded"}],
         p_returning="all",
     )
+
+
+def test_heartbeat_jobs_beats_every_held_job_in_one_call_and_leaves_out_the_rest(
+    svc: RoleSession, admin_conn: psycopg.Connection[Any], tenant: str, jtype: str
+) -> None:
+    for _ in range(3):
+        enqueue(svc, tenant, jtype)
+    held = [j["id"] for j in claim(svc, "w", [jtype], limit=2)]
+    (other,) = [j["id"] for j in claim(svc, "other", [jtype], limit=1)]
+    admin_conn.execute(
+        "update public.jobforge_jobs set heartbeat_at = now() - interval '1 hour'"
+        " where tenant_id = %s",
+        (tenant,),
+    )
+    unknown = str(uuid.uuid4())
+    answer = svc.call("jobforge_heartbeat_jobs", p_worker_id="w", p_job_ids=[*held, other, unknown])
+    assert sorted(answer) == sorted(held)
+    beats = dict(
+        admin_conn.execute(
+            "select id::text, heartbeat_at > now() - interval '1 minute'"
+            " from public.jobforge_jobs where tenant_id = %s",
+            (tenant,),
+        ).fetchall()
+    )
+    assert beats == {held[0]: True, held[1]: True, other: False}
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"p_worker_id": "w", "p_job_ids": []}, "job_ids: must be a non-empty array"),
+        ({"p_worker_id": "w", "p_job_ids": None}, "job_ids: must be a non-empty array"),
+        ({"p_worker_id": "w", "p_job_ids": [held[0], None]}, "job_ids: must not contain null"),
+        ({"p_worker_id": "", "p_job_ids": held}, "worker_id: must not be empty"),
+        (
+            {"p_worker_id": "w", "p_job_ids": [str(uuid.uuid4()) for _ in range(1001)]},
+            "job_ids: at most 1000 jobs per heartbeat",
+        ),
+    ]
+    for args, message in cases:
+        expect_error("PT400", message, svc, "jobforge_heartbeat_jobs", **args)
