@@ -26,9 +26,11 @@ rotating order, so load that drifts during the run hits all of them):
 How the systems are driven, and why:
 
 * JobForge: the SDK, as in ``core_queue`` and ``worker_latency`` (sync client on psycopg;
-  ``Worker`` with ``concurrency`` executor threads, ``batch_size = min(2c, 100)``,
-  completions as the Worker reports them: one ``complete_jobs`` call per loop turn for
-  all finished jobs since ffaed04).
+  ``Worker`` with ``concurrency`` executor threads and its default claim size (2c),
+  completions as the Worker reports them: batched ``complete_jobs`` calls from a
+  reporter thread). Batch enqueue is ``enqueue_job_ids``, which answers the new ids as
+  pgqueuer's ``enqueue`` and procrastinate's ``batch_defer`` do (``enqueue_jobs`` also
+  builds and returns every row; core_queue measures both).
 * pgqueuer: producer ``SyncQueries`` on a psycopg connection (its sync producer API);
   worker ``QueueManager`` on one asyncpg connection, its primary driver. (Its psycopg
   driver shares the one connection between queries and a ``notifies()`` wait of up to
@@ -264,11 +266,11 @@ class JobForge:
     def enqueue_batches(self, batches: list[list[dict[str, Any]]]) -> float:
         self.db.reset()
         with self._client() as client:
-            client.enqueue_jobs(tenant_id=TENANT, jobs=_jobforge_specs(batches[0]))
+            client.enqueue_job_ids(tenant_id=TENANT, jobs=_jobforge_specs(batches[0]))
             work = [_jobforge_specs(items) for items in batches]
             began = time.perf_counter()
             for specs in work:
-                client.enqueue_jobs(tenant_id=TENANT, jobs=specs)
+                client.enqueue_job_ids(tenant_id=TENANT, jobs=specs)
             return time.perf_counter() - began
 
     def drain(self, jobs: int, concurrency: int) -> DrainRun:
@@ -786,7 +788,7 @@ def run(config: BenchConfig) -> ModuleResult:
         f"Jobs per run: {sizes.single_jobs:,} single enqueues, {sizes.batches * BATCH:,} in"
         f" batches, {sizes.drain_jobs:,} per drain, {sizes.latency_jobs:,} latency samples"
         f" (pooled over the runs for p50/p99).",
-        "Concurrency: JobForge Worker threads (batch_size min(2c, 100)); pgqueuer"
+        "Concurrency: JobForge Worker threads (its default claim size, 2c); pgqueuer"
         " batch_size c with max_concurrent_tasks 2c; procrastinate run_worker_async"
         " concurrency c. Completion: JobForge's Worker reports the jobs finished by each loop"
         " turn in one complete_jobs call, pgqueuer writes completions to its log in"

@@ -18,13 +18,14 @@ durable commit, which is where the notification is sent from; the breakdown tabl
 it off.
 
 Throughput: N jobs are enqueued in batches before the worker starts (setup, not timed);
-``run_until_idle`` then runs them with ``concurrency`` executor threads and ``batch_size =
-min(2 * concurrency, 100)``; jobs/s is N over the wall time of ``run_until_idle``. Jobs
-are completed however the Worker of the tree under test does it (since ffaed04: the claim
-loop reports all finished jobs with one ``complete_jobs`` call per turn, one by one only
-as a fallback), so this is the number to watch when that changes. The worker's client
-gets one pooled connection per executor thread plus one for the claim loop, so no thread
-waits for a connection. There is no raw-SQL twin of the worker, so these rows have
+``run_until_idle`` then runs them with ``concurrency`` executor threads and the Worker's
+default claim size (``concurrency + prefetch``, that is 2 * concurrency); jobs/s is N
+over the wall time of ``run_until_idle``. Jobs are completed however the Worker of the
+tree under test does it (since ffaed04 in one ``complete_jobs`` call per loop turn; since
+the reporter thread, from their own thread, overlapping the next claim), so this is the
+number to watch when that changes. The worker's client gets one pooled connection per
+executor thread plus one, so the claim loop and the reporter need not wait for one
+(no-op handlers use none). There is no raw-SQL twin of the worker, so these rows have
 no SDK/raw ratio.
 """
 
@@ -306,7 +307,6 @@ def run_throughput(db: BenchDatabase, jobs: int, concurrency: int) -> Throughput
             {JOB_TYPE: _noop},
             concurrency=concurrency,
             worker_id=worker_id,
-            batch_size=min(concurrency * 2, 100),
             poll_interval=1.0,
         )
         cpu_began = time.process_time()
@@ -399,7 +399,7 @@ def measure_throughput(
             params={
                 "jobs": sizes.throughput_jobs,
                 "concurrency": concurrency,
-                "batch_size": min(concurrency * 2, 100),
+                "batch_size": "Worker default (2 * concurrency)",
                 "pool_size": concurrency + 1,
                 "completion": "as the Worker does (see the module docstring)",
             },

@@ -291,6 +291,68 @@ class _Spy:
         return self._methods.get(name) or getattr(self._client, name)
 
 
+def test_fast_jobs_share_completion_calls(client: JobForgeClient, fresh_db_url: str) -> None:
+    """The reporter thread completes whatever finished while its last call was in
+    flight, so fast jobs do not cost a commit each."""
+    client.enqueue_jobs(tenant_id=TENANT, jobs=[{"type": "test.echo"}] * 200)
+    calls: list[int] = []
+    finish, complete_one = client._finish_jobs, client.complete_job
+
+    def batch(**kwargs: Any) -> Any:
+        calls.append(len(kwargs["results"]))
+        return finish(**kwargs)
+
+    def one(**kwargs: Any) -> Any:
+        calls.append(1)
+        return complete_one(**kwargs)
+
+    worker = Worker(client, handlers, concurrency=8)
+    worker.client = _Spy(client, _finish_jobs=batch, complete_job=one)  # type: ignore[assignment]
+    assert worker.run_until_idle(timeout=60) == 200
+    assert _status_counts(fresh_db_url) == {"succeeded": 200}
+    assert sum(calls) == 200
+    assert len(calls) < 200, "every job was completed on its own"
+
+
+def test_a_failed_report_does_not_stop_the_reporter(
+    client: JobForgeClient, fresh_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = JobRegistry()
+    together = threading.Barrier(4, timeout=10)
+
+    @registry.handler("test.together")
+    def run(ctx: JobContext) -> JsonValue:
+        together.wait()  # four finish at once: one batch per four jobs
+        return None
+
+    client.enqueue_jobs(tenant_id=TENANT, jobs=[{"type": "test.together"}] * 8)
+    finish, complete_one = client._finish_jobs, client.complete_job
+    failures: list[int] = []
+
+    def broken_once(size: int) -> None:
+        if not failures:
+            failures.append(size)
+            raise RuntimeError("the network ate it")
+
+    def batch(**kwargs: Any) -> Any:
+        broken_once(len(kwargs["results"]))
+        return finish(**kwargs)
+
+    def one(**kwargs: Any) -> Any:
+        broken_once(1)
+        return complete_one(**kwargs)
+
+    worker = Worker(client, registry, concurrency=4, batch_size=4, prefetch=0)
+    worker.client = _Spy(client, _finish_jobs=batch, complete_job=one)  # type: ignore[assignment]
+    with caplog.at_level(logging.ERROR, logger="jobforge_sdk.worker"):
+        assert worker.run_until_idle(timeout=30) == 8
+    lost = failures[0]
+    # The batch whose report failed stays held (the reaper hands it back); the reporter
+    # went on and completed the rest.
+    assert _status_counts(fresh_db_url) == {"running": lost, "succeeded": 8 - lost}
+    assert "reporting finished jobs failed" in caplog.text
+
+
 def test_an_idle_worker_wakes_on_the_enqueue_notification(
     client: JobForgeClient, fresh_db_url: str
 ) -> None:
