@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs, only where missing, the tools the Supabase-compatibility tests use:
+# Installs, only where missing, the tools the Supabase-compatibility and dashboard tests use:
 #   * pgbouncer (Debian package): a throwaway transaction-mode pooler per test
 #     (tests/support/pgbouncer.py starts its own; this script never leaves one running);
 #   * plpgsql_check for PostgreSQL ${JOBFORGE_PG_MAJOR:-15} (Debian package
 #     postgresql-15-plpgsql-check);
+#   * chromium (Debian package): the browser the dashboard tests drive through Playwright
+#     (tests/dashboard; Playwright is pointed at /usr/bin/chromium and downloads nothing);
 #   * the Supabase CLI, one pinned version, from npm into a cache folder. The npm package
 #     has no postinstall download: its binary ships in the optional dependency
 #     @supabase/cli-linux-x64 (musl / arm64 variants likewise), so a registry-only machine
@@ -61,6 +63,9 @@ deb_installed pgbouncer || wanted_debs+=(pgbouncer)
 if ! deb_installed "postgresql-${PG_MAJOR}-plpgsql-check" && [ ! -f "$PLPGSQL_CHECK_CONTROL" ]; then
   wanted_debs+=("postgresql-${PG_MAJOR}-plpgsql-check")
 fi
+if ! deb_installed chromium && [ ! -x /usr/bin/chromium ]; then
+  wanted_debs+=(chromium)
+fi
 if [ "${#wanted_debs[@]}" -gt 0 ]; then
   log "installing ${wanted_debs[*]}"
   apt_install "${wanted_debs[@]}"
@@ -81,6 +86,7 @@ fi
 PGBOUNCER="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
 [ -x "$PGBOUNCER" ] || die "pgbouncer not found after install"
 [ -f "$PLPGSQL_CHECK_CONTROL" ] || die "plpgsql_check for PostgreSQL $PG_MAJOR not found"
+[ -x /usr/bin/chromium ] || die "chromium not found at /usr/bin/chromium after install"
 
 # ---- Supabase CLI (npm) -----------------------------------------------------------------
 # Installed when the pinned version's package.json or its platform binary is missing;
@@ -126,4 +132,5 @@ plpgsql_check_version="$(sed -n "s/^default_version[[:space:]]*=[[:space:]]*'\([
 log "pgbouncer $("$PGBOUNCER" --version | head -n 1 | awk '{print $2}') at $PGBOUNCER"
 log "plpgsql_check ${plpgsql_check_version} at $PLPGSQL_CHECK_CONTROL"
 log "supabase CLI ${SUPABASE_CLI_VERSION} at $CLI_LINK -> $CLI_BINARY"
+log "chromium $(dpkg-query -W -f='${Version}' chromium 2>/dev/null || echo '?') at /usr/bin/chromium"
 printf 'SUPABASE_CLI=%s\n' "$CLI_LINK"

@@ -68,6 +68,7 @@ _ACCEPTED_BOOLS: Final = "one of " + ", ".join(BOOL_SPELLINGS)
 OTHER_SETTINGS: Final[tuple[str, ...]] = (
     "JOBFORGE_DATABASE_URL",  # JobForgeClient.from_env, the CLI, the migration runner
     "JOBFORGE_MCP_CLAIMS",  # jobforge mcp: the JWT claims to act as
+    "JOBFORGE_DASHBOARD_TOKEN",  # jobforge dashboard: the access token (--auth-token)
     # the test suite and CI tooling
     "JOBFORGE_PGBOUNCER",  # tests/support/pgbouncer.py: the pgbouncer binary
     "JOBFORGE_PG_MAJOR",  # scripts/ci_tools.sh: PostgreSQL major version
@@ -77,6 +78,7 @@ OTHER_SETTINGS: Final[tuple[str, ...]] = (
     "JOBFORGE_TEST_SLOW",  # tests/support/worker_app.py: slow handlers in a subprocess
     "JOBFORGE_SPLINTER_SQL",  # tests/support/splinter.py: a copy of splinter.sql
     "JOBFORGE_TOOLS_DIR",  # scripts/ci_tools.sh: cache folder for the CI tools
+    "JOBFORGE_UPDATE_SCREENSHOT",  # tests/dashboard: rewrite docs/dashboard-overview.png
 )
 
 

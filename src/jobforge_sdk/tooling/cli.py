@@ -307,8 +307,30 @@ def _cmd_worker(args: argparse.Namespace) -> int:
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        worker.run()
+        exporter = _serve_metrics(args, client)
+        try:
+            worker.run()
+        finally:
+            if exporter is not None:
+                exporter.shutdown()
     return EXIT_OK
+
+
+def _serve_metrics(args: argparse.Namespace, client: JobForgeClient) -> Any:
+    """``--metrics-port``: the Prometheus endpoint, with the queue gauges read through
+    the worker's client."""
+    if args.metrics_port is None:
+        return None
+    from jobforge_sdk import metrics
+
+    try:
+        server = metrics.serve(args.metrics_port, addr=args.metrics_host, client=client)
+    except OSError as exc:
+        raise UsageError(f"--metrics-port {args.metrics_port}: {exc.strerror or exc}") from None
+    logging.getLogger("jobforge_sdk.worker").info(
+        "metrics on http://%s:%d/metrics", args.metrics_host, server.server_address[1]
+    )
+    return server
 
 
 # -- token ------------------------------------------------------------------------------
@@ -588,6 +610,56 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- dashboard --------------------------------------------------------------------------
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    # Imported here: the dashboard needs the optional ``dashboard`` extra.
+    try:
+        from jobforge_sdk.dashboard.server import DashboardServer, check_bind
+        from jobforge_sdk.dashboard.settings import DashboardSettings, claims_tenants
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the dashboard needs the dashboard extra ({exc.name} is missing): "
+            "pip install 'jobforge-sdk[dashboard]'"
+        ) from None
+    token = args.auth_token or os.environ.get("JOBFORGE_DASHBOARD_TOKEN") or None
+    claims: dict[str, Any] | None = None
+    if args.user_jwt_claims:
+        try:
+            claims = json.loads(args.user_jwt_claims)
+        except ValueError:
+            raise UsageError("--user-jwt-claims: not JSON") from None
+        if not isinstance(claims, dict) or not claims_tenants(claims):
+            raise UsageError("--user-jwt-claims: an object whose app_metadata names a tenant")
+    try:
+        settings = DashboardSettings(
+            auth_token=token,
+            read_only=args.read_only,
+            operator=args.operator or f"dashboard:{os.environ.get('USER', 'operator')}",
+            tenants=claims_tenants(claims) if claims else None,
+            claims=claims,
+            refresh_seconds=args.refresh,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    # Every feature it reads on: the console shows what the database holds, whatever the
+    # switches of the apps that write it say (action jobs: nothing to read, and turning
+    # them on would ask for a policy-token secret).
+    flags = _flags(**{f.value: True for f in Feature if f is not Feature.ACTION_JOBS})
+    check_bind(args.host, settings)
+    with _client(args, flags) as service:
+        client = service.with_claims(claims) if claims else service
+        server = DashboardServer(client, settings, host=args.host, port=args.port)
+        print(
+            f"jobforge dashboard: http://{args.host}:{args.port}/"
+            f"{' (read-only)' if settings.read_only else ''}",
+            file=sys.stderr,
+        )
+        server.run()
+    return EXIT_OK
+
+
 # -- parser -----------------------------------------------------------------------------
 
 
@@ -682,6 +754,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--stale-after", type=float, default=120.0, help="seconds without heartbeat = lost"
     )
     worker.add_argument("--worker-id")
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics on this port (e.g. 9464; 0 picks a free one)",
+    )
+    worker.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address of --metrics-port (default: loopback)"
+    )
     worker.set_defaults(handler=_cmd_worker)
 
     token = commands.add_parser("token", help="mint or verify policy tokens")
@@ -755,6 +836,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="act as this user (JWT claims as JSON; default: $JOBFORGE_MCP_CLAIMS)",
     )
     mcp.set_defaults(handler=_cmd_mcp)
+
+    dashboard = commands.add_parser("dashboard", help="serve the operator console (web)")
+    _db(dashboard)
+    dashboard.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8765)
+    dashboard.add_argument(
+        "--auth-token",
+        help="required on every request (default: $JOBFORGE_DASHBOARD_TOKEN); "
+        "mandatory for any bind but loopback",
+    )
+    dashboard.add_argument("--read-only", action="store_true", help="no retry, cancel or enable")
+    dashboard.add_argument("--operator", help="the actor audit rows name for this console's writes")
+    dashboard.add_argument(
+        "--user-jwt-claims",
+        metavar="JSON",
+        help="show only what this user may see (JWT claims as JSON)",
+    )
+    dashboard.add_argument(
+        "--refresh", type=float, default=5.0, help="seconds between refreshes (0: off)"
+    )
+    dashboard.set_defaults(handler=_cmd_dashboard)
     return parser
 
 
