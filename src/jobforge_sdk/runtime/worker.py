@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from jobforge_sdk import metrics, tracing
 from jobforge_sdk._client.sync import JobForgeClient
 from jobforge_sdk._schema_check import schema_problem
 from jobforge_sdk.errors import ConflictError, JobForgeError, NonRetryableError, NotFoundError
@@ -321,6 +322,7 @@ class Worker:
             free = self.concurrency + self.prefetch - len(self._running)
         if free <= 0 or not self.types:
             return 0
+        claim_started = time.perf_counter()
         try:
             jobs = self.client.claim_jobs(
                 worker_id=self.worker_id, limit=min(free, self.batch_size), types=self.types
@@ -329,6 +331,7 @@ class Worker:
             logger.warning("claim failed: %s", exc, extra={"worker_id": self.worker_id})
             self._stopping.wait(self.poll_interval)
             return 0
+        metrics.observe_claim(jobs, time.perf_counter() - claim_started)
         unhandled = [job for job in jobs if job.type not in self.handlers]
         for job in jobs:
             if job.type in self.handlers:
@@ -401,6 +404,7 @@ class Worker:
         started = datetime.now(UTC)
         cpu_started = time.thread_time()
         logger.info("job started", extra=log)
+        span = tracing.start_job_span(job, ctx.trace_id)  # None unless tracing.enable()
         result: Any = None
         error: dict[str, Any] | None = None
         retryable = True
@@ -416,6 +420,8 @@ class Worker:
             error = describe_error(exc)
             retryable = not isinstance(exc, NonRetryableError)
         finished = datetime.now(UTC)
+        tracing.end_job_span(span, error, retryable=retryable)
+        metrics.observe_handler(job.type, (finished - started).total_seconds())
         cpu_ms = (time.thread_time() - cpu_started) * 1000
         duration_ms = (finished - started).total_seconds() * 1000
         if ctx.template_key is not None and self.client.flags.manifests:
@@ -523,6 +529,9 @@ class Worker:
                 self.succeeded += 1
             else:
                 self.failed += 1
+        metrics.observe_outcome(
+            outcome.job, succeeded=outcome.error is None, retryable=outcome.retryable
+        )
         _log_outcome(outcome)
 
     def _template_for(self, ctx: JobContext) -> TemplateRow | None:
