@@ -125,6 +125,11 @@ POLICY_DENIED_PREFIX = "policy token refused"
 # What Supabase's API gateway answers (HTTP 401, no ``code``) for a wrong or missing key.
 API_KEY_REFUSALS = frozenset({"Invalid API key", "No API key found in request"})
 
+# Text PostgreSQL cannot hold: a NUL character (22P05), a character the encoding cannot
+# represent (22021). Both are the caller's input, like every data exception (22xxx).
+UNTRANSLATABLE_CHARACTER = "22P05"
+CHARACTER_NOT_IN_REPERTOIRE = "22021"
+
 # A statement cancelled by statement_timeout (or by an operator): rolled back, so nothing
 # of the call took effect.
 STATEMENT_CANCELLED = "57014"

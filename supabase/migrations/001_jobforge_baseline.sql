@@ -131,6 +131,51 @@ begin
 end
 $$;
 
+-- The caps every JSON argument meets (docs/execution-plane-contract.md, "Input
+-- limits"): containers nested at most 64 deep, and a size per argument. A deeper value is
+-- refused before it is stored: the answers that carry it back nest it a few levels deeper
+-- still, and clients' JSON parsers stop at some depth (pydantic's near 200), so a row
+-- that deep could not be read back, by a worker claiming it or by a list holding it.
+-- A container nested 65 deep is one found at level 64 (the root is level 0). The SDK
+-- (models/_base.py, MAX_JSON_DEPTH) refuses the same values with the same words.
+-- The batch helpers (job_specs_error, event_specs_error) and jobforge_complete_jobs
+-- spell the same jsonpath out; a change here is made there too.
+create function jobforge_private.json_depth_error(p_value jsonb)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when pg_catalog.jsonb_path_exists(
+      p_value, 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+    ) then 'must be nested at most 64 levels deep'
+  end;
+end
+$$;
+
+-- The depth cap and a size cap (the text form as jsonb prints it, in bytes).
+create function jobforge_private.json_error(p_value jsonb, p_max_bytes integer)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_value is null then
+    return null;
+  end if;
+  if pg_catalog.octet_length(p_value::text) > p_max_bytes then
+    return 'must be at most ' || case
+      when p_max_bytes % 1048576 = 0 then (p_max_bytes / 1048576)::text || ' MiB'
+      else (p_max_bytes / 1024)::text || ' KiB'
+    end;
+  end if;
+  return jobforge_private.json_depth_error(p_value);
+end
+$$;
+
 -- Is the effective caller trusted to act for any tenant?
 --
 -- The effective caller is the role named by the "role" setting, which is what PostgREST
@@ -172,6 +217,10 @@ $$;
 --
 -- Called by the RLS policies as the querying role, hence granted to authenticated. It is
 -- SECURITY INVOKER: it reads nothing but the claims of the caller.
+--
+-- Claims that are not JSON at all (request.jwt.claims set by hand, or by a proxy that
+-- does not check the token) are an authentication failure, PT403, not bad input of the
+-- call (22P02, which the API would answer with 400): refused, never read as "no tenant".
 create function jobforge_private.jwt_tenant_ids()
 returns uuid[]
 language plpgsql
@@ -179,9 +228,16 @@ stable
 set search_path = ''
 as $$
 declare
-  v_meta jsonb := auth.jwt() -> 'app_metadata';
+  v_meta jsonb;
   v_ids uuid[];
 begin
+  begin
+    v_meta := auth.jwt() -> 'app_metadata';
+  exception
+    when invalid_text_representation then
+      raise exception using
+        errcode = 'PT403', message = 'invalid JWT: request.jwt.claims is not a JSON object';
+  end;
   if v_meta is null or pg_catalog.jsonb_typeof(v_meta) <> 'object' then
     return '{}'::uuid[];
   end if;
@@ -911,6 +967,11 @@ begin
         -- payload_error
         when pg_catalog.octet_length((e.job -> 'payload')::text) > 1048576 then
           array['.payload', 'must be at most 1 MiB']
+        -- json_depth_error (00_private.sql)
+        when pg_catalog.jsonb_path_exists(
+          e.job -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+        ) then
+          array['.payload', 'must be nested at most 64 levels deep']
         when pg_catalog.jsonb_typeof(e.job -> 'idempotency_key') not in ('string', 'null') then
           array['.idempotency_key', 'must be a string']
         -- idempotency_key_error
@@ -1194,6 +1255,12 @@ begin
   v_reason := jobforge_private.reserved_type_error(p_type);
   if v_reason is not null then
     perform jobforge_private.invalid('type', v_reason);
+  end if;
+  -- The depth cap is the argument's (00_private.sql); the size cap is the stored
+  -- payload's, checked by the insert helper (a template job's payload wraps its inputs).
+  v_reason := jobforge_private.json_depth_error(p_payload);
+  if v_reason is not null then
+    perform jobforge_private.invalid('payload', v_reason);
   end if;
   -- json, not jsonb: the answer is only sent (see jobforge_enqueue_jobs).
   return pg_catalog.row_to_json(jobforge_private.enqueue_job(
@@ -1932,6 +1999,7 @@ declare
   v_job public.jobforge_jobs;
   v_succeeded boolean;
   v_retry boolean;
+  v_reason text;
 begin
   perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
   if p_status is null or p_status not in ('succeeded', 'failed') then
@@ -1939,6 +2007,15 @@ begin
   end if;
   if pg_catalog.char_length(p_artifact_ref) > 2048 then
     perform jobforge_private.invalid('artifact_ref', 'must be at most 2048 characters');
+  end if;
+  -- The caps of models/jobs.py: a result as big as a payload, an error far smaller.
+  v_reason := jobforge_private.json_error(p_result, 1048576);
+  if v_reason is not null then
+    perform jobforge_private.invalid('result', v_reason);
+  end if;
+  v_reason := jobforge_private.json_error(p_error, 65536);
+  if v_reason is not null then
+    perform jobforge_private.invalid('error', v_reason);
   end if;
 
   v_succeeded := p_status = 'succeeded';
@@ -2131,8 +2208,9 @@ declare
   v_done_ids uuid[];
   v_missing uuid;
   v_message constant text :=
-    'must be an object {job_id (uuid), status (succeeded|failed), result, error, '
-    || 'artifact_ref (at most 2048 characters), retryable (boolean)} and nothing else';
+    'must be an object {job_id (uuid), status (succeeded|failed), result (at most 1 MiB), '
+    || 'error (at most 64 KiB), artifact_ref (at most 2048 characters), retryable (boolean)} '
+    || 'and nothing else, its JSON nested at most 64 levels deep';
 begin
   perform jobforge_private.assert_service_role();
   v_reason := jobforge_private.worker_id_error(p_worker_id);
@@ -2162,6 +2240,12 @@ begin
     or coalesce(pg_catalog.jsonb_typeof(e.value -> 'retryable'), 'null') not in ('boolean', 'null')
     or pg_catalog.jsonb_typeof(e.value -> 'job_id') is distinct from 'string'
     or pg_catalog.char_length(e.value ->> 'artifact_ref') > 2048
+    or pg_catalog.octet_length((e.value -> 'result')::text) > 1048576
+    or pg_catalog.octet_length((e.value -> 'error')::text) > 65536
+    -- json_depth_error (00_private.sql) of result and error, one level below the element
+    or pg_catalog.jsonb_path_exists(
+      e.value, 'strict $.**{65} ? (@.type() == "object" || @.type() == "array")'
+    )
   order by e.ordinality
   limit 1;
   if found then
@@ -2351,6 +2435,7 @@ begin
     when p_payload is null or p_payload = 'null'::jsonb then null
     when pg_catalog.jsonb_typeof(p_payload) <> 'object' then 'must be a JSON object'
     when pg_catalog.octet_length(p_payload::text) > 262144 then 'must be at most 256 KiB'
+    else jobforge_private.json_depth_error(p_payload)
   end;
 end
 $$;
@@ -2407,6 +2492,7 @@ $$;
 -- most 100 dotted paths ("user.email", "items.card"). Other keys are kept as given. The
 -- CASE inside each argument keeps the array functions off anything but an array (a
 -- missing or null redact_fields gets this far: strict jsonpath would raise on it).
+-- At most 16 KiB and nested at most 64 deep, as every JSON argument (json_error).
 create function jobforge_private.redaction_hints_error(p_hints jsonb)
 returns text
 language plpgsql
@@ -2418,6 +2504,8 @@ begin
     when p_hints is null or p_hints = 'null'::jsonb then null
     when pg_catalog.jsonb_typeof(p_hints) <> 'object' then
       'must be a JSON object like {"redact_fields": ["user.email"]}'
+    when jobforge_private.json_error(p_hints, 16384) is not null then
+      jobforge_private.json_error(p_hints, 16384)
     when coalesce(pg_catalog.jsonb_typeof(p_hints -> 'redact_fields'), 'null') not in ('array', 'null') then
       'redact_fields must be an array of dotted paths'
     when pg_catalog.jsonb_array_length(
@@ -2495,6 +2583,11 @@ begin
         array['.payload', 'must be a JSON object']
       when pg_catalog.octet_length((e.ev -> 'payload')::text) > 262144 then
         array['.payload', 'must be at most 256 KiB']
+      -- json_depth_error (00_private.sql)
+      when pg_catalog.jsonb_path_exists(
+        e.ev -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+      ) then
+        array['.payload', 'must be nested at most 64 levels deep']
       -- source_module_error
       when pg_catalog.jsonb_typeof(e.ev -> 'source_module') not in ('string', 'null')
         or e.ev ->> 'source_module' <> all (jobforge_private.source_modules()) then
@@ -2552,6 +2645,12 @@ begin
       -- redaction_hints_error
       when pg_catalog.jsonb_typeof(e.ev -> 'redaction_hints') not in ('object', 'null') then
         array['.redaction_hints', 'must be a JSON object like {"redact_fields": ["user.email"]}']
+      when pg_catalog.octet_length((e.ev -> 'redaction_hints')::text) > 16384 then
+        array['.redaction_hints', 'must be at most 16 KiB']
+      when pg_catalog.jsonb_path_exists(
+        e.ev -> 'redaction_hints', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+      ) then
+        array['.redaction_hints', 'must be nested at most 64 levels deep']
       when pg_catalog.jsonb_typeof(e.ev #> '{redaction_hints,redact_fields}') not in ('array', 'null') then
         array['.redaction_hints', 'redact_fields must be an array of dotted paths']
       -- The CASE inside each argument keeps the array functions off anything but an array
@@ -4012,6 +4111,9 @@ begin
   if pg_catalog.octet_length(p_inputs::text) > 262144 then
     perform jobforge_private.invalid('inputs', 'must be at most 256 KiB');
   end if;
+  if jobforge_private.json_depth_error(p_inputs) is not null then
+    perform jobforge_private.invalid('inputs', jobforge_private.json_depth_error(p_inputs));
+  end if;
   v_error := jobforge_private.inputs_error(v_template.input_schema, p_inputs);
   if v_error is not null then
     perform jobforge_private.invalid('inputs.' || v_error[1], v_error[2]);
@@ -4051,7 +4153,9 @@ begin
     );
     if not (v_check ->> 'ok')::boolean then
       raise exception using
-        errcode = 'PT403', message = 'policy token refused: ' || (v_check ->> 'reason');
+        errcode = 'PT403',
+        message = 'policy token refused: '
+          || jobforge_private.public_token_reason(v_check ->> 'reason');
     end if;
     if not p_dry_run then
       -- A token is good for one job. Two concurrent requests with one token: the second
@@ -4259,7 +4363,27 @@ revoke all on table
 -- current policy key; signature HMAC-SHA256 over "header.payload" as sent, with the key
 -- UTF-8 bytes of the secret; claims iss "jobforge", exp in the future, nbf and iat not
 -- more than 60 s in the future, tid the tenant, aud the template key (or an array with
--- it), scp an array holding every required scope, jti present and never used.
+-- it), scp an array holding every required scope, jti present (at most 128 characters)
+-- and never used. The SDK's validate_policy_token (policy.py) takes the same steps in the
+-- same order, and a test feeds one table of tokens to both.
+
+-- What an API caller is told of a refusal: an unknown, retired or forged key is one
+-- reason, "invalid token", so that a prober cannot tell which kids exist or were retired;
+-- the policy_check audit row keeps the detailed reason.
+create function jobforge_private.public_token_reason(p_reason text)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when p_reason in ('unknown key', 'retired key', 'bad signature') then 'invalid token'
+    else p_reason
+  end;
+end
+$$;
+
 create function jobforge_private.check_policy_token(
   p_token text,
   p_tenant_id uuid,
@@ -4345,10 +4469,13 @@ begin
       exit checks;
     end if;
 
-    if jobforge_private.hmac_sha256(
+    -- Compared as digests of the two values: bytea equality stops at the first differing
+    -- byte, which would tell a prober how much of a forged signature is right; the
+    -- digests of two values share no prefix a prober could steer.
+    if pg_catalog.sha256(jobforge_private.hmac_sha256(
       pg_catalog.convert_to(v_key.secret, 'UTF8'),
       pg_catalog.convert_to(v_parts[1] || '.' || v_parts[2], 'UTF8')
-    ) <> v_signature then
+    )) <> pg_catalog.sha256(v_signature) then
       v_reason := 'bad signature';
       exit checks;
     end if;
@@ -4398,7 +4525,7 @@ begin
     end loop;
     if pg_catalog.jsonb_typeof(v_claims -> 'jti') is distinct from 'string'
       or v_claims ->> 'jti' = ''
-      or pg_catalog.char_length(v_claims ->> 'jti') > 255 then
+      or pg_catalog.char_length(v_claims ->> 'jti') > 128 then
       v_reason := 'malformed';
       exit checks;
     end if;
@@ -4553,6 +4680,30 @@ begin
     p_policy_token, p_tenant_id, p_template_key, v_template.required_scopes
   );
 
+  -- A user may verify as often as they like, but their verifications write at most 60
+  -- audit rows per tenant and minute: beyond that the verdict is answered without a row
+  -- (audit_id null), so no caller can grow the audit trail without bound. The service
+  -- role (a trusted backend) is always audited. The request itself (job_request) is
+  -- audited whatever this says.
+  if not jobforge_private.caller_is_trusted() and (
+    select pg_catalog.count(*)
+    from (
+      select 1
+      from public.jobforge_audit_logs a
+      where a.tenant_id = p_tenant_id
+        and a.created_at > now() - interval '1 minute'
+        and a.action = 'policy_check'
+      limit 60
+    ) as recent
+  ) >= 60 then
+    return pg_catalog.jsonb_build_object(
+      'allowed', (v_check ->> 'ok')::boolean,
+      'reason', jobforge_private.public_token_reason(v_check ->> 'reason'),
+      'audit_id', null,
+      'jti', v_check -> 'jti'
+    );
+  end if;
+
   v_audit_id := jobforge_private.audit(
     p_tenant_id, null, 'policy_check', jobforge_private.audit_actor(p_actor_id), null,
     'template', p_template_key,
@@ -4569,7 +4720,7 @@ begin
 
   return pg_catalog.jsonb_build_object(
     'allowed', (v_check ->> 'ok')::boolean,
-    'reason', v_check -> 'reason',
+    'reason', jobforge_private.public_token_reason(v_check ->> 'reason'),
     'audit_id', v_audit_id,
     'jti', v_check -> 'jti'
   );
@@ -4577,7 +4728,7 @@ end
 $$;
 
 comment on function public.jobforge_verify_policy_token is
-  'Check a policy token for a tenant and template without consuming it; never raises for a bad token; always writes a policy_check audit row. authenticated (own tenants) and service_role.';
+  'Check a policy token for a tenant and template without consuming it; never raises for a bad token; writes a policy_check audit row (for authenticated callers at most 60 per tenant and minute). authenticated (own tenants) and service_role.';
 
 -- ===== supabase/schema/50_manifests.sql
 
@@ -4641,6 +4792,9 @@ begin
   end if;
   if pg_catalog.octet_length(p_manifest::text) > 1048576 then
     return array['manifest', 'must be at most 1 MiB'];
+  end if;
+  if jobforge_private.json_depth_error(p_manifest) is not null then
+    return array['manifest', jobforge_private.json_depth_error(p_manifest)];
   end if;
   select k.key into v_key
   from pg_catalog.jsonb_object_keys(p_manifest) as k (key)
@@ -5322,6 +5476,11 @@ begin
   end if;
   if pg_catalog.octet_length(p_target_inputs::text) > 65536 then
     perform jobforge_private.invalid('target_inputs', 'must be at most 64 KiB');
+  end if;
+  if jobforge_private.json_depth_error(p_target_inputs) is not null then
+    perform jobforge_private.invalid(
+      'target_inputs', jobforge_private.json_depth_error(p_target_inputs)
+    );
   end if;
   -- The jobs this trigger makes must be valid requests of the template.
   v_error := jobforge_private.inputs_error(v_template.input_schema, p_target_inputs);

@@ -102,6 +102,51 @@ begin
 end
 $$;
 
+-- The caps every JSON argument meets (docs/execution-plane-contract.md, "Input
+-- limits"): containers nested at most 64 deep, and a size per argument. A deeper value is
+-- refused before it is stored: the answers that carry it back nest it a few levels deeper
+-- still, and clients' JSON parsers stop at some depth (pydantic's near 200), so a row
+-- that deep could not be read back, by a worker claiming it or by a list holding it.
+-- A container nested 65 deep is one found at level 64 (the root is level 0). The SDK
+-- (models/_base.py, MAX_JSON_DEPTH) refuses the same values with the same words.
+-- The batch helpers (job_specs_error, event_specs_error) and jobforge_complete_jobs
+-- spell the same jsonpath out; a change here is made there too.
+create function jobforge_private.json_depth_error(p_value jsonb)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when pg_catalog.jsonb_path_exists(
+      p_value, 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+    ) then 'must be nested at most 64 levels deep'
+  end;
+end
+$$;
+
+-- The depth cap and a size cap (the text form as jsonb prints it, in bytes).
+create function jobforge_private.json_error(p_value jsonb, p_max_bytes integer)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_value is null then
+    return null;
+  end if;
+  if pg_catalog.octet_length(p_value::text) > p_max_bytes then
+    return 'must be at most ' || case
+      when p_max_bytes % 1048576 = 0 then (p_max_bytes / 1048576)::text || ' MiB'
+      else (p_max_bytes / 1024)::text || ' KiB'
+    end;
+  end if;
+  return jobforge_private.json_depth_error(p_value);
+end
+$$;
+
 -- Is the effective caller trusted to act for any tenant?
 --
 -- The effective caller is the role named by the "role" setting, which is what PostgREST
@@ -143,6 +188,10 @@ $$;
 --
 -- Called by the RLS policies as the querying role, hence granted to authenticated. It is
 -- SECURITY INVOKER: it reads nothing but the claims of the caller.
+--
+-- Claims that are not JSON at all (request.jwt.claims set by hand, or by a proxy that
+-- does not check the token) are an authentication failure, PT403, not bad input of the
+-- call (22P02, which the API would answer with 400): refused, never read as "no tenant".
 create function jobforge_private.jwt_tenant_ids()
 returns uuid[]
 language plpgsql
@@ -150,9 +199,16 @@ stable
 set search_path = ''
 as $$
 declare
-  v_meta jsonb := auth.jwt() -> 'app_metadata';
+  v_meta jsonb;
   v_ids uuid[];
 begin
+  begin
+    v_meta := auth.jwt() -> 'app_metadata';
+  exception
+    when invalid_text_representation then
+      raise exception using
+        errcode = 'PT403', message = 'invalid JWT: request.jwt.claims is not a JSON object';
+  end;
   if v_meta is null or pg_catalog.jsonb_typeof(v_meta) <> 'object' then
     return '{}'::uuid[];
   end if;

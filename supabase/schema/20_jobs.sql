@@ -151,6 +151,11 @@ begin
         -- payload_error
         when pg_catalog.octet_length((e.job -> 'payload')::text) > 1048576 then
           array['.payload', 'must be at most 1 MiB']
+        -- json_depth_error (00_private.sql)
+        when pg_catalog.jsonb_path_exists(
+          e.job -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+        ) then
+          array['.payload', 'must be nested at most 64 levels deep']
         when pg_catalog.jsonb_typeof(e.job -> 'idempotency_key') not in ('string', 'null') then
           array['.idempotency_key', 'must be a string']
         -- idempotency_key_error
@@ -434,6 +439,12 @@ begin
   v_reason := jobforge_private.reserved_type_error(p_type);
   if v_reason is not null then
     perform jobforge_private.invalid('type', v_reason);
+  end if;
+  -- The depth cap is the argument's (00_private.sql); the size cap is the stored
+  -- payload's, checked by the insert helper (a template job's payload wraps its inputs).
+  v_reason := jobforge_private.json_depth_error(p_payload);
+  if v_reason is not null then
+    perform jobforge_private.invalid('payload', v_reason);
   end if;
   -- json, not jsonb: the answer is only sent (see jobforge_enqueue_jobs).
   return pg_catalog.row_to_json(jobforge_private.enqueue_job(

@@ -255,6 +255,7 @@ declare
   v_job public.jobforge_jobs;
   v_succeeded boolean;
   v_retry boolean;
+  v_reason text;
 begin
   perform jobforge_private.assert_worker_call(p_job_id, p_worker_id);
   if p_status is null or p_status not in ('succeeded', 'failed') then
@@ -262,6 +263,15 @@ begin
   end if;
   if pg_catalog.char_length(p_artifact_ref) > 2048 then
     perform jobforge_private.invalid('artifact_ref', 'must be at most 2048 characters');
+  end if;
+  -- The caps of models/jobs.py: a result as big as a payload, an error far smaller.
+  v_reason := jobforge_private.json_error(p_result, 1048576);
+  if v_reason is not null then
+    perform jobforge_private.invalid('result', v_reason);
+  end if;
+  v_reason := jobforge_private.json_error(p_error, 65536);
+  if v_reason is not null then
+    perform jobforge_private.invalid('error', v_reason);
   end if;
 
   v_succeeded := p_status = 'succeeded';
@@ -454,8 +464,9 @@ declare
   v_done_ids uuid[];
   v_missing uuid;
   v_message constant text :=
-    'must be an object {job_id (uuid), status (succeeded|failed), result, error, '
-    || 'artifact_ref (at most 2048 characters), retryable (boolean)} and nothing else';
+    'must be an object {job_id (uuid), status (succeeded|failed), result (at most 1 MiB), '
+    || 'error (at most 64 KiB), artifact_ref (at most 2048 characters), retryable (boolean)} '
+    || 'and nothing else, its JSON nested at most 64 levels deep';
 begin
   perform jobforge_private.assert_service_role();
   v_reason := jobforge_private.worker_id_error(p_worker_id);
@@ -485,6 +496,12 @@ begin
     or coalesce(pg_catalog.jsonb_typeof(e.value -> 'retryable'), 'null') not in ('boolean', 'null')
     or pg_catalog.jsonb_typeof(e.value -> 'job_id') is distinct from 'string'
     or pg_catalog.char_length(e.value ->> 'artifact_ref') > 2048
+    or pg_catalog.octet_length((e.value -> 'result')::text) > 1048576
+    or pg_catalog.octet_length((e.value -> 'error')::text) > 65536
+    -- json_depth_error (00_private.sql) of result and error, one level below the element
+    or pg_catalog.jsonb_path_exists(
+      e.value, 'strict $.**{65} ? (@.type() == "object" || @.type() == "array")'
+    )
   order by e.ordinality
   limit 1;
   if found then

@@ -67,6 +67,7 @@ begin
     when p_payload is null or p_payload = 'null'::jsonb then null
     when pg_catalog.jsonb_typeof(p_payload) <> 'object' then 'must be a JSON object'
     when pg_catalog.octet_length(p_payload::text) > 262144 then 'must be at most 256 KiB'
+    else jobforge_private.json_depth_error(p_payload)
   end;
 end
 $$;
@@ -123,6 +124,7 @@ $$;
 -- most 100 dotted paths ("user.email", "items.card"). Other keys are kept as given. The
 -- CASE inside each argument keeps the array functions off anything but an array (a
 -- missing or null redact_fields gets this far: strict jsonpath would raise on it).
+-- At most 16 KiB and nested at most 64 deep, as every JSON argument (json_error).
 create function jobforge_private.redaction_hints_error(p_hints jsonb)
 returns text
 language plpgsql
@@ -134,6 +136,8 @@ begin
     when p_hints is null or p_hints = 'null'::jsonb then null
     when pg_catalog.jsonb_typeof(p_hints) <> 'object' then
       'must be a JSON object like {"redact_fields": ["user.email"]}'
+    when jobforge_private.json_error(p_hints, 16384) is not null then
+      jobforge_private.json_error(p_hints, 16384)
     when coalesce(pg_catalog.jsonb_typeof(p_hints -> 'redact_fields'), 'null') not in ('array', 'null') then
       'redact_fields must be an array of dotted paths'
     when pg_catalog.jsonb_array_length(
@@ -211,6 +215,11 @@ begin
         array['.payload', 'must be a JSON object']
       when pg_catalog.octet_length((e.ev -> 'payload')::text) > 262144 then
         array['.payload', 'must be at most 256 KiB']
+      -- json_depth_error (00_private.sql)
+      when pg_catalog.jsonb_path_exists(
+        e.ev -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+      ) then
+        array['.payload', 'must be nested at most 64 levels deep']
       -- source_module_error
       when pg_catalog.jsonb_typeof(e.ev -> 'source_module') not in ('string', 'null')
         or e.ev ->> 'source_module' <> all (jobforge_private.source_modules()) then
@@ -268,6 +277,12 @@ begin
       -- redaction_hints_error
       when pg_catalog.jsonb_typeof(e.ev -> 'redaction_hints') not in ('object', 'null') then
         array['.redaction_hints', 'must be a JSON object like {"redact_fields": ["user.email"]}']
+      when pg_catalog.octet_length((e.ev -> 'redaction_hints')::text) > 16384 then
+        array['.redaction_hints', 'must be at most 16 KiB']
+      when pg_catalog.jsonb_path_exists(
+        e.ev -> 'redaction_hints', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+      ) then
+        array['.redaction_hints', 'must be nested at most 64 levels deep']
       when pg_catalog.jsonb_typeof(e.ev #> '{redaction_hints,redact_fields}') not in ('array', 'null') then
         array['.redaction_hints', 'redact_fields must be an array of dotted paths']
       -- The CASE inside each argument keeps the array functions off anything but an array

@@ -714,6 +714,9 @@ begin
   if pg_catalog.octet_length(p_inputs::text) > 262144 then
     perform jobforge_private.invalid('inputs', 'must be at most 256 KiB');
   end if;
+  if jobforge_private.json_depth_error(p_inputs) is not null then
+    perform jobforge_private.invalid('inputs', jobforge_private.json_depth_error(p_inputs));
+  end if;
   v_error := jobforge_private.inputs_error(v_template.input_schema, p_inputs);
   if v_error is not null then
     perform jobforge_private.invalid('inputs.' || v_error[1], v_error[2]);
@@ -753,7 +756,9 @@ begin
     );
     if not (v_check ->> 'ok')::boolean then
       raise exception using
-        errcode = 'PT403', message = 'policy token refused: ' || (v_check ->> 'reason');
+        errcode = 'PT403',
+        message = 'policy token refused: '
+          || jobforge_private.public_token_reason(v_check ->> 'reason');
     end if;
     if not p_dry_run then
       -- A token is good for one job. Two concurrent requests with one token: the second

@@ -125,7 +125,27 @@ revoke all on table
 -- current policy key; signature HMAC-SHA256 over "header.payload" as sent, with the key
 -- UTF-8 bytes of the secret; claims iss "jobforge", exp in the future, nbf and iat not
 -- more than 60 s in the future, tid the tenant, aud the template key (or an array with
--- it), scp an array holding every required scope, jti present and never used.
+-- it), scp an array holding every required scope, jti present (at most 128 characters)
+-- and never used. The SDK's validate_policy_token (policy.py) takes the same steps in the
+-- same order, and a test feeds one table of tokens to both.
+
+-- What an API caller is told of a refusal: an unknown, retired or forged key is one
+-- reason, "invalid token", so that a prober cannot tell which kids exist or were retired;
+-- the policy_check audit row keeps the detailed reason.
+create function jobforge_private.public_token_reason(p_reason text)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when p_reason in ('unknown key', 'retired key', 'bad signature') then 'invalid token'
+    else p_reason
+  end;
+end
+$$;
+
 create function jobforge_private.check_policy_token(
   p_token text,
   p_tenant_id uuid,
@@ -211,10 +231,13 @@ begin
       exit checks;
     end if;
 
-    if jobforge_private.hmac_sha256(
+    -- Compared as digests of the two values: bytea equality stops at the first differing
+    -- byte, which would tell a prober how much of a forged signature is right; the
+    -- digests of two values share no prefix a prober could steer.
+    if pg_catalog.sha256(jobforge_private.hmac_sha256(
       pg_catalog.convert_to(v_key.secret, 'UTF8'),
       pg_catalog.convert_to(v_parts[1] || '.' || v_parts[2], 'UTF8')
-    ) <> v_signature then
+    )) <> pg_catalog.sha256(v_signature) then
       v_reason := 'bad signature';
       exit checks;
     end if;
@@ -264,7 +287,7 @@ begin
     end loop;
     if pg_catalog.jsonb_typeof(v_claims -> 'jti') is distinct from 'string'
       or v_claims ->> 'jti' = ''
-      or pg_catalog.char_length(v_claims ->> 'jti') > 255 then
+      or pg_catalog.char_length(v_claims ->> 'jti') > 128 then
       v_reason := 'malformed';
       exit checks;
     end if;
@@ -419,6 +442,30 @@ begin
     p_policy_token, p_tenant_id, p_template_key, v_template.required_scopes
   );
 
+  -- A user may verify as often as they like, but their verifications write at most 60
+  -- audit rows per tenant and minute: beyond that the verdict is answered without a row
+  -- (audit_id null), so no caller can grow the audit trail without bound. The service
+  -- role (a trusted backend) is always audited. The request itself (job_request) is
+  -- audited whatever this says.
+  if not jobforge_private.caller_is_trusted() and (
+    select pg_catalog.count(*)
+    from (
+      select 1
+      from public.jobforge_audit_logs a
+      where a.tenant_id = p_tenant_id
+        and a.created_at > now() - interval '1 minute'
+        and a.action = 'policy_check'
+      limit 60
+    ) as recent
+  ) >= 60 then
+    return pg_catalog.jsonb_build_object(
+      'allowed', (v_check ->> 'ok')::boolean,
+      'reason', jobforge_private.public_token_reason(v_check ->> 'reason'),
+      'audit_id', null,
+      'jti', v_check -> 'jti'
+    );
+  end if;
+
   v_audit_id := jobforge_private.audit(
     p_tenant_id, null, 'policy_check', jobforge_private.audit_actor(p_actor_id), null,
     'template', p_template_key,
@@ -435,7 +482,7 @@ begin
 
   return pg_catalog.jsonb_build_object(
     'allowed', (v_check ->> 'ok')::boolean,
-    'reason', v_check -> 'reason',
+    'reason', jobforge_private.public_token_reason(v_check ->> 'reason'),
     'audit_id', v_audit_id,
     'jti', v_check -> 'jti'
   );
@@ -443,4 +490,4 @@ end
 $$;
 
 comment on function public.jobforge_verify_policy_token is
-  'Check a policy token for a tenant and template without consuming it; never raises for a bad token; always writes a policy_check audit row. authenticated (own tenants) and service_role.';
+  'Check a policy token for a tenant and template without consuming it; never raises for a bad token; writes a policy_check audit row (for authenticated callers at most 60 per tenant and minute). authenticated (own tenants) and service_role.';

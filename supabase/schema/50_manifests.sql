@@ -59,6 +59,9 @@ begin
   if pg_catalog.octet_length(p_manifest::text) > 1048576 then
     return array['manifest', 'must be at most 1 MiB'];
   end if;
+  if jobforge_private.json_depth_error(p_manifest) is not null then
+    return array['manifest', jobforge_private.json_depth_error(p_manifest)];
+  end if;
   select k.key into v_key
   from pg_catalog.jsonb_object_keys(p_manifest) as k (key)
   where k.key not in ('manifest_version', 'job_type', 'inputs_snapshot_ref', 'logs_ref', 'outputs',

@@ -444,6 +444,11 @@ begin
   if pg_catalog.octet_length(p_target_inputs::text) > 65536 then
     perform jobforge_private.invalid('target_inputs', 'must be at most 64 KiB');
   end if;
+  if jobforge_private.json_depth_error(p_target_inputs) is not null then
+    perform jobforge_private.invalid(
+      'target_inputs', jobforge_private.json_depth_error(p_target_inputs)
+    );
+  end if;
   -- The jobs this trigger makes must be valid requests of the template.
   v_error := jobforge_private.inputs_error(v_template.input_schema, p_target_inputs);
   if v_error is not null then

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from jobforge_sdk._client._base import AsyncMethod, ClientBase
 from jobforge_sdk._client.sync import env_connection
 from jobforge_sdk._operations import plane, queue
-from jobforge_sdk._operations._machinery import RpcCall
+from jobforge_sdk._operations._machinery import RpcCall, read_answer
 from jobforge_sdk._transports.base import AsyncTransport
 from jobforge_sdk._transports.postgres import AsyncPostgresTransport
 from jobforge_sdk.errors import ConfigurationError
@@ -114,7 +114,7 @@ class AsyncJobForgeClient(ClientBase):
         await self.close()
 
     async def _run(self, call: RpcCall[T]) -> T:
-        return call.parse(await self.transport.call(call.fn, call.args))
+        return read_answer(call, await self.transport.call(call.fn, call.args))
 
     # -- the core queue -----------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobforge_sdk._client._base import ClientBase, SyncMethod
 from jobforge_sdk._operations import plane, queue
-from jobforge_sdk._operations._machinery import RpcCall
+from jobforge_sdk._operations._machinery import RpcCall, read_answer
 from jobforge_sdk._transports.base import Transport
 from jobforge_sdk._transports.postgres import PostgresTransport
 from jobforge_sdk.errors import ConfigurationError
@@ -144,7 +144,7 @@ class JobForgeClient(ClientBase):
         self.close()
 
     def _run(self, call: RpcCall[T]) -> T:
-        return call.parse(self.transport.call(call.fn, call.args))
+        return read_answer(call, self.transport.call(call.fn, call.args))
 
     # -- the core queue -----------------------------------------------------------------
 

@@ -12,6 +12,7 @@ async clients cannot drift apart: they are built from the same operations, all l
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -19,8 +20,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from jobforge_sdk.errors import InvalidInputError
+from jobforge_sdk.errors import DatabaseError, InvalidInputError
 from jobforge_sdk.flags import Feature
+from jobforge_sdk.models._base import DEPTH_REASON, json_depth_exceeds, text_problem
 
 __all__ = [
     "FLAGS",
@@ -32,6 +34,7 @@ __all__ = [
     "RpcCall",
     "Steps",
     "operation",
+    "read_answer",
     "steps_of",
     "validate",
 ]
@@ -142,14 +145,65 @@ def validate(model: type[M], values: dict[str, Any]) -> M:
     An operation passes ``locals()`` as its first statement: its keyword arguments as the
     signature names them, so a parameter is written in the signature and the params model
     and nowhere else (what ``None`` means for a field, such as "no inputs", the model
-    says, not the operation)."""
+    says, not the operation). Every text field is then checked for what PostgreSQL text
+    cannot hold, so that no such value reaches the driver (which would fail it as a
+    broken connection, not as bad input)."""
     try:
-        return model.model_validate(values)
+        params = model.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or model.__name__
         message = f"{field}: {first['msg']}"
         raise InvalidInputError(message, field=field, code=None, details=exc.errors()) from None
+    except RecursionError:
+        # A value nested thousands deep, met by a validator that recurses: name the
+        # argument that holds it.
+        field = next(
+            (name for name, value in values.items() if json_depth_exceeds(value)),
+            model.__name__,
+        )
+        raise InvalidInputError(f"{field}: {DEPTH_REASON}", field=field, code=None) from None
+    bad = _text_field_problem(params, "")
+    if bad is not None:
+        field, reason = bad
+        raise InvalidInputError(f"{field}: {reason}", field=field, code=None)
+    return params
+
+
+def _text_field_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """The first text field (in models, lists of them, lists of text) that PostgreSQL
+    cannot store, as ``(dotted path, reason)``. JSON values are not walked: ``check_json``
+    has already refused NUL characters and lone surrogates in them."""
+    if isinstance(value, str):
+        reason = text_problem(value)
+        return None if reason is None else (path, reason)
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            found = _text_field_problem(getattr(value, name), f"{path}.{name}" if path else name)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            if isinstance(item, str | BaseModel):
+                found = _text_field_problem(item, f"{path}.{index}")
+                if found is not None:
+                    return found
+    return None
+
+
+def read_answer(call: RpcCall[T], data: Any) -> T:
+    """Parse an RPC's answer. The database only stores what the input caps allow, so
+    this does not fail on anything it accepted; should it fail anyway (a row written
+    before a cap existed, a server newer than this SDK), the caller gets a
+    ``DatabaseError`` saying the call took effect, never a raw pydantic error, so a worker
+    or a retry loop that handles ``JobForgeError`` keeps running."""
+    try:
+        return call.parse(data)
+    except (ValidationError, ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise DatabaseError(
+            f"{call.fn}: the call took effect but its answer could not be read: {reason}"
+        ) from None
 
 
 class JsonText(str):
@@ -159,10 +213,27 @@ class JsonText(str):
     __slots__ = ()
 
 
+def _json_text(
+    validate_json: Callable[[str], T], validate_python: Callable[[Any], T], data: str
+) -> T:
+    """Validate JSON text in one pass; when pydantic's parser refuses it (it stops near 200
+    levels of nesting, deeper than any value the database now accepts but not than a row
+    written before the caps), decode it with ``json`` and validate the objects instead,
+    so one such row does not make a claim or a list fail for everyone."""
+    try:
+        return validate_json(data)
+    except ValidationError:
+        try:
+            decoded = json.loads(data)
+        except (ValueError, RecursionError):
+            raise DatabaseError("the answer is not JSON this client can read") from None
+        return validate_python(decoded)
+
+
 def parse_one(model: type[M]) -> Callable[[Any], M]:
     def parse(data: Any) -> M:
         if isinstance(data, JsonText):
-            return model.model_validate_json(data)
+            return _json_text(model.model_validate_json, model.model_validate, data)
         return model.model_validate(data)
 
     return parse
@@ -184,7 +255,7 @@ def parse_list(model: type[M]) -> Callable[[Any], list[M]]:
         if data is None:
             return []
         if isinstance(data, JsonText):
-            return adapter.validate_json(data)
+            return _json_text(adapter.validate_json, adapter.validate_python, data)
         return adapter.validate_python(data)
 
     return parse

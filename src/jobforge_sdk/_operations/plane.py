@@ -120,6 +120,10 @@ def _event_fields(envelope: EventEnvelope | Mapping[str, Any] | None) -> dict[st
     if envelope is None:
         return {}
     if not isinstance(envelope, EventEnvelope):
+        if not isinstance(envelope, Mapping):
+            raise InvalidInputError(
+                "envelope: must be an EventEnvelope or a mapping of its fields", field="envelope"
+            )
         envelope = validate(EventEnvelope, dict(envelope))
     return envelope.submit_fields()
 
@@ -174,15 +178,28 @@ def submit_events(
     return RpcCall("jobforge_submit_events", params.rpc_args(), parse_list(EventRow))
 
 
-def _batch_items(events: Sequence[EventEnvelope | Mapping[str, Any]], tenant_id: Id) -> list[Any]:
+def _batch_items(events: Sequence[EventEnvelope | Mapping[str, Any]], tenant_id: Id) -> Any:
+    # Anything but a list or tuple (a string, a mapping, a number) is left to the params
+    # model, which refuses it as "events: Input should be a valid list".
+    if not isinstance(events, list | tuple):
+        return events
     return [_batch_item(index, event, tenant_id) for index, event in enumerate(events)]
 
 
 def _batch_item(index: int, event: EventEnvelope | Mapping[str, Any], tenant_id: Id) -> Any:
     if isinstance(event, EventEnvelope):
         fields = event.submit_fields()
+    elif not isinstance(event, Mapping):
+        raise InvalidInputError(
+            f"events.{index}: must be an EventEnvelope or a mapping of its fields",
+            field=f"events.{index}",
+        )
     elif "subject" in event or "schema_version" in event:
-        fields = validate(EventEnvelope, dict(event)).submit_fields()
+        try:
+            fields = validate(EventEnvelope, dict(event)).submit_fields()
+        except InvalidInputError as exc:
+            field = f"events.{index}.{exc.field}"
+            raise InvalidInputError(f"events.{index}.{exc.message}", field=field) from None
     else:
         fields = dict(event)
     given = fields.pop("tenant_id", None)

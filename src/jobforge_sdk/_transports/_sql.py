@@ -19,7 +19,13 @@ from psycopg.adapt import Loader
 from psycopg.types.json import Jsonb
 
 from jobforge_sdk._operations._machinery import JsonText
-from jobforge_sdk.errors import JobForgeError, TransportError, error_from_sqlstate
+from jobforge_sdk.errors import (
+    CHARACTER_NOT_IN_REPERTOIRE,
+    UNTRANSLATABLE_CHARACTER,
+    JobForgeError,
+    TransportError,
+    error_from_sqlstate,
+)
 
 # One row per argument; a function without arguments still gives one row (of nulls), so
 # "no rows" means "no such function".
@@ -95,6 +101,12 @@ class Signatures:
         return statement, values
 
 
+def unencodable_text(exc: UnicodeEncodeError) -> JobForgeError:
+    """A text argument psycopg could not encode (a lone surrogate): as the server reports
+    text it cannot represent (22021), never a raw ``UnicodeEncodeError``."""
+    return error_from_sqlstate(CHARACTER_NOT_IN_REPERTOIRE, f"invalid text argument: {exc.reason}")
+
+
 def claims_json(claims: Mapping[str, Any]) -> str:
     return json.dumps(dict(claims), separators=(",", ":"))
 
@@ -103,6 +115,11 @@ def map_error(exc: psycopg.Error) -> JobForgeError:
     """psycopg error -> SDK error: SQLSTATE through the shared table, no SQLSTATE (the
     connection broke) as ``TransportError``."""
     code = exc.sqlstate
+    if code is None and isinstance(exc, psycopg.DataError):
+        # Refused by psycopg before anything was sent (a NUL character in a text
+        # argument): bad input, which the server reports as 22P05; not a broken
+        # connection, which a caller would retry.
+        return error_from_sqlstate(UNTRANSLATABLE_CHARACTER, str(exc).strip())
     if (
         code is None
         or code.startswith("08")

@@ -32,6 +32,7 @@ from jobforge_sdk._transports._sql import (
     claims_json,
     configure_connection,
     map_error,
+    unencodable_text,
 )
 from jobforge_sdk.errors import ConfigurationError, JobForgeError, TransportError
 
@@ -157,6 +158,8 @@ class PostgresTransport:
             ) from None
         except psycopg.Error as exc:
             raise map_error(exc) from None
+        except UnicodeEncodeError as exc:
+            raise unencodable_text(exc) from None
         return row[0] if row else None
 
     def close(self) -> None:
@@ -239,6 +242,8 @@ class AsyncPostgresTransport:
             ) from None
         except psycopg.Error as exc:
             raise map_error(exc) from None
+        except UnicodeEncodeError as exc:
+            raise unencodable_text(exc) from None
         return row[0] if row else None
 
     async def close(self) -> None:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, JsonValue
+from pydantic import Field, JsonValue, Strict
 
 from ._base import NonEmptyStr, Params, Row, TenantId
 
@@ -62,8 +62,8 @@ class ListAuditLogsParams(Params):
     outcome: AuditOutcome | None = None
     since: datetime | None = None
     until: datetime | None = None
-    limit: Annotated[int, Field(ge=1, le=1000)] = 100
-    offset: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Strict(), Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Strict(), Field(ge=0, le=2147483647)] = 0
 
     def rpc_args(self) -> dict[str, Any]:
         filters = self.model_dump(

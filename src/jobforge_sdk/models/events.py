@@ -18,16 +18,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationInfo,
     field_validator,
 )
 
-from ._base import NonEmptyStr, Params, Row, TenantId, check_json
+from ._base import Bool, NonEmptyStr, Params, Row, TenantId, check_json
 
 __all__ = [
     "EVENT_TYPE_PATTERN",
     "MAX_EVENT_IDEMPOTENCY_KEY_LENGTH",
     "MAX_EVENT_PAYLOAD_BYTES",
+    "MAX_REDACTION_HINTS_BYTES",
     "EventEnvelope",
     "EventRow",
     "EventSubject",
@@ -40,6 +42,8 @@ __all__ = [
 ]
 
 MAX_EVENT_PAYLOAD_BYTES = 256 * 1024
+# Hints are a list of field paths: far smaller than the payload they describe.
+MAX_REDACTION_HINTS_BYTES = 16 * 1024
 EVENT_TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 MAX_EVENT_IDEMPOTENCY_KEY_LENGTH = 200
@@ -114,6 +118,18 @@ def _check_event_payload(value: dict[str, Any]) -> dict[str, Any]:
     return check_json(value, max_bytes=MAX_EVENT_PAYLOAD_BYTES)  # type: ignore[no-any-return]
 
 
+def _check_hints(value: Any) -> Any:
+    """Hints meet their caps as JSON before they become a model (whose extra keys could
+    otherwise hold anything, of any size or depth)."""
+    if isinstance(value, RedactionHints):
+        extra = value.model_extra or {}
+        check_json(
+            {"redact_fields": value.redact_fields, **extra}, max_bytes=MAX_REDACTION_HINTS_BYTES
+        )
+        return value
+    return check_json(value, max_bytes=MAX_REDACTION_HINTS_BYTES)
+
+
 class _EventFields(Params):
     event_type: EventType
     source_app: SourceApp
@@ -126,7 +142,7 @@ class _EventFields(Params):
     subject_id: ShortText | None = None
     occurred_at: datetime | None = None
     event_version: Annotated[str, Field(min_length=1, max_length=32)] = "1.0"
-    contains_pii: bool = False
+    contains_pii: Bool = False
     redaction_hints: RedactionHints | None = None
     # event_id comes first: the idempotency_key validator reads it (fields validate in order).
     event_id: EventIdempotencyKey | None = Field(default=None, exclude=True)
@@ -138,6 +154,8 @@ class _EventFields(Params):
     @classmethod
     def _payload_size(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _check_event_payload(value)
+
+    _hints = field_validator("redaction_hints", mode="before")(_check_hints)
 
 
 class SubmitEventParams(_EventFields):
@@ -218,15 +236,15 @@ class ListEventsParams(Params):
     event_type: EventType | None = None
     source_app: SourceApp | None = None
     source_module: SourceModule | None = None
-    processed: bool | None = None
+    processed: Bool | None = None
     trace_id: NonEmptyStr | None = None
     subject_type: NonEmptyStr | None = None
     subject_id: NonEmptyStr | None = None
     since: datetime | None = None
     until: datetime | None = None
-    limit: Annotated[int, Field(ge=1, le=1000)] = 100
-    offset: Annotated[int, Field(ge=0)] = 0
-    raw: bool = False
+    limit: Annotated[int, Strict(), Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Strict(), Field(ge=0, le=2147483647)] = 0
+    raw: Bool = False
 
     def rpc_args(self) -> dict[str, Any]:
         filters = self.model_dump(

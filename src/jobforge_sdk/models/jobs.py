@@ -11,13 +11,15 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, field_validator
+from pydantic import Field, Strict, field_validator
 
-from ._base import NoneIsEmpty, NonEmptyStr, Params, Row, TenantId, check_json
+from ._base import Bool, NoneIsEmpty, NonEmptyStr, Params, Row, TenantId, check_json
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_ERROR_BYTES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_RESULT_BYTES",
     "CancelJobParams",
     "ClaimJobsParams",
     "CompleteJobParams",
@@ -39,8 +41,12 @@ __all__ = [
 ]
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
+# What a worker reports: a result as big as a payload, an error far smaller (a message and
+# a short traceback, see runtime.worker.describe_error).
+MAX_RESULT_BYTES = 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
 MAX_BATCH = 1000
-MaxAttempts = Annotated[int, Field(ge=1, le=100)]
+MaxAttempts = Annotated[int, Strict(), Field(ge=1, le=100)]
 
 
 class JobStatus(StrEnum):
@@ -136,7 +142,7 @@ class EnqueueJobsParams(Params):
 
 class ClaimJobsParams(Params):
     worker_id: NonEmptyStr
-    limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 10
+    limit: Annotated[int, Strict(), Field(ge=1, le=MAX_BATCH)] = 10
     types: Annotated[list[NonEmptyStr], Field(min_length=1)] | None = None
 
 
@@ -158,12 +164,17 @@ class _Outcome(Params):
     result: Any = None
     artifact_ref: Annotated[str, Field(max_length=2048)] | None = None
     # False: a failure no retry can fix; the job is dead at once, attempts left or not.
-    retryable: bool = True
+    retryable: Bool = True
 
-    @field_validator("error", "result")
+    @field_validator("result")
     @classmethod
-    def _json(cls, value: Any) -> Any:
-        return check_json(value)
+    def _result(cls, value: Any) -> Any:
+        return check_json(value, max_bytes=MAX_RESULT_BYTES)
+
+    @field_validator("error")
+    @classmethod
+    def _error(cls, value: Any) -> Any:
+        return check_json(value, max_bytes=MAX_ERROR_BYTES)
 
     @field_validator("status")
     @classmethod
@@ -211,7 +222,8 @@ class CompleteJobsParams(Params):
 
 
 class ReapStaleJobsParams(Params):
-    timeout: timedelta = timedelta(minutes=5)
+    # Strict: a number is not a duration (``True`` would have meant one second).
+    timeout: Annotated[timedelta, Strict()] = timedelta(minutes=5)
 
     @field_validator("timeout")
     @classmethod
@@ -256,8 +268,8 @@ class ListJobsParams(Params):
     tenant_id: TenantId | None
     status: JobStatus | None = None
     type: NonEmptyStr | None = None
-    limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 100
-    offset: Annotated[int, Field(ge=0)] = 0
+    limit: Annotated[int, Strict(), Field(ge=1, le=MAX_BATCH)] = 100
+    offset: Annotated[int, Strict(), Field(ge=0, le=2147483647)] = 0
 
     def rpc_args(self) -> dict[str, Any]:
         filters = self.model_dump(mode="json", exclude_none=True, exclude={"tenant_id"})

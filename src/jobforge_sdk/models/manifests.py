@@ -7,11 +7,12 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, Strict, field_validator
 
-from ._base import Params, Row, TenantId
+from ._base import DEPTH_REASON, Params, Row, TenantId, check_json
 
 __all__ = [
+    "MAX_MANIFEST_BYTES",
     "ArtifactManifest",
     "ArtifactOutput",
     "CreateManifestParams",
@@ -20,6 +21,10 @@ __all__ = [
     "ManifestStatus",
     "RunMetrics",
 ]
+
+
+# As 50_manifests.sql: a manifest lists references to outputs, not the outputs.
+MAX_MANIFEST_BYTES = 1024 * 1024
 
 
 class ManifestStatus(StrEnum):
@@ -36,7 +41,7 @@ class ArtifactOutput(BaseModel):
     name: Annotated[str, Field(min_length=1, max_length=255)]
     type: Annotated[str, Field(min_length=1, max_length=255)]
     ref: Annotated[str, Field(min_length=1, max_length=2048)] | None = None
-    size: Annotated[int, Field(ge=0)] | None = None
+    size: Annotated[int, Strict(), Field(ge=0)] | None = None
     checksum: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")] | None = None
     mime_type: Annotated[str, Field(max_length=255)] | None = None
 
@@ -48,10 +53,10 @@ class RunMetrics(BaseModel):
 
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    duration_ms: Annotated[float, Field(ge=0)] | None = None
-    cpu_time_ms: Annotated[float, Field(ge=0)] | None = None
-    peak_memory_bytes: Annotated[int, Field(ge=0)] | None = None
-    attempt: Annotated[int, Field(ge=1)] | None = None
+    duration_ms: Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0)] | None = None
+    cpu_time_ms: Annotated[float, Strict(), Field(allow_inf_nan=False, ge=0)] | None = None
+    peak_memory_bytes: Annotated[int, Strict(), Field(ge=0)] | None = None
+    attempt: Annotated[int, Strict(), Field(ge=1)] | None = None
 
 
 class ArtifactManifest(BaseModel):
@@ -94,6 +99,20 @@ class CreateManifestParams(Params):
     run_id: UUID
     tenant_id: TenantId
     manifest: ArtifactManifest
+
+    @field_validator("manifest", mode="before")
+    @classmethod
+    def _caps(cls, value: Any) -> Any:
+        """Size and depth as JSON before the model reads it (its ``error`` and
+        ``env_fingerprint`` are free-form JSON)."""
+        if isinstance(value, ArtifactManifest):
+            try:
+                dumped = value.model_dump(mode="json", exclude_none=True)
+            except (ValueError, RecursionError):
+                raise ValueError(DEPTH_REASON) from None
+            check_json(dumped, max_bytes=MAX_MANIFEST_BYTES)
+            return value
+        return check_json(value, max_bytes=MAX_MANIFEST_BYTES)
 
     def rpc_args(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from ._base import JsonObject, NonEmptyStr, Params, Row, TenantId
+from ._base import Bool, JsonObject, NonEmptyStr, Params, Row, TenantId
 from .jobs import JobRow
 
 __all__ = [
@@ -88,7 +88,7 @@ class TemplateRow(JobTemplate):
 
 class ListTemplatesParams(Params):
     category: TemplateCategory | None = None
-    enabled: bool | None = None
+    enabled: Bool | None = None
 
 
 class GetTemplateParams(Params):
@@ -97,7 +97,7 @@ class GetTemplateParams(Params):
 
 class SetTemplateEnabledParams(Params):
     template_key: TemplateKey
-    enabled: bool
+    enabled: Bool
     actor_id: NonEmptyStr | None = None
 
 
@@ -108,7 +108,7 @@ class RequestJobParams(Params):
     project_id: UUID | None = None
     trace_id: NonEmptyStr | None = None
     actor_id: NonEmptyStr | None = None
-    dry_run: bool = False
+    dry_run: Bool = False
     idempotency_key: NonEmptyStr | None = None
     policy_token: Annotated[str, Field(min_length=1, max_length=8192)] | None = None
 

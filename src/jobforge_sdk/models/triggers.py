@@ -7,9 +7,9 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, field_validator
+from pydantic import Field, Strict, field_validator
 
-from ._base import JsonObject, NonEmptyStr, Params, Row, TenantId
+from ._base import Bool, NonEmptyStr, Params, Row, TargetInputs, TenantId
 from .events import SourceApp
 from .jobs import JobRow
 
@@ -61,11 +61,11 @@ class _CreateTrigger(Params):
     tenant_id: TenantId
     name: NonEmptyStr
     target_template_key: NonEmptyStr
-    target_inputs: JsonObject = Field(default_factory=dict)
-    enabled: bool = False
-    dry_run: bool = False
-    cooldown_seconds: Annotated[int, Field(ge=0, le=86400)] = 0
-    max_fires_per_hour: Annotated[int, Field(ge=1, le=3600)] = 60
+    target_inputs: TargetInputs = Field(default_factory=dict)
+    enabled: Bool = False
+    dry_run: Bool = False
+    cooldown_seconds: Annotated[int, Strict(), Field(ge=0, le=86400)] = 0
+    max_fires_per_hour: Annotated[int, Strict(), Field(ge=1, le=3600)] = 60
     project_id: UUID | None = None
     actor_id: NonEmptyStr | None = None
 
@@ -97,9 +97,9 @@ class CreateEventTriggerParams(_CreateTrigger):
 class ListTriggersParams(Params):
     tenant_id: TenantId
     trigger_type: TriggerType | None = None
-    enabled: bool | None = None
-    limit: Annotated[int, Field(ge=1, le=1000)] = 100
-    offset: Annotated[int, Field(ge=0)] = 0
+    enabled: Bool | None = None
+    limit: Annotated[int, Strict(), Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Strict(), Field(ge=0, le=2147483647)] = 0
 
     def rpc_args(self) -> dict[str, Any]:
         filters = self.model_dump(mode="json", exclude_none=True, exclude={"tenant_id"})
@@ -113,7 +113,7 @@ class TriggerRef(Params):
 
 
 class SetTriggerEnabledParams(TriggerRef):
-    enabled: bool
+    enabled: Bool
 
 
 class FireCronTriggerParams(Params):

@@ -40,7 +40,8 @@ from jobforge_sdk._client.sync import JobForgeClient
 from jobforge_sdk._schema_check import schema_problem
 from jobforge_sdk.errors import ConflictError, JobForgeError, NonRetryableError, NotFoundError
 from jobforge_sdk.manifests import calculate_run_metrics, generate_env_fingerprint
-from jobforge_sdk.models.jobs import MAX_BATCH, JobCompletion, JobRow, JobStatus
+from jobforge_sdk.models._base import check_json
+from jobforge_sdk.models.jobs import MAX_BATCH, MAX_RESULT_BYTES, JobCompletion, JobRow, JobStatus
 from jobforge_sdk.models.manifests import ArtifactManifest, ManifestStatus
 from jobforge_sdk.models.templates import TemplateRow
 from jobforge_sdk.runtime.registry import Handler, JobContext, call_handler
@@ -62,6 +63,17 @@ class InvalidJobInputs(NonRetryableError):
 
 class InvalidJobOutput(Exception):
     """A template job's handler returned a result that breaks the output schema."""
+
+
+class UnreportableResult(NonRetryableError):
+    """A handler returned what ``complete_job`` cannot carry (not JSON, over the result
+    size or depth cap): the same handler on the same job returns it again."""
+
+
+class JobSetupError(NonRetryableError):
+    """Something failed between the claim and the handler for this job alone (its row
+    could not be read as the worker needs it): failed at once, so that one poisoned job
+    never takes a worker thread, or a worker, down."""
 
 
 def describe_error(exc: BaseException) -> dict[str, Any]:
@@ -331,6 +343,11 @@ class Worker:
             logger.warning("claim failed: %s", exc, extra={"worker_id": self.worker_id})
             self._stopping.wait(self.poll_interval)
             return 0
+        except Exception:
+            # Not the SDK's own error: a bug, but one that must not end the worker.
+            logger.exception("claim failed", extra={"worker_id": self.worker_id})
+            self._stopping.wait(self.poll_interval)
+            return 0
         metrics.observe_claim(jobs, time.perf_counter() - claim_started)
         unhandled = [job for job in jobs if job.type not in self.handlers]
         for job in jobs:
@@ -383,6 +400,10 @@ class Worker:
                 return
             try:
                 self._execute(job)
+            except Exception as exc:
+                # _execute catches what the handler raises; anything else that went wrong
+                # for this job fails this job, not the thread that ran it.
+                self._finished.put(_setup_failure(job, exc, self.worker_id))
             finally:
                 with self._lock:
                     self._running.pop(job.id, None)
@@ -416,7 +437,9 @@ class Worker:
             result = call_handler(handler, ctx)
             if template is not None:
                 _check_schema(template.output_schema, result, "result", InvalidJobOutput)
+            _check_reportable(result)
         except Exception as exc:
+            result = None  # a failure reports its error only (the result may be what failed)
             error = describe_error(exc)
             retryable = not isinstance(exc, NonRetryableError)
         finished = datetime.now(UTC)
@@ -494,8 +517,10 @@ class Worker:
                             for o in chunk
                         ],
                     )
-                except ConflictError:
-                    pass  # some job is not ours any more: report each one on its own
+                except (ConflictError, ValueError):
+                    # Some job is not ours any more, or one outcome cannot be sent: report
+                    # each one on its own (the others still complete).
+                    pass
                 except JobForgeError as exc:
                     logger.error("could not complete %d jobs: %s", len(chunk), exc)
                     continue
@@ -713,6 +738,19 @@ def _manifest_status(
     if retryable and job.attempts < job.max_attempts:
         return ManifestStatus.PENDING
     return ManifestStatus.FAILED
+
+
+def _check_reportable(result: Any) -> None:
+    try:
+        check_json(result, max_bytes=MAX_RESULT_BYTES)
+    except ValueError as exc:
+        raise UnreportableResult(f"result: {exc}") from None
+
+
+def _setup_failure(job: JobRow, exc: Exception, worker_id: str) -> _Outcome:
+    failure = JobSetupError(f"{type(exc).__name__}: {exc}")
+    log = {"job_id": str(job.id), "job_type": job.type, "worker_id": worker_id}
+    return _Outcome(job, JobStatus.FAILED, None, describe_error(failure), log, False)
 
 
 def _check_schema(schema: dict[str, Any], value: Any, name: str, error: type[Exception]) -> None:
