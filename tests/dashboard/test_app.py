@@ -3,6 +3,11 @@ CSRF, read-only, redirects that stay on the site, and /metrics."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +21,7 @@ from jobforge_sdk.dashboard.server import check_bind
 from jobforge_sdk.errors import ConfigurationError
 from jobforge_sdk.models.jobs import JobStatus
 from tests.dashboard.conftest import Seeded
-from tests.support.cli import run_cli
+from tests.support.cli import JOBFORGE, run_cli
 
 TOKEN = "app-test-token-0123456789abcdef"
 
@@ -219,3 +224,61 @@ def test_metrics_endpoint_has_queue_gauges(http: TestClient, seeded: Seeded) -> 
     assert 'jobforge_queue_depth{type="email.send"}' in text
     assert 'jobforge_oldest_queued_age_seconds{type="billing.close"}' in text
     assert "jobforge_queue_scrape_errors 0.0" in text
+
+
+def test_trigger_switch_is_audited_with_the_operator(
+    http: TestClient, service_client: JobForgeClient, seeded: Seeded
+) -> None:
+    (trigger,) = [
+        t
+        for t in service_client.list_triggers(tenant_id=seeded.tenant_a)
+        if t.name == seeded.trigger_name
+    ]
+    csrf = _csrf(http)
+    form = {CSRF_FIELD: csrf, "enabled": "false", "tenant": str(seeded.tenant_a)}
+    answer = http.post(f"/triggers/{trigger.id}/enabled", data={**form, "next": "/triggers"})
+    assert answer.status_code == 200
+    assert f"disabled trigger {trigger.id}" in answer.text
+    rows = service_client.list_audit_logs(
+        tenant_id=seeded.tenant_a, action="trigger_update", target_id=str(trigger.id)
+    )
+    assert rows
+    assert rows[0].actor_id == "ops:bob"
+    service_client.set_trigger_enabled(
+        trigger_id=trigger.id, tenant_id=seeded.tenant_a, enabled=True
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_cli_serves_the_dashboard(dash_db: str, seeded: Seeded) -> None:
+    port = _free_port()
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [JOBFORGE, "dashboard", "--database-url", dash_db, "--port", str(port), "--read-only"],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        page = ""
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/dead", timeout=5) as r:
+                    page = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        log.seek(0)
+        assert "upstream refused the report" in page, log.read()[-2000:]
+        assert "read-only" in page
+        assert "retry-" not in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
