@@ -139,7 +139,13 @@ $$;
 -- A container nested 65 deep is one found at level 64 (the root is level 0). The SDK
 -- (models/_base.py, MAX_JSON_DEPTH) refuses the same values with the same words.
 -- The batch helpers (job_specs_error, event_specs_error) and jobforge_complete_jobs
--- spell the same jsonpath out; a change here is made there too.
+-- spell the same jsonpath out; a change here is made there too. They walk a value only
+-- when its jsonb takes more than 256 bytes: every level of nesting costs at least a
+-- container header and a slot in its parent (8 bytes), so the smallest value nested 65
+-- deep takes 520 (half of that is the margin). That holds for the values they check, which -> and
+-- jsonb_array_elements build afresh (never compressed); a function argument may arrive
+-- compressed from a table, so the single-value check here always walks (some 3 us for
+-- a typical payload).
 create function jobforge_private.json_depth_error(p_value jsonb)
 returns text
 language plpgsql
@@ -967,10 +973,12 @@ begin
         -- payload_error
         when pg_catalog.octet_length((e.job -> 'payload')::text) > 1048576 then
           array['.payload', 'must be at most 1 MiB']
-        -- json_depth_error (00_private.sql)
-        when pg_catalog.jsonb_path_exists(
-          e.job -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
-        ) then
+        -- json_depth_error (00_private.sql), walked only when the value is big enough to be
+        -- that deep (see json_depth_error): most payloads skip the walk
+        when pg_catalog.pg_column_size(e.job -> 'payload') > 256
+          and pg_catalog.jsonb_path_exists(
+            e.job -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+          ) then
           array['.payload', 'must be nested at most 64 levels deep']
         when pg_catalog.jsonb_typeof(e.job -> 'idempotency_key') not in ('string', 'null') then
           array['.idempotency_key', 'must be a string']
@@ -2242,9 +2250,13 @@ begin
     or pg_catalog.char_length(e.value ->> 'artifact_ref') > 2048
     or pg_catalog.octet_length((e.value -> 'result')::text) > 1048576
     or pg_catalog.octet_length((e.value -> 'error')::text) > 65536
-    -- json_depth_error (00_private.sql) of result and error, one level below the element
-    or pg_catalog.jsonb_path_exists(
-      e.value, 'strict $.**{65} ? (@.type() == "object" || @.type() == "array")'
+    -- json_depth_error (00_private.sql) of result and error, one level below the element,
+    -- walked only when the element is big enough to be that deep (see json_depth_error)
+    or (
+      pg_catalog.pg_column_size(e.value) > 256
+      and pg_catalog.jsonb_path_exists(
+        e.value, 'strict $.**{65} ? (@.type() == "object" || @.type() == "array")'
+      )
     )
   order by e.ordinality
   limit 1;
@@ -2583,10 +2595,12 @@ begin
         array['.payload', 'must be a JSON object']
       when pg_catalog.octet_length((e.ev -> 'payload')::text) > 262144 then
         array['.payload', 'must be at most 256 KiB']
-      -- json_depth_error (00_private.sql)
-      when pg_catalog.jsonb_path_exists(
-        e.ev -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
-      ) then
+      -- json_depth_error (00_private.sql), walked only when the value is big enough to be
+      -- that deep (see json_depth_error)
+      when pg_catalog.pg_column_size(e.ev -> 'payload') > 256
+        and pg_catalog.jsonb_path_exists(
+          e.ev -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+        ) then
         array['.payload', 'must be nested at most 64 levels deep']
       -- source_module_error
       when pg_catalog.jsonb_typeof(e.ev -> 'source_module') not in ('string', 'null')

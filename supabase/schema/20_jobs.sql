@@ -151,10 +151,12 @@ begin
         -- payload_error
         when pg_catalog.octet_length((e.job -> 'payload')::text) > 1048576 then
           array['.payload', 'must be at most 1 MiB']
-        -- json_depth_error (00_private.sql)
-        when pg_catalog.jsonb_path_exists(
-          e.job -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
-        ) then
+        -- json_depth_error (00_private.sql), walked only when the value is big enough to be
+        -- that deep (see json_depth_error): most payloads skip the walk
+        when pg_catalog.pg_column_size(e.job -> 'payload') > 256
+          and pg_catalog.jsonb_path_exists(
+            e.job -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+          ) then
           array['.payload', 'must be nested at most 64 levels deep']
         when pg_catalog.jsonb_typeof(e.job -> 'idempotency_key') not in ('string', 'null') then
           array['.idempotency_key', 'must be a string']

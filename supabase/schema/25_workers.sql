@@ -498,9 +498,13 @@ begin
     or pg_catalog.char_length(e.value ->> 'artifact_ref') > 2048
     or pg_catalog.octet_length((e.value -> 'result')::text) > 1048576
     or pg_catalog.octet_length((e.value -> 'error')::text) > 65536
-    -- json_depth_error (00_private.sql) of result and error, one level below the element
-    or pg_catalog.jsonb_path_exists(
-      e.value, 'strict $.**{65} ? (@.type() == "object" || @.type() == "array")'
+    -- json_depth_error (00_private.sql) of result and error, one level below the element,
+    -- walked only when the element is big enough to be that deep (see json_depth_error)
+    or (
+      pg_catalog.pg_column_size(e.value) > 256
+      and pg_catalog.jsonb_path_exists(
+        e.value, 'strict $.**{65} ? (@.type() == "object" || @.type() == "array")'
+      )
     )
   order by e.ordinality
   limit 1;

@@ -215,10 +215,12 @@ begin
         array['.payload', 'must be a JSON object']
       when pg_catalog.octet_length((e.ev -> 'payload')::text) > 262144 then
         array['.payload', 'must be at most 256 KiB']
-      -- json_depth_error (00_private.sql)
-      when pg_catalog.jsonb_path_exists(
-        e.ev -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
-      ) then
+      -- json_depth_error (00_private.sql), walked only when the value is big enough to be
+      -- that deep (see json_depth_error)
+      when pg_catalog.pg_column_size(e.ev -> 'payload') > 256
+        and pg_catalog.jsonb_path_exists(
+          e.ev -> 'payload', 'strict $.**{64} ? (@.type() == "object" || @.type() == "array")'
+        ) then
         array['.payload', 'must be nested at most 64 levels deep']
       -- source_module_error
       when pg_catalog.jsonb_typeof(e.ev -> 'source_module') not in ('string', 'null')

@@ -7,8 +7,10 @@ gets a value drawn for its type: text with NUL characters, lone surrogates, 2 MB
 emoji, SQL fragments; numbers negative, zero, past int32 and int64, NaN and infinities,
 bools where numbers go and numbers where bools go; naive and far-off datetimes, negative
 durations; JSON nested 65, 200 and 5,000 deep or 2 MB large; and ``None``, lists, sets,
-bytes and dicts where scalars go. Every flag is on. Hypothesis runs derandomized (a fixed
-seed) with a bounded count, so CI sees the same examples every run.
+bytes and dicts where scalars go. Each example runs on the sync or the async client over
+a direct connection, or on the sync client over the Supabase transport. Every flag is
+on. Hypothesis runs derandomized (a fixed seed) with a bounded count, so CI sees the same
+examples every run.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from jobforge_sdk import (
     PolicyDeniedError,
 )
 from jobforge_sdk._operations import REGISTRY
+from tests.support.clients import JWT_SECRET
+from tests.support.postgrest import make_jwt
 
 SECRET = "property-tests-policy-secret-0123456789"
 ALL_ON = FeatureFlags.all_on(policy_token_secret=SECRET, policy_token_kid="prop")
@@ -257,20 +261,26 @@ def policy_checks(conn: psycopg.Connection[Any]) -> int:
 
 
 class Callers:
-    """Both clients on one database, and a way to call a method on either."""
+    """Both clients on one database (over a direct connection, and the sync client over
+    the Supabase transport too), and a way to call a method on any of them."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, stub_url: str) -> None:
         self.sync = JobForgeClient.from_postgres(url, flags=ALL_ON, max_size=2)
         self.loop = asyncio.new_event_loop()
         self.aio = AsyncJobForgeClient.from_postgres(url, flags=ALL_ON, max_size=2)
+        key = make_jwt(JWT_SECRET, "service_role")
+        self.http = JobForgeClient.from_supabase(stub_url, key, flags=ALL_ON)
 
     def call(self, which: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if which == "sync":
             return getattr(self.sync, method)(*args, **kwargs)
+        if which == "supabase":
+            return getattr(self.http, method)(*args, **kwargs)
         return self.loop.run_until_complete(getattr(self.aio, method)(*args, **kwargs))
 
     def close(self) -> None:
         self.sync.close()
+        self.http.close()
         self.loop.run_until_complete(self.aio.close())
         self.loop.close()
 
@@ -287,10 +297,12 @@ def prop_db(pg_server: Any, copy_template: Callable[[str], str]) -> Iterator[str
 
 
 @pytest.fixture(scope="module")
-def callers(prop_db: str) -> Iterator[Callers]:
-    made = Callers(prop_db)
+def callers(prop_db: str, start_stub: Callable[..., Any]) -> Iterator[Callers]:
+    stub = start_stub(prop_db)
+    made = Callers(prop_db, stub.url)
     yield made
     made.close()
+    stub.stop()
 
 
 @pytest.fixture(scope="module")
@@ -372,7 +384,7 @@ def test_every_parameter_of_every_method_meets_hostile_values(
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
-    @given(which=st.sampled_from(["sync", "async"]), value=strategy)
+    @given(which=st.sampled_from(["sync", "async", "supabase"]), value=strategy)
     def run(which: str, value: Any) -> None:
         _check(callers, admin, which, method, target, value)
 

@@ -232,3 +232,47 @@ def test_a_users_verifications_write_at_most_60_audit_rows_a_minute(
     )
     assert verdict["audit_id"] is not None
     assert json.dumps(verdict)  # an answer, not an error
+
+
+def arrays(depth: int) -> Any:
+    """The smallest value nested ``depth`` deep: ``[[...]]``."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def test_the_smallest_too_deep_values_are_caught_by_the_batch_checks(
+    sr: RoleSession, admin: psycopg.Connection[Any]
+) -> None:
+    """The batch checks walk a value only past a size that every value nested 65 deep
+    exceeds: the smallest such values, bare arrays, are still refused."""
+    tenant = uuid.uuid4()
+    _refused(
+        admin, sr, f"jobs[0].payload: {DEPTH}", "jobforge_enqueue_jobs",
+        p_tenant_id=tenant, p_jobs=[{"type": "t", "payload": arrays(65)}],
+    )  # fmt: skip
+    _refused(
+        admin, sr, f"events[0].payload: {DEPTH}", "jobforge_submit_events",
+        p_tenant_id=tenant,
+        p_events=[{"event_type": "a.b", "source_app": "settler", "payload": {"k": arrays(64)}}],
+    )  # fmt: skip
+    jtype = f"t.{uuid.uuid4().hex[:8]}"
+    sr.call("jobforge_enqueue_job", p_tenant_id=tenant, p_type=jtype)
+    (held,) = sr.call("jobforge_claim_jobs", p_worker_id="w", p_types=[jtype])
+    _refused(
+        admin, sr, "results[0]: must be an object", "jobforge_complete_jobs",
+        p_worker_id="w",
+        p_results=[{"job_id": held["id"], "status": "succeeded", "result": arrays(65)}],
+    )  # fmt: skip
+    # One level less: accepted, in every batch.
+    rows = sr.call(
+        "jobforge_enqueue_jobs", p_tenant_id=tenant, p_jobs=[{"type": "t", "payload": arrays(64)}]
+    )
+    assert rows[0]["payload"] == arrays(64)
+    done = sr.call(
+        "jobforge_complete_jobs",
+        p_worker_id="w",
+        p_results=[{"job_id": held["id"], "status": "succeeded", "result": arrays(64)}],
+    )
+    assert done[0]["result"] == arrays(64)
