@@ -7,7 +7,11 @@ The clients point at a port nobody listens on: reaching the network would raise
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
+import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +27,7 @@ from jobforge_sdk import (
     JobForgeClient,
     PermissionDeniedError,
     TransportError,
+    validate_policy_token,
 )
 from jobforge_sdk._operations._machinery import JsonText, RpcCall, parse_list, read_answer
 from jobforge_sdk._transports._sql import map_error, unencodable_text
@@ -237,3 +242,70 @@ def test_strict_durations_still_take_timedeltas() -> None:
     client = JobForgeClient.from_postgres(UNREACHABLE, timeout=1)
     with pytest.raises(InvalidInputError, match="timeout"):
         client.reap_stale_jobs(timeout=timedelta(seconds=-1))
+
+
+# -- policy tokens offline, as strict as the database ----------------------------------
+
+SECRET = "k" * 40
+ACTION = "autopilot.ops.apply"
+
+
+def _signed(claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    h = b64(json.dumps(header or {"alg": "HS256", "kid": "k1"}).encode())
+    p = b64(json.dumps(claims).encode())
+    sig = hmac.new(SECRET.encode(), f"{h}.{p}".encode(), hashlib.sha256).digest()
+    return f"{h}.{p}.{b64(sig)}"
+
+
+def _claims(**overrides: Any) -> dict[str, Any]:
+    now = int(datetime.now(UTC).timestamp())
+    base: dict[str, Any] = {
+        "iss": "jobforge",
+        "sub": "a",
+        "aud": ACTION,
+        "tid": T,
+        "scp": ["ops:write"],
+        "jti": "j-1",
+        "iat": now,
+        "exp": now + 600,
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def _verdict(token: str) -> str | None:
+    result = validate_policy_token(
+        token, {"k1": SECRET}, action=ACTION, required_scopes=["ops:write"], tenant_id=T
+    )
+    assert result.allowed is (result.reason is None)
+    return result.reason
+
+
+def test_offline_tokens_are_as_strict_as_the_database() -> None:
+    now = int(datetime.now(UTC).timestamp())
+    assert _verdict(_signed(_claims())) is None
+    assert _verdict(_signed(_claims(exp=str(now + 600)))) == "malformed"
+    assert _verdict(_signed(_claims(exp=True))) == "malformed"
+    assert _verdict(_signed(_claims(iat="now"))) == "malformed"
+    assert _verdict(_signed({k: v for k, v in _claims().items() if k != "iss"})) == "wrong issuer"
+    assert _verdict(_signed(_claims(jti="j" * 128))) is None
+    assert _verdict(_signed(_claims(jti="j" * 129))) == "malformed"
+    assert _verdict(_signed(_claims(jti="j" * 300))) == "malformed"
+    assert _verdict(_signed(_claims(ctx={"pad": "x" * 9000}))) == "malformed"
+    assert _verdict(_signed(_claims(sub="a\x00b"))) == "malformed"
+    assert _verdict(_signed({"x": 1, **_claims(), "exp": math.inf})) == "malformed"  # Infinity
+    assert _verdict(_signed(_claims(), {"alg": "HS256", "kid": "k1", "crit": ["x"]})) == "malformed"
+    assert _verdict(_signed(_claims(), {"alg": "HS256", "kid": "k2"})) == "unknown key"
+    assert (
+        _verdict(_signed(_claims(), {"alg": "none", "kid": "k1"})) == "unsupported algorithm none"
+    )
+
+
+def test_offline_tenants_are_compared_as_uuids() -> None:
+    assert _verdict(_signed(_claims(tid=T.upper()))) is None
+    assert _verdict(_signed(_claims(tid=T.replace("-", "")))) is None
+    assert _verdict(_signed(_claims(tid="{" + T + "}"))) == "wrong tenant"
+    assert _verdict(_signed(_claims(tid=str(uuid.uuid4())))) == "wrong tenant"
