@@ -86,6 +86,11 @@ RAW_SUBMIT = (
     " p_source_app => %s, p_payload => %s)"
 )
 RAW_SUBMIT_MANY = "select public.jobforge_submit_events(p_tenant_id => %s, p_events => %s)"
+RAW_SUBMIT_IDS = (
+    "select public.jobforge_submit_events(p_tenant_id => %s, p_events => %s, p_returning => 'ids')"
+)
+# The SDK answers event ids only since submit_event_ids; measured where it exists.
+HAS_SUBMIT_IDS = hasattr(JobForgeClient, "submit_event_ids")
 RAW_LIST = "select public.jobforge_list_events(p_tenant_id => %s, p_filters => %s)"
 RAW_REQUEST = (
     "select public.jobforge_request_job(p_tenant_id => %s, p_template_key => %s, p_inputs => %s)"
@@ -193,6 +198,8 @@ class Plane(Protocol):
 
     def submit_events(self, events: list[dict[str, Any]]) -> int: ...
 
+    def submit_event_ids(self, events: list[dict[str, Any]]) -> int: ...
+
     def list_events(self, query: ListQuery) -> int: ...
 
     def request_job(self) -> None: ...
@@ -216,6 +223,10 @@ class SdkPlane:
 
     def submit_events(self, events: list[dict[str, Any]]) -> int:
         return len(self.client.submit_events(tenant_id=TENANT_ID, events=events))
+
+    def submit_event_ids(self, events: list[dict[str, Any]]) -> int:
+        ids = self.client.submit_event_ids(tenant_id=TENANT_ID, events=events)  # type: ignore[attr-defined, unused-ignore]
+        return len(ids)
 
     def list_events(self, query: ListQuery) -> int:
         rows = self.client.list_events(
@@ -247,6 +258,10 @@ class RawPlane:
         row = self.conn.execute(RAW_SUBMIT_MANY, (TENANT_ID, Jsonb(events))).fetchone()
         return len(row[0]) if row else 0
 
+    def submit_event_ids(self, events: list[dict[str, Any]]) -> int:
+        row = self.conn.execute(RAW_SUBMIT_IDS, (TENANT_ID, Jsonb(events))).fetchone()
+        return len(row[0]) if row else 0
+
     def list_events(self, query: ListQuery) -> int:
         row = self.conn.execute(RAW_LIST, (query.tenant_id, Jsonb(query.filters()))).fetchone()
         return len(row[0]) if row else 0
@@ -270,6 +285,9 @@ class BarePlane:
 
     def submit_events(self, events: list[dict[str, Any]]) -> int:
         return len(self.conn.execute(bare.SUBMIT_MANY, (TENANT_ID, Jsonb(events))).fetchall())
+
+    def submit_event_ids(self, events: list[dict[str, Any]]) -> int:
+        return self.submit_events(events)  # the bare insert answers ids either way
 
     def list_events(self, query: ListQuery) -> int:
         raise BenchError("the bare yardstick has no list_events")
@@ -371,36 +389,51 @@ def measure_submit_event(
 def measure_submit_events(
     stages: list[Stage], config: BenchConfig, sizes: Sizes
 ) -> list[Measurement]:
-    """``submit_events`` with batches of 100 on one connection."""
+    """``submit_events`` (and ``submit_event_ids`` where the SDK has it) with batches of
+    100 on one connection; the bare twin is one INSERT ... RETURNING id per batch."""
     batch, batches = sizes.batch_size, sizes.batches
-    ms = _measurements(
-        stages,
-        f"submit_events_{batch}",
-        f"submit_events, batch of {batch:,}",
-        unit="events/s",
-        target=EVENTS_BATCH_TARGET,
-        params={"batch": batch, "batches": batches, "events": batch * batches, "triggers": 0},
-    )
+    kinds = [("submit_events", "submit_events", "rows")]
+    if HAS_SUBMIT_IDS:
+        kinds.append(("submit_event_ids", "submit_event_ids", "ids"))
     work = [event_specs(i * batch, batch) for i in range(batches)]
-    for _repeat, variant, stage in blocks(config.repeats, VARIANTS, stages):
-        stage.db.reset()
-        m = ms[stage.key]
-        with plane(variant, stage.db.url) as p:
-            p.submit_events(event_specs(-batch - 1, batch))  # warm-up
-            cpu_began = time.process_time()
-            began = time.perf_counter()
-            done = sum(p.submit_events(events) for events in work)
-            seconds = time.perf_counter() - began
-            cpu_s = time.process_time() - cpu_began
-        if done != batch * batches:
-            raise BenchError(f"submit_events returned {done} rows for {batch * batches}")
-        stored = count_rows(stage.db, EVENT_TABLE[variant])
-        if stored != batch * (batches + 1):
-            m.valid = False
-            log(f"  {m.name} {variant}: {stored} events stored, expected {batch * (batches + 1)}")
-        rate = m.series(variant).add(done, seconds, cpu_s, stored=stored)
-        log(f"  {m.name} {variant}: {rate:,.0f} events/s")
-    return [ms[stage.key] for stage in stages]
+    out: list[Measurement] = []
+    for base, operation, call in kinds:
+        ms = _measurements(
+            stages,
+            f"{base}_{batch}",
+            f"{operation}, batch of {batch:,}",
+            unit="events/s",
+            target=EVENTS_BATCH_TARGET,
+            params={
+                "batch": batch,
+                "batches": batches,
+                "events": batch * batches,
+                "triggers": 0,
+                "sdk_call": operation,
+            },
+        )
+        for _repeat, variant, stage in blocks(config.repeats, VARIANTS, stages):
+            stage.db.reset()
+            m = ms[stage.key]
+            with plane(variant, stage.db.url) as p:
+                send = p.submit_event_ids if call == "ids" else p.submit_events
+                send(event_specs(-batch - 1, batch))  # warm-up
+                cpu_began = time.process_time()
+                began = time.perf_counter()
+                done = sum(send(events) for events in work)
+                seconds = time.perf_counter() - began
+                cpu_s = time.process_time() - cpu_began
+            if done != batch * batches:
+                raise BenchError(f"{base} returned {done} answers for {batch * batches}")
+            stored = count_rows(stage.db, EVENT_TABLE[variant])
+            if stored != batch * (batches + 1):
+                m.valid = False
+                expected = batch * (batches + 1)
+                log(f"  {m.name} {variant}: {stored} events stored, expected {expected}")
+            rate = m.series(variant).add(done, seconds, cpu_s, stored=stored)
+            log(f"  {m.name} {variant}: {rate:,.0f} events/s")
+        out.extend(ms[stage.key] for stage in stages)
+    return out
 
 
 def enable_template(db: BenchDatabase) -> None:

@@ -563,7 +563,7 @@ create function public.jobforge_submit_event(
   p_redaction_hints jsonb default null,
   p_idempotency_key text default null
 )
-returns jsonb
+returns json
 language plpgsql
 security definer
 set search_path = ''
@@ -658,7 +658,7 @@ begin
     order by e.idempotency_key = p_idempotency_key desc nulls last
     limit 1;
     if found then
-      return pg_catalog.to_jsonb(v_event);
+      return pg_catalog.row_to_json(v_event);
     end if;
     -- Purged between the two statements: insert again.
   end loop;
@@ -700,15 +700,21 @@ begin
     v_event := jobforge_private.fire_event_triggers(v_event, v_actor);
   end if;
 
-  return pg_catalog.to_jsonb(v_event);
+  return pg_catalog.row_to_json(v_event);
 end
 $$;
 
 comment on function public.jobforge_submit_event is
   'Ingest one event (idempotent per tenant and idempotency_key, and per tenant, trace_id, event_type, occurred_at), audit it without its payload (a digest and key names), and fire the matching event triggers. authenticated (own tenants) and service_role.';
 
-create function public.jobforge_submit_events(p_tenant_id uuid, p_events jsonb)
-returns jsonb
+create function public.jobforge_submit_events(
+  p_tenant_id uuid,
+  p_events jsonb,
+  -- 'rows' (the stored rows) or 'ids' (their ids only: the database need not build the
+  -- rows for a producer that does not read them back).
+  p_returning text default 'rows'
+)
+returns json
 language plpgsql
 security definer
 set search_path = ''
@@ -716,7 +722,8 @@ as $$
 declare
   v_count integer;
   v_error text[];
-  v_rows jsonb;
+  v_rows json;
+  v_ids uuid[];
   v_inserted integer;
   v_inserted_ids uuid[];
   v_actors text[];
@@ -737,6 +744,9 @@ begin
   v_count := pg_catalog.jsonb_array_length(p_events);
   if v_count > 1000 then
     perform jobforge_private.invalid('events', 'at most 1000 events per batch');
+  end if;
+  if p_returning is null or p_returning not in ('rows', 'ids') then
+    perform jobforge_private.invalid('returning', 'must be rows or ids');
   end if;
 
   -- The first element that breaks a rule, in input order (events[0] is the first).
@@ -788,18 +798,22 @@ begin
       on conflict do nothing
       returning ev.*
     )
+    -- The rows' JSON is built only when asked for (the FILTER keeps the aggregate from
+    -- running otherwise), and as json: jsonb would sort keys for nobody. Elements that
+    -- inserted nothing (x.id is null) are filled in below.
     select
-      pg_catalog.jsonb_agg(
-        case when x.id is null then null else pg_catalog.to_jsonb(x) end
+      pg_catalog.json_agg(
+        case when x.id is null then null else pg_catalog.row_to_json(x) end
         order by i.ord
-      ),
+      ) filter (where p_returning = 'rows'),
+      pg_catalog.array_agg(x.id order by i.ord),
       pg_catalog.count(x.id),
       pg_catalog.array_agg(x.id order by i.ord) filter (where x.id is not null),
       pg_catalog.array_agg(distinct x.actor_id) filter (where x.actor_id is not null),
       pg_catalog.count(distinct i.trace_id),
       pg_catalog.min(i.trace_id),
       pg_catalog.jsonb_agg(distinct i.elem -> 'event_type')
-    into v_rows, v_inserted, v_inserted_ids, v_actors, v_trace_ids, v_first_trace_id, v_event_types
+    into v_rows, v_ids, v_inserted, v_inserted_ids, v_actors, v_trace_ids, v_first_trace_id, v_event_types
     from input i
     left join inserted x on x.id = i.id;
   exception
@@ -853,37 +867,50 @@ begin
     end if;
   end if;
 
+  if v_inserted < v_count then
+    -- A duplicate gets the id of the stored event. A new statement has a new snapshot,
+    -- so this also sees identities that a concurrent batch committed meanwhile. A
+    -- duplicate had an explicit idempotency key or trace_id (generated trace ids are
+    -- unique); the key wins when the two name different stored events. An event purged
+    -- in between leaves a null.
+    select pg_catalog.array_agg(
+      coalesce(u.id, (
+        select e.id
+        from public.jobforge_events e
+        where e.tenant_id = p_tenant_id
+          and (
+            e.idempotency_key = p_events -> (u.ord::integer - 1) ->> 'idempotency_key'
+            or (
+              e.trace_id = p_events -> (u.ord::integer - 1) ->> 'trace_id'
+              and e.event_type = p_events -> (u.ord::integer - 1) ->> 'event_type'
+              and e.occurred_at = coalesce((p_events -> (u.ord::integer - 1) ->> 'occurred_at')::timestamptz, now())
+            )
+          )
+        order by e.idempotency_key = p_events -> (u.ord::integer - 1) ->> 'idempotency_key' desc nulls last
+        limit 1
+      ))
+      order by u.ord
+    )
+    into v_ids
+    from pg_catalog.unnest(v_ids) with ordinality as u (id, ord);
+  end if;
+
+  if p_returning = 'ids' then
+    return (
+      select pg_catalog.json_agg(u.id order by u.ord)
+      from pg_catalog.unnest(v_ids) with ordinality as u (id, ord)
+    );
+  end if;
   if v_inserted < v_count or v_fired then
     -- Duplicates get the stored row, and fired triggers may have marked events
-    -- processed: read the rows as they are now. A new statement has a new snapshot, so
-    -- this also sees identities that a concurrent batch committed meanwhile. A
-    -- duplicate had an explicit idempotency key or trace_id (generated trace ids are
-    -- unique); the key wins when the two name different stored events.
-    select pg_catalog.jsonb_agg(
-      case
-        when r.row is not null and r.row <> 'null'::jsonb then (
-          select pg_catalog.to_jsonb(e) from public.jobforge_events e where e.id = (r.row ->> 'id')::uuid
-        )
-        else (
-          select pg_catalog.to_jsonb(e)
-          from public.jobforge_events e
-          where e.tenant_id = p_tenant_id
-            and (
-              e.idempotency_key = p_events -> (r.ord::integer - 1) ->> 'idempotency_key'
-              or (
-                e.trace_id = p_events -> (r.ord::integer - 1) ->> 'trace_id'
-                and e.event_type = p_events -> (r.ord::integer - 1) ->> 'event_type'
-                and e.occurred_at = coalesce((p_events -> (r.ord::integer - 1) ->> 'occurred_at')::timestamptz, now())
-              )
-            )
-          order by e.idempotency_key = p_events -> (r.ord::integer - 1) ->> 'idempotency_key' desc nulls last
-          limit 1
-        )
-      end
-      order by r.ord
+    -- processed: read the rows as they are now.
+    select pg_catalog.json_agg(
+      case when e.id is null then null else pg_catalog.row_to_json(e) end
+      order by u.ord
     )
     into v_rows
-    from pg_catalog.jsonb_array_elements(v_rows) with ordinality as r (row, ord);
+    from pg_catalog.unnest(v_ids) with ordinality as u (id, ord)
+    left join public.jobforge_events e on e.id = u.id;
   end if;
 
   return v_rows;
@@ -891,7 +918,7 @@ end
 $$;
 
 comment on function public.jobforge_submit_events is
-  'Ingest up to 1,000 events in one statement (duplicates by idempotency_key or by trace_id, event_type, occurred_at return the stored row), one audit row for the batch (ids and types, no payloads), then fire event triggers for the new events. Returns the rows in input order. authenticated (own tenants) and service_role.';
+  'Ingest up to 1,000 events in one statement (duplicates by idempotency_key or by trace_id, event_type, occurred_at return the stored row), one audit row for the batch (ids and types, no payloads), then fire event triggers for the new events. Returns the rows in input order (with p_returning ''ids'', their ids). authenticated (own tenants) and service_role.';
 
 create function public.jobforge_list_events(
   p_tenant_id uuid,

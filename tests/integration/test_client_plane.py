@@ -143,6 +143,21 @@ def test_submit_events_keeps_input_order(plane: Any) -> None:
     assert len(plane.list_events(tenant_id=tenant)) == 5
 
 
+def test_submit_event_ids_answers_the_ids_in_input_order(plane: Any) -> None:
+    tenant = uuid.uuid4()
+    items = [
+        {"event_type": "growth.signup", "source_app": "aias", "idempotency_key": f"k{i % 3}"}
+        for i in range(5)
+    ]
+    ids = plane.submit_event_ids(tenant_id=tenant, events=items)
+    assert all(isinstance(i, uuid.UUID) for i in ids)
+    assert ids[0] == ids[3]
+    assert ids[1] == ids[4]
+    assert len(set(ids)) == 3
+    stored = {e.idempotency_key: e.id for e in plane.list_events(tenant_id=tenant)}
+    assert ids[:3] == [stored["k0"], stored["k1"], stored["k2"]]
+
+
 def test_redacted_fields_never_reach_users_or_the_audit_log(
     plane: Any, make_client: MakeClient, transport_kind: str
 ) -> None:
@@ -586,6 +601,7 @@ def test_flags_off_write_nothing(
     tenant = uuid.uuid4()
     off = make_client(transport_kind, flags=FeatureFlags())
     assert off.submit_event(tenant_id=tenant, event_type="a.b", source_app="aias") is None
+    assert off.submit_event_ids(tenant_id=tenant, events=[{"event_type": "a.b"}]) == []
     assert (
         off.create_cron_trigger(
             tenant_id=tenant, name="n", cron_expression="* * * * *", target_template_key=SCAN

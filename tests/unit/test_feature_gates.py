@@ -35,6 +35,10 @@ GATED_CALLS: dict[str, tuple[Feature, dict[str, Any]]] = {
         Feature.EVENTS,
         {"tenant_id": T, "events": [{"event_type": "a.b", "source_app": "aias"}]},
     ),
+    "submit_event_ids": (
+        Feature.EVENTS,
+        {"tenant_id": T, "events": [{"event_type": "a.b", "source_app": "aias"}]},
+    ),
     "list_events": (Feature.EVENTS, {"tenant_id": T}),
     "purge_expired_events": (Feature.EVENTS, {}),
     "list_templates": (Feature.AUTOPILOT_JOBS, {}),

@@ -125,6 +125,7 @@ def test_sync_and_async_clients_expose_the_same_operations() -> None:
         "list_jobs",
         "get_job",
         "get_result",
+        "submit_event_ids",
     } <= set(PUBLIC)
 
 

@@ -139,6 +139,7 @@ class AsyncJobForgeClient(ClientBase):
 
     submit_event = AsyncMethod(plane.submit_event)
     submit_events = AsyncMethod(plane.submit_events)
+    submit_event_ids = AsyncMethod(plane.submit_event_ids)
     list_events = AsyncMethod(plane.list_events)
     purge_expired_events = AsyncMethod(plane.purge_expired_events)
     list_templates = AsyncMethod(plane.list_templates)

@@ -169,6 +169,7 @@ class JobForgeClient(ClientBase):
 
     submit_event = SyncMethod(plane.submit_event)
     submit_events = SyncMethod(plane.submit_events)
+    submit_event_ids = SyncMethod(plane.submit_event_ids)
     list_events = SyncMethod(plane.list_events)
     purge_expired_events = SyncMethod(plane.purge_expired_events)
     list_templates = SyncMethod(plane.list_templates)

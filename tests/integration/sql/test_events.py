@@ -364,6 +364,58 @@ def test_trace_id_and_occurred_at_still_dedupe_and_the_key_wins(
     )
 
 
+def test_submit_events_can_answer_ids_only(act_as: ActAs, admin_conn: Any) -> None:
+    """p_returning => 'ids': the same events stored, the same duplicates found, only the
+    ids sent back (in input order; a duplicate's is the stored event's)."""
+    tenant = uuid.uuid4()
+    sr = act_as("service_role")
+    stored = submit(sr, tenant, p_idempotency_key="ids-1")
+    events = [
+        {"event_type": "a.b", "source_app": "keys", "idempotency_key": "ids-1"},
+        {"event_type": "a.b", "source_app": "keys", "idempotency_key": "ids-2"},
+        {"event_type": "a.c", "source_app": "keys", "idempotency_key": "ids-2"},
+        {"event_type": "a.b", "source_app": "keys"},
+    ]
+    ids = sr.call("jobforge_submit_events", p_tenant_id=tenant, p_events=events, p_returning="ids")
+    assert len(ids) == 4
+    assert ids[0] == stored["id"]
+    assert ids[1] == ids[2] != ids[3]
+    rows = admin_conn.execute(
+        "select id::text, idempotency_key from jobforge_events where tenant_id = %s", (tenant,)
+    ).fetchall()
+    assert sorted(rows, key=lambda r: str(r[1])) == sorted(
+        [(stored["id"], "ids-1"), (ids[1], "ids-2"), (ids[3], None)], key=lambda r: str(r[1])
+    )
+    # Resent: every id found again, nothing new written or audited.
+    audits = len(audit_rows(admin_conn, tenant))
+    again = sr.call(
+        "jobforge_submit_events", p_tenant_id=tenant, p_events=events[:3], p_returning="ids"
+    )
+    assert again == ids[:3]
+    assert len(audit_rows(admin_conn, tenant)) == audits
+    # The rows answer (the default) names the same events.
+    assert [
+        r["id"] for r in sr.call("jobforge_submit_events", p_tenant_id=tenant, p_events=events[:3])
+    ] == ids[:3]
+
+
+@pytest.mark.parametrize("returning", ["row", "", None])
+def test_submit_events_refuses_an_unknown_answer_shape(
+    act_as: ActAs, admin_conn: Any, returning: str | None
+) -> None:
+    tenant = uuid.uuid4()
+    with sql_error("PT400", "returning: must be rows or ids"):
+        act_as("service_role").call(
+            "jobforge_submit_events",
+            p_tenant_id=tenant,
+            p_events=[{"event_type": "a.b", "source_app": "keys"}],
+            p_returning=returning,
+        )
+    assert (
+        count(admin_conn, "select count(*) from jobforge_events where tenant_id = %s", tenant) == 0
+    )
+
+
 def test_authenticated_reads_the_key_column(act_as: ActAs) -> None:
     tenant = uuid.uuid4()
     user = act_as("authenticated", tenant_claims(tenant))
