@@ -64,7 +64,9 @@ def _check_reachable(dsn: str) -> None:
         raise ConfigurationError(f"cannot connect to the database: {_first_line(exc)}") from None
 
 
-def _client(args: argparse.Namespace, flags: FeatureFlags | None = None) -> JobForgeClient:
+def _client(
+    args: argparse.Namespace, flags: FeatureFlags | None = None, *, pool_size: int = 4
+) -> JobForgeClient:
     flags = flags or _flags()
     supabase_url = getattr(args, "supabase_url", None) or ""
     if supabase_url:
@@ -85,7 +87,7 @@ def _client(args: argparse.Namespace, flags: FeatureFlags | None = None) -> JobF
             "(or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)"
         )
     _check_reachable(dsn)
-    return JobForgeClient.from_postgres(dsn, flags=flags, max_size=4, timeout=15)
+    return JobForgeClient.from_postgres(dsn, flags=flags, max_size=pool_size, timeout=15)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -289,7 +291,9 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    client = _client(args)
+    # A connection for every handler thread (handlers and manifests use the client), one
+    # for the claim loop and one for the reporter: none of them waits for another's.
+    client = _client(args, pool_size=max(4, args.concurrency + 2))
     with client:
         try:
             worker = Worker(
