@@ -386,6 +386,10 @@ def test_submit_events_can_answer_ids_only(act_as: ActAs, admin_conn: Any) -> No
     assert sorted(rows, key=lambda r: str(r[1])) == sorted(
         [(stored["id"], "ids-1"), (ids[1], "ids-2"), (ids[3], None)], key=lambda r: str(r[1])
     )
+    # One audit row for the batch, naming every event it stored.
+    batch_audit = audit_rows(admin_conn, tenant)[-1]
+    assert batch_audit["target_type"] == "event_batch"
+    assert batch_audit["details"]["event_ids"] == [ids[1], ids[3]]
     # Resent: every id found again, nothing new written or audited.
     audits = len(audit_rows(admin_conn, tenant))
     again = sr.call(

@@ -128,6 +128,8 @@ def test_enqueue_notifies_listeners_only_when_a_job_is_inserted(
 
         svc.call("jobforge_enqueue_jobs", p_tenant_id=tenant, p_jobs=[{"type": jtype}] * 3)
         assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == [""]
+        # One notification per batch, not one per job.
+        assert [n.payload for n in listener.notifies(timeout=0.5)] == []
 
         dup = [{"type": jtype, "idempotency_key": "k"}]
         svc.call("jobforge_enqueue_jobs", p_tenant_id=tenant, p_jobs=dup)
