@@ -11,6 +11,14 @@ each statement inside it, over ``--calls`` calls after a warm-up, and the part o
 that no statement accounts for (PL/pgSQL expressions, function entry with its
 ``SET search_path``, argument checks written as expressions).
 
+A second table gives the backend CPU time per call of single-row writes, layer by layer:
+the bare table's insert, the same insert into ``jobforge_jobs`` as its owner, the private
+insert function with its checks, the public RPC, and ``submit_event`` / ``request_job``;
+read from ``/proc/<pid>/stat`` of the server process serving the connection (so the bench
+must run on the database's machine), autocommit, commit included. CPU time hardly
+depends on what else the machine runs, unlike throughput; the clock ticks every 10 ms,
+so each figure is the mean over a few thousand calls.
+
 What it is for: deciding what to change. What it is not: a throughput figure. Measuring
 adds overhead to every statement (``log_timing`` is off to keep it small), and durations
 are server time only, without the round trip or the commit (the call runs in a
@@ -21,6 +29,7 @@ runs ``LOAD 'auto_explain'``), as the rest of the bench does.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -33,6 +42,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from bench import bare
 from bench.harness import DEFAULT_SERVER_URL, log, scratch_database
 
 TENANT = str(uuid.uuid4())
@@ -234,10 +244,78 @@ def report(results: Sequence[Shape], calls: int) -> str:
     return "\n".join(lines)
 
 
+def _backend_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a server process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def layers(url: str, calls: int) -> list[tuple[str, float]]:
+    """Backend CPU per call (µs) of each layer of a single-row write; rounds alternate."""
+    bare.install(url)
+    payload = Jsonb(PAYLOAD)
+    shapes: list[tuple[str, str, tuple[Any, ...]]] = [
+        ("select 1 (a round trip, nothing else)", "select %s::int", (1,)),
+        ("bare insert (bench_bare.jobs)", bare.ENQUEUE_ONE, (TENANT, JOB_TYPE, payload)),
+        (
+            "insert into jobforge_jobs as its owner",
+            "insert into public.jobforge_jobs (tenant_id, type, payload, run_at, max_attempts)"
+            " values (%s, %s, %s, now(), 5) returning id",
+            (TENANT, JOB_TYPE, payload),
+        ),
+        (
+            "jobforge_private.enqueue_job (checks, insert, NOTIFY)",
+            "select (jobforge_private.enqueue_job(%s, %s, %s)).id",
+            (TENANT, JOB_TYPE, payload),
+        ),
+        (
+            "jobforge_enqueue_job (the RPC)",
+            "select public.jobforge_enqueue_job(p_tenant_id => %s, p_type => %s,"
+            " p_payload => %s)",
+            (TENANT, JOB_TYPE, payload),
+        ),
+        (
+            "jobforge_submit_event (the RPC)",
+            "select public.jobforge_submit_event(p_tenant_id => %s, p_event_type => %s,"
+            " p_source_app => %s, p_payload => %s)",
+            (TENANT, EVENT["event_type"], EVENT["source_app"], Jsonb(EVENT["payload"])),
+        ),
+        (
+            "jobforge_request_job (the RPC)",
+            "select public.jobforge_request_job(p_tenant_id => %s, p_template_key => %s,"
+            " p_inputs => %s)",
+            (TENANT, TEMPLATE_KEY, Jsonb({"target": "x"})),
+        ),
+    ]
+    spent = dict.fromkeys((label for label, _, _ in shapes), 0.0)
+    rounds = 10
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("select public.jobforge_set_template_enabled(%s, true)", (TEMPLATE_KEY,))
+        row = conn.execute("select pg_backend_pid()").fetchone()
+        assert row is not None
+        pid = int(row[0])
+        for _label, statement, args in shapes:  # warm-up: plans, relations, prepared
+            for _ in range(20):
+                conn.execute(statement, args).fetchone()
+        for turn in range(rounds):
+            ordered = shapes if turn % 2 == 0 else shapes[::-1]
+            for label, statement, args in ordered:
+                began = _backend_cpu_s(pid)
+                for _ in range(calls // rounds):
+                    conn.execute(statement, args).fetchone()
+                spent[label] += _backend_cpu_s(pid) - began
+    per_call = (calls // rounds) * rounds
+    return [(label, spent[label] / per_call * 1e6) for label, _, _ in shapes]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--server-url", default=DEFAULT_SERVER_URL)
     parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument(
+        "--cpu-calls", type=int, default=3000, help="calls per layer for the CPU table"
+    )
     args = parser.parse_args(argv)
     with scratch_database(args.server_url) as db, psycopg.connect(db.url) as conn:
         conn.execute("load 'auto_explain'")
@@ -253,7 +331,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         for shape in results:
             log(f"breakdown: {shape.name}")
             measure(conn, shape, args.calls)
-    sys.stdout.write(report(results, args.calls) + "\n")
+        log("breakdown: backend CPU per layer")
+        cpu = layers(db.url, args.cpu_calls)
+    table = [
+        "",
+        f"Backend CPU per call, single-row writes, autocommit (mean of {args.cpu_calls:,} calls"
+        " each, layers alternating):",
+        "",
+        "| layer | µs |",
+        "|---|---:|",
+        *(f"| {label} | {us:.0f} |" for label, us in cpu),
+    ]
+    sys.stdout.write(report(results, args.calls) + "\n".join(table) + "\n")
     return 0
 
 
