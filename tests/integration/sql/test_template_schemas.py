@@ -1,6 +1,7 @@
 """Template input schemas: the database checks every keyword a template may use, refuses a
-template whose schema uses one it does not check, and agrees with the SDK's full JSON
-Schema check (``jobforge_sdk._schema_check``) on every seeded template.
+template whose schema uses one it does not check, and agrees with the SDK's check
+(``jobforge_sdk._schema_check``: its fast walk, itself held to ``jsonschema`` by
+tests/unit/test_schema_check.py) on every seeded template.
 
 The cases are made from each template's own schema: a minimal valid input, then one
 problem at a time (a required name missing or null, a value of the wrong type, a number
