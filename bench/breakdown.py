@@ -271,8 +271,7 @@ def layers(url: str, calls: int) -> list[tuple[str, float]]:
         ),
         (
             "jobforge_enqueue_job (the RPC)",
-            "select public.jobforge_enqueue_job(p_tenant_id => %s, p_type => %s,"
-            " p_payload => %s)",
+            "select public.jobforge_enqueue_job(p_tenant_id => %s, p_type => %s, p_payload => %s)",
             (TENANT, JOB_TYPE, payload),
         ),
         (
