@@ -71,6 +71,10 @@ OTHER_SETTINGS: Final[tuple[str, ...]] = (
     "JOBFORGE_DASHBOARD_TOKEN",  # jobforge dashboard: the access token (--auth-token)
     # the test suite and CI tooling
     "JOBFORGE_PGBOUNCER",  # tests/support/pgbouncer.py: the pgbouncer binary
+    "JOBFORGE_PG_BIN",  # tests/support/private_cluster.py: where initdb and pg_ctl are
+    "JOBFORGE_PG_OS_USER",  # tests/support/private_cluster.py: the cluster's owner as root
+    "JOBFORGE_FAULT_DB",  # tests/support/fault_app.py: where executions are recorded
+    "JOBFORGE_FAULT_JOBS",  # tests/acceptance/test_faults.py: jobs of the chaos test
     "JOBFORGE_PG_MAJOR",  # scripts/ci_tools.sh: PostgreSQL major version
     "JOBFORGE_TEST_BACKEND",  # tests/support/database.py: which PostgreSQL to test on
     "JOBFORGE_TEST_DATABASE_URL",  # tests/support/database.py: a server the tests may use

@@ -330,7 +330,14 @@ def test_jobs_show_prints_the_attempts_of_a_failed_then_retried_job(
         ("jobs", "list", "--tenant-id", TENANT, "--database-url", UNREACHABLE),
         ("doctor", "--database-url", UNREACHABLE),
         ("smoke", "--database-url", UNREACHABLE),
-        ("worker", "--app", "tests.support.worker_app:handlers", "--database-url", UNREACHABLE),
+        (
+            "worker",
+            "--app",
+            "tests.support.worker_app:handlers",
+            "--database-url",
+            UNREACHABLE,
+            "--wait-for-database=0",
+        ),
         ("jobs", "list", "--tenant-id", TENANT, "--database-url", "not a url"),
     ],
 )

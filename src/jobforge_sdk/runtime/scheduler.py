@@ -17,7 +17,7 @@ from typing import Any
 from croniter import croniter
 
 from jobforge_sdk._client.sync import JobForgeClient
-from jobforge_sdk.errors import JobForgeError
+from jobforge_sdk.errors import JobForgeError, TransportError
 from jobforge_sdk.models.triggers import CronFireResult
 
 __all__ = ["Scheduler", "due_slots"]
@@ -89,6 +89,10 @@ class Scheduler:
                     outcome = self.client.fire_cron_trigger(
                         trigger_id=trigger.id, scheduled_for=slot
                     )
+                except TransportError:
+                    # The database is gone: the caller waits for it (one log line, not
+                    # one per trigger and slot); unfired slots are fired on its return.
+                    raise
                 except JobForgeError as exc:
                     logger.warning("firing trigger %s for %s failed: %s", trigger.id, slot, exc)
                     continue

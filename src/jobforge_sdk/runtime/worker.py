@@ -10,6 +10,11 @@ holds a ``LISTEN`` connection. Every running job is heartbeated; stale jobs of d
 are reaped; on SIGTERM/SIGINT the worker stops claiming, lets running jobs finish within
 ``shutdown_grace`` and hands back to the queue what it could not finish.
 
+When the database cannot be reached (a restart, a failover, a cut connection) the worker
+neither dies nor floods its log: it says so once, stops calling the database, probes it
+with capped backoff, and resumes within about a second of its return, listening again;
+results of jobs that finished meanwhile are reported then (see ``_outage.py``).
+
 A failure no retry can fix (inputs the template's schema refuses, a handler's
 ``NonRetryableError``) is reported as not retryable, and the job is dead at once.
 """
@@ -38,12 +43,19 @@ from psycopg.conninfo import conninfo_to_dict
 from jobforge_sdk import metrics, tracing
 from jobforge_sdk._client.sync import JobForgeClient
 from jobforge_sdk._schema_check import schema_problem
-from jobforge_sdk.errors import ConflictError, JobForgeError, NonRetryableError, NotFoundError
+from jobforge_sdk.errors import (
+    ConflictError,
+    JobForgeError,
+    NonRetryableError,
+    NotFoundError,
+    TransportError,
+)
 from jobforge_sdk.manifests import calculate_run_metrics, generate_env_fingerprint
 from jobforge_sdk.models._base import check_json
 from jobforge_sdk.models.jobs import MAX_BATCH, MAX_RESULT_BYTES, JobCompletion, JobRow, JobStatus
 from jobforge_sdk.models.manifests import ArtifactManifest, ManifestStatus
 from jobforge_sdk.models.templates import TemplateRow
+from jobforge_sdk.runtime._outage import Outage
 from jobforge_sdk.runtime.registry import Handler, JobContext, call_handler
 from jobforge_sdk.runtime.scheduler import Scheduler
 
@@ -123,6 +135,7 @@ class Worker:
         shutdown_grace: float = 30.0,
         scheduler: bool | Scheduler = False,
         listen: bool = True,
+        reconnect_max_delay: float = 1.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency: must be at least 1")
@@ -165,6 +178,17 @@ class Worker:
             else None
         )
         self.listen = listen
+        if reconnect_max_delay <= 0:
+            raise ValueError("reconnect_max_delay: must be positive")
+        # Shared by every thread: the first to meet an unreachable database says so once.
+        self._outage = Outage(
+            probe_dsn=self._listen_dsn(),
+            pool=getattr(client.transport, "pool", None),
+            max_delay=reconnect_max_delay,
+            extra={"worker_id": self.worker_id},
+        )
+        # Set when shutdown stops waiting for the database to report held results.
+        self._give_up_reporting = threading.Event()
         self.processed = 0
         self.succeeded = 0
         self.failed = 0
@@ -236,6 +260,7 @@ class Worker:
 
     def _start_threads(self, *, listen: bool | None = None) -> None:
         self._stopping.clear()
+        self._give_up_reporting.clear()
         for index in range(self.concurrency):
             thread = threading.Thread(
                 target=self._run_jobs, name=f"jobforge-exec-{index}", daemon=True
@@ -298,9 +323,16 @@ class Worker:
                 logger.info("signal %s: stopping, finishing running jobs", self._signalled)
                 self.stop()
                 break
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
+            if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError("run_until_idle: jobs still running at the deadline")
+            if self._outage.down:
+                if not self._probe_database():
+                    continue
+                # Reachable again: the reaper and the scheduler run at once (workers may
+                # have died meanwhile, slots may have passed); the claim below says
+                # whether the pool works again.
+                next_reap = next_tick = time.monotonic()
+            now = time.monotonic()
             if now >= next_beat:
                 self._heartbeat_all()
                 next_beat = now + self.heartbeat_interval
@@ -339,6 +371,9 @@ class Worker:
             jobs = self.client.claim_jobs(
                 worker_id=self.worker_id, limit=min(free, self.batch_size), types=self.types
             )
+        except TransportError as exc:
+            self._outage.failed(exc, "claim")  # the loop waits for the database
+            return 0
         except JobForgeError as exc:
             logger.warning("claim failed: %s", exc, extra={"worker_id": self.worker_id})
             self._stopping.wait(self.poll_interval)
@@ -348,6 +383,7 @@ class Worker:
             logger.exception("claim failed", extra={"worker_id": self.worker_id})
             self._stopping.wait(self.poll_interval)
             return 0
+        self._outage.recovered()
         metrics.observe_claim(jobs, time.perf_counter() - claim_started)
         unhandled = [job for job in jobs if job.type not in self.handlers]
         for job in jobs:
@@ -376,20 +412,49 @@ class Worker:
         self._release(jobs)
 
     def _listen_loop(self, dsn: str) -> None:
-        backoff = 0.5
+        """Hold the LISTEN connection; when it breaks, connect again at once (a dropped
+        connection), then after the outage's capped backoff (a server that is down)."""
+        lost: str | None = None  # why the last connection broke
+        delay = 0.0
         while not self._stopping.is_set():
             try:
-                with psycopg.connect(dsn, autocommit=True) as conn:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"listen {NOTIFY_CHANNEL}")
-                    backoff = 0.5
-                    self._wake.set()  # anything enqueued while we were not listening
+                    if lost is not None:
+                        logger.info(
+                            "LISTEN %s re-established (the connection was lost: %s)",
+                            NOTIFY_CHANNEL,
+                            lost,
+                            extra=self._log_extra,
+                        )
+                    lost, delay = None, 0.0
+                    # Anything enqueued while we were not listening; during an outage this
+                    # also cuts the claim loop's wait short, so it probes at once.
+                    self._wake.set()
                     while not self._stopping.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self._wake.set()
             except psycopg.Error as exc:
-                logger.warning("listen connection lost (%s); polling until it is back", exc)
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
+                # A dropped connection is mended at once, silently; only a server that
+                # refuses the reconnection too is an outage (logged once, by _outage).
+                if delay > 0 or self._outage.down:
+                    self._outage.failed(exc, "LISTEN")
+                lost = lost or " ".join(str(exc).split())[:200]
+                self._stopping.wait(delay)
+                delay = min(max(delay * 2, 0.1), self._outage.max_delay)
+
+    @property
+    def _log_extra(self) -> dict[str, str]:
+        return {"worker_id": self.worker_id}
+
+    def _probe_database(self) -> bool:
+        """During an outage: wait the next backoff delay (cut short by the listener getting
+        its connection back, or by ``stop``), then try to reach the server once."""
+        self._wake.clear()
+        self._wake.wait(self._outage.next_delay())
+        if self._stopping.is_set() or self._signalled is not None:
+            return False
+        return self._outage.probe()
 
     # -- running --------------------------------------------------------------------------
 
@@ -464,13 +529,34 @@ class Worker:
             if first is None:
                 return
             more, stop = self._take_finished()
-            try:
-                self._complete_outcomes([first, *more])
-            except Exception:
-                # Never lose the reporter: the runs stay held and the reaper recovers them.
-                logger.exception("reporting finished jobs failed")
+            pending = [first, *more]
+            while pending:
+                try:
+                    pending = self._complete_outcomes(pending)
+                except Exception:
+                    # Never lose the reporter: the runs stay held and the reaper recovers them.
+                    logger.exception("reporting finished jobs failed")
+                    break
+                if pending and not self._await_database():
+                    self._abandon(pending)
+                    break
             if stop:
                 return
+
+    def _await_database(self) -> bool:
+        """Wait until the database is back (True) or shutdown gives up on it (False)."""
+        while not self._outage.back.wait(0.2):
+            if self._give_up_reporting.is_set():
+                return False
+        return True
+
+    def _abandon(self, outcomes: list[_Outcome]) -> None:
+        logger.error(
+            "%d finished job(s) not reported: the database is unreachable; they stay "
+            "running until a reaper hands them back, and will run again",
+            len(outcomes),
+            extra=self._log_extra,
+        )
 
     def _stop_reporter(self) -> None:
         if self._reporter is not None:
@@ -493,12 +579,17 @@ class Worker:
     def _report_finished(self) -> None:
         """Complete, from the calling thread, every finished run still waiting."""
         outcomes, _ = self._take_finished()
-        self._complete_outcomes(outcomes)
+        unsent = self._complete_outcomes(outcomes)
+        if unsent:
+            self._abandon(unsent)
 
-    def _complete_outcomes(self, outcomes: list[_Outcome]) -> None:
+    def _complete_outcomes(self, outcomes: list[_Outcome]) -> list[_Outcome]:
         """One ``complete_jobs`` call (one commit) for all of them, falling back to one
         call each when the batch is refused because some job is no longer held (canceled,
-        or reaped after a stall)."""
+        or reaped after a stall). Returns those not sent because the database could not
+        be reached: sending them again is safe (a completion that did commit meets a
+        job no longer held, and is only logged)."""
+        unsent: list[_Outcome] = []
         for start in range(0, len(outcomes), 1000):
             chunk = outcomes[start : start + 1000]
             if len(chunk) > 1:
@@ -521,17 +612,23 @@ class Worker:
                     # Some job is not ours any more, or one outcome cannot be sent: report
                     # each one on its own (the others still complete).
                     pass
+                except TransportError as exc:
+                    self._outage.failed(exc, "complete")
+                    unsent.extend(chunk)
+                    continue
                 except JobForgeError as exc:
                     logger.error("could not complete %d jobs: %s", len(chunk), exc)
                     continue
                 else:
+                    self._outage.recovered()
                     for outcome in chunk:
                         self._reported(outcome)
                     continue
-            for outcome in chunk:
-                self._complete_one(outcome)
+            unsent.extend(o for o in chunk if not self._complete_one(o))
+        return unsent
 
-    def _complete_one(self, outcome: _Outcome) -> None:
+    def _complete_one(self, outcome: _Outcome) -> bool:
+        """False when the database could not be reached (the caller tries again)."""
         try:
             self.client.complete_job(
                 job_id=outcome.job.id,
@@ -543,10 +640,15 @@ class Worker:
             )
         except ConflictError as exc:
             logger.warning("job no longer held: %s", exc, extra=outcome.log)
+        except TransportError as exc:
+            self._outage.failed(exc, "complete")
+            return False
         except JobForgeError as exc:
             logger.error("could not complete job: %s", exc, extra=outcome.log)
         else:
+            self._outage.recovered()
             self._reported(outcome)
+        return True
 
     def _reported(self, outcome: _Outcome) -> None:
         with self._lock:
@@ -598,6 +700,8 @@ class Worker:
             self.client.create_manifest(
                 run_id=ctx.job.id, tenant_id=ctx.tenant_id, manifest=manifest
             )
+        except TransportError as exc:
+            self._outage.failed(exc, "manifest")
         except JobForgeError as exc:
             logger.error("could not write manifest: %s", exc, extra={"job_id": str(ctx.job.id)})
 
@@ -614,9 +718,13 @@ class Worker:
             chunk = ids[start : start + 1000]
             try:
                 held = set(self.client.heartbeat_jobs(worker_id=self.worker_id, job_ids=chunk))
+            except TransportError as exc:
+                self._outage.failed(exc, "heartbeat")
+                return
             except JobForgeError as exc:
                 logger.warning("heartbeat of %d jobs failed: %s", len(chunk), exc)
                 continue
+            self._outage.recovered()
             for job_id in chunk:
                 if job_id not in held:
                     logger.warning(
@@ -627,9 +735,13 @@ class Worker:
     def _reap(self) -> None:
         try:
             reaped = self.client.reap_stale_jobs(timeout=self.stale_after)
+        except TransportError as exc:
+            self._outage.failed(exc, "reap")
+            return
         except JobForgeError as exc:
             logger.warning("reap failed: %s", exc)
             return
+        self._outage.recovered()
         if reaped:
             logger.warning("reaped %d stale job(s) of lost workers", reaped)
 
@@ -637,8 +749,12 @@ class Worker:
         assert self.scheduler is not None
         try:
             self.scheduler.tick()
+        except TransportError as exc:
+            self._outage.failed(exc, "scheduler")
         except JobForgeError as exc:
             logger.warning("scheduler tick failed: %s", exc)
+        else:
+            self._outage.recovered()
 
     def _drain(self) -> None:
         """Hand back claimed jobs that never started, wait up to ``shutdown_grace`` for the
@@ -660,6 +776,7 @@ class Worker:
             while self._running and time.monotonic() < deadline:
                 self._idle.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
             leftover = list(self._running.values())
+        self._give_up_reporting.set()  # the grace is over: stop waiting for the database
         self._stop_reporter()
         self._report_finished()
         self._release(leftover)
@@ -672,6 +789,8 @@ class Worker:
             try:
                 self.client.release_job(job_id=job.id, worker_id=self.worker_id)
                 logger.warning("released job back to the queue", extra={"job_id": str(job.id)})
+            except TransportError as exc:
+                self._outage.failed(exc, "release")  # the reaper hands it back instead
             except JobForgeError as exc:
                 logger.error("could not release job %s: %s", job.id, exc)
             else:

@@ -10,8 +10,10 @@ import argparse
 import importlib
 import json
 import logging
+import math
 import os
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -64,8 +66,54 @@ def _check_reachable(dsn: str) -> None:
         raise ConfigurationError(f"cannot connect to the database: {_first_line(exc)}") from None
 
 
+# Errors a server that is up sends to a connection it refuses: waiting cannot mend them.
+_PERMANENT = ("does not exist", "authentication failed", "pg_hba.conf", "password", "invalid")
+
+
+def _wait_for_database(dsn: str, seconds: float) -> None:
+    """Connect, retrying for up to ``seconds`` while the server is down or starting
+    (connection refused, timed out, "the database system is starting up"), with capped
+    exponential backoff; a refusal from a running server (bad password, unknown user or
+    database, malformed URL) fails at once, like ``_check_reachable``."""
+    log = logging.getLogger("jobforge_sdk.worker")
+    deadline = time.monotonic() + seconds
+    delay, waiting_since = 0.2, None
+    while True:
+        try:
+            with psycopg.connect(dsn, connect_timeout=max(1, min(10, math.ceil(seconds)))):
+                pass
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError(f"invalid database URL: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split())
+            if any(word in reason for word in _PERMANENT) or time.monotonic() >= deadline:
+                waited = "" if waiting_since is None else f" (waited {seconds:g} s)"
+                raise ConfigurationError(
+                    f"cannot connect to the database{waited}: {_first_line(exc)}"
+                ) from None
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                log.warning(
+                    "database not reachable yet (%s); waiting up to %g s (--wait-for-database)",
+                    reason[:300],
+                    seconds,
+                )
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, 2.0)
+        else:
+            if waiting_since is not None:
+                log.warning(
+                    "database reachable after %.1f s of waiting", time.monotonic() - waiting_since
+                )
+            return
+
+
 def _client(
-    args: argparse.Namespace, flags: FeatureFlags | None = None, *, pool_size: int = 4
+    args: argparse.Namespace,
+    flags: FeatureFlags | None = None,
+    *,
+    pool_size: int = 4,
+    wait: float = 0.0,
 ) -> JobForgeClient:
     flags = flags or _flags()
     supabase_url = getattr(args, "supabase_url", None) or ""
@@ -86,8 +134,21 @@ def _client(
             "no database: pass --database-url, or set JOBFORGE_DATABASE_URL "
             "(or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY)"
         )
-    _check_reachable(dsn)
+    if wait > 0:
+        _wait_for_database(dsn, wait)
+    else:
+        _check_reachable(dsn)
     return JobForgeClient.from_postgres(dsn, flags=flags, max_size=pool_size, timeout=15)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not 0 <= seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 86400 seconds: {value!r}")
+    return seconds
 
 
 def _first_line(exc: BaseException) -> str:
@@ -293,7 +354,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     # A connection for every handler thread (handlers and manifests use the client), one
     # for the claim loop and one for the reporter: none of them waits for another's.
-    client = _client(args, pool_size=max(4, args.concurrency + 2))
+    # The pool warns on every failed reconnection attempt (a line a second per connection
+    # while the server is down); the worker says once that the database is gone, and when
+    # it is back.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    client = _client(args, pool_size=max(4, args.concurrency + 2), wait=args.wait_for_database)
     with client:
         try:
             worker = Worker(
@@ -308,6 +373,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                 reap_interval=args.reap_interval,
                 stale_after=timedelta(seconds=args.stale_after),
                 worker_id=args.worker_id,
+                reconnect_max_delay=args.reconnect_max_delay,
             )
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -758,6 +824,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--stale-after", type=float, default=120.0, help="seconds without heartbeat = lost"
     )
     worker.add_argument("--worker-id")
+    worker.add_argument(
+        "--wait-for-database",
+        type=_seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="at start, wait up to this long for a database that is down or starting "
+        "(default: 60; 0: exit with code 2 at once). Once running, a worker waits for a "
+        "lost database for as long as it takes",
+    )
+    worker.add_argument(
+        "--reconnect-max-delay",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="longest wait between two attempts to reach a lost database (default: 1)",
+    )
     worker.add_argument(
         "--metrics-port",
         type=int,
