@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -289,3 +290,26 @@ def test_a_worker_gives_up_after_wait_for_database() -> None:
     last = result.stderr.strip().splitlines()[-1]
     assert "cannot connect to the database (waited 1.5 s)" in last
     assert "Traceback" not in result.stderr
+
+
+def test_a_pool_that_lost_every_connection_serves_at_once_when_the_server_is_back(
+    cluster: PrivateCluster, fault_db: str
+) -> None:
+    """psycopg_pool retries each broken connection after 1, 2, 4, ... s; with all of its
+    slots held by such retries it opens no new connection. The transport's default
+    ``reconnect_timeout`` (5 s) frees them, so an outage longer than that costs no extra
+    wait once the server is back."""
+    with JobForgeClient.from_postgres(fault_db, max_size=4) as client:
+        client.claim_jobs(worker_id="pool-test", limit=1)  # opens the pool
+        pool = client.transport.pool  # type: ignore[attr-defined]
+        held = [pool.getconn() for _ in range(4)]
+        cluster.stop("immediate")
+        for conn in held:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("select 1")
+            pool.putconn(conn)  # broken: the pool starts retrying it
+        time.sleep(8.0)  # the outage: retries at 0, 1, 3, 7 s all fail
+        cluster.start()
+        up = time.monotonic()
+        assert client.claim_jobs(worker_id="pool-test", limit=1) == []
+        assert time.monotonic() - up < 2.0
