@@ -71,6 +71,9 @@ class Scheduler:
         """Fire every due slot of every enabled cron trigger; returns what each call did.
 
         Gated by the TRIGGERS flag: with it off this does nothing and returns ``[]``.
+        Raises ``TransportError`` when the database cannot be reached; nothing is lost,
+        since a slot not fired is fired by the next tick that reaches it (within
+        ``max_catchup``). The worker's loop waits for the database and ticks again.
         """
         # An internal operation of the client: [] without I/O when TRIGGERS is off.
         triggers = self.client._list_cron_triggers()
