@@ -19,10 +19,12 @@ import contextlib
 import os
 import random
 import secrets
+import signal
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -102,6 +104,12 @@ def _enqueue(url: str, count: int, seconds: float = 0.0) -> list[uuid.UUID]:
 def _status(url: str, job_id: uuid.UUID) -> str | None:
     rows = query(url, "select status from jobforge_jobs where id = %s", (job_id,))
     return str(rows[0][0]) if rows else None
+
+
+def _tenant(url: str, job_id: uuid.UUID) -> uuid.UUID:
+    rows = query(url, "select tenant_id from jobforge_jobs where id = %s", (job_id,))
+    assert rows
+    return uuid.UUID(str(rows[0][0]))
 
 
 def _succeeded(url: str) -> int | None:
@@ -313,3 +321,31 @@ def test_a_pool_that_lost_every_connection_serves_at_once_when_the_server_is_bac
         up = time.monotonic()
         assert client.claim_jobs(worker_id="pool-test", limit=1) == []
         assert time.monotonic() - up < 2.0
+
+
+def test_a_second_sigterm_exits_at_once_and_the_reaper_recovers_the_job(
+    fault_db: str, workers: tuple[Path, list[WorkerProcess]]
+) -> None:
+    logdir, started = workers
+    worker = WorkerProcess(fault_db, "twice", logdir, *APP, "--shutdown-grace=120")
+    started.append(worker)
+    (job,) = _enqueue(fault_db, 1, seconds=120)
+    wait_for("the handler to run", lambda: query(fault_db, "select 1 from fault_executions"), 30)
+    worker.proc.send_signal(signal.SIGTERM)
+    wait_for("the first signal to be seen", lambda: worker.logged("stopping"), 10)
+    assert worker.proc.poll() is None  # the grace: the handler may finish
+    worker.proc.send_signal(signal.SIGTERM)
+    assert worker.proc.wait(15) == 0
+    assert worker.logged("second signal: exiting now, leaving 1 running job(s)") == 1
+    _no_traceback(worker)
+    assert _status(fault_db, job) == "running"  # held by nobody alive: the reaper's case
+    with JobForgeClient.from_postgres(fault_db, max_size=1) as client:
+        wait_for(
+            "the reaper to take it back",
+            lambda: client.reap_stale_jobs(timeout=timedelta(seconds=1)) == 1,
+            15,
+            every=0.5,
+        )
+        attempts = client.list_job_attempts(job_id=job, tenant_id=_tenant(fault_db, job))
+    assert _status(fault_db, job) == "queued"
+    assert [(a.attempt, a.status, a.worker_id) for a in attempts] == [(1, "lost", "twice")]

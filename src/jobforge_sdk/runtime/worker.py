@@ -206,6 +206,7 @@ class Worker:
         self._threads: list[threading.Thread] = []
         # Set by the signal handler, read by the loop: a plain attribute, see _install_signals.
         self._signalled: int | None = None
+        self._signals = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -250,7 +251,8 @@ class Worker:
             # while that thread holds the lock inside one of our Events (in Event.clear or
             # on its way out of Event.wait); Event.set here would then wait for that lock
             # forever, and the worker would hang on SIGTERM. The loop sees the flag within
-            # one poll interval and stops properly.
+            # one poll interval and stops properly. A second signal cuts the grace short.
+            self._signals += 1
             self._signalled = signum
 
         previous: dict[int, Any] = {}
@@ -773,13 +775,23 @@ class Worker:
         self._release(unstarted)
         deadline = time.monotonic() + self.shutdown_grace
         with self._lock:
-            while self._running and time.monotonic() < deadline:
+            while self._running and time.monotonic() < deadline and self._signals < 2:
                 self._idle.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
             leftover = list(self._running.values())
         self._give_up_reporting.set()  # the grace is over: stop waiting for the database
         self._stop_reporter()
         self._report_finished()
-        self._release(leftover)
+        if self._signals >= 2 and leftover:
+            # Asked twice: exit now. The handlers still running die with the process (their
+            # threads are daemons), and their jobs stay held until a reaper hands them back
+            # (stale_after later), as after a crash.
+            logger.warning(
+                "second signal: exiting now, leaving %d running job(s) to the reaper",
+                len(leftover),
+                extra=self._log_extra,
+            )
+        else:
+            self._release(leftover)
         for _ in self._threads:
             self._jobs.put(None)
         self._threads.clear()
