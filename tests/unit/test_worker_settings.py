@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from jobforge_sdk import JobForgeClient, JobRegistry, Worker
-
-
-class _NoNetwork:
-    """A transport for a worker that is built but never run."""
-
-    def call(self, fn: str, args: Mapping[str, Any]) -> Any:
-        raise AssertionError(f"unexpected call of {fn}")
-
-    def close(self) -> None:
-        pass
-
-    def listen_conninfo(self) -> str | None:
-        return None
+from tests.support.no_network import NoNetwork
 
 
 def _worker(**kwargs: Any) -> Worker:
-    return Worker(JobForgeClient(_NoNetwork()), JobRegistry(), **kwargs)
+    return Worker(JobForgeClient(NoNetwork()), JobRegistry(), **kwargs)
 
 
 def test_default_batch_covers_threads_and_prefetch() -> None:

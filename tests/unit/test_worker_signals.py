@@ -11,28 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Mapping
-from typing import Any
 
 from jobforge_sdk import JobForgeClient, JobRegistry, Worker
-
-
-class _NoNetwork:
-    """A transport for a worker that is built but never run."""
-
-    def call(self, fn: str, args: Mapping[str, Any]) -> Any:
-        raise AssertionError(f"unexpected call of {fn}")
-
-    def close(self) -> None:
-        pass
-
-    def listen_conninfo(self) -> str | None:
-        return None
+from tests.support.no_network import NoNetwork
 
 
 def test_sigterm_while_the_main_thread_holds_an_event_lock_does_not_hang() -> None:
     assert threading.current_thread() is threading.main_thread()
-    worker = Worker(JobForgeClient(_NoNetwork()), JobRegistry())
+    worker = Worker(JobForgeClient(NoNetwork()), JobRegistry())
     restore = worker._install_signals()
     try:
         done = threading.Event()
