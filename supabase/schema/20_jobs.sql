@@ -1,5 +1,5 @@
 -- 20_jobs: the core queue as tenants see it: job tables, input rules, and the
--- tenant-facing RPCs (enqueue, cancel, reschedule, list, get). The worker side of the
+-- tenant-facing RPCs (enqueue, cancel, retry, reschedule, list, get). The worker side of the
 -- same tables is 25_workers.sql.
 
 -- Input rules of a job, one value each: the reason a value is refused, or null when it is
@@ -925,3 +925,180 @@ $$;
 
 comment on function public.jobforge_cancel_job is
   'Cancel a queued or running job; writes a job_cancel audit row. authenticated (own tenants) and service_role.';
+
+-- Dead letter: put a job that ran out of attempts (dead, or the legacy failed) back in
+-- the queue as if it were new (attempts 0, no error, due now), keeping its id, payload
+-- and attempt history, so an operator who fixed the cause re-runs the very job instead of
+-- a copy under a new id. Only dead and failed jobs: a queued or running job is still in
+-- play, and a succeeded or canceled one was settled on purpose. One job_retry audit row
+-- per call, in the same transaction; a refusal raises, so it rolls back with nothing
+-- changed.
+create function public.jobforge_retry_job(
+  p_tenant_id uuid,
+  p_job_id uuid,
+  p_actor_id text default null
+)
+returns json
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_job public.jobforge_jobs;
+  v_status text;
+  v_reason text;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  if p_job_id is null then
+    perform jobforge_private.invalid('job_id', 'is required');
+  end if;
+  v_reason := jobforge_private.label_error(p_actor_id);
+  if v_reason is not null then
+    perform jobforge_private.invalid('actor_id', v_reason);
+  end if;
+
+  -- Lock first, so the audit row records the state the job was retried from.
+  select j.status into v_status
+  from public.jobforge_jobs j
+  where j.id = p_job_id and j.tenant_id = p_tenant_id
+  for no key update;
+
+  if not found then
+    raise exception using
+      errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
+  end if;
+  if v_status not in ('dead', 'failed') then
+    raise exception using
+      errcode = 'PT409',
+      message = pg_catalog.format(
+        'job %s is %s; only dead or failed jobs can be retried', p_job_id, v_status
+      );
+  end if;
+
+  update public.jobforge_jobs j
+  set
+    status = 'queued',
+    attempts = 0,
+    error = null,
+    run_at = now(),
+    locked_by = null,
+    locked_at = null,
+    heartbeat_at = null,
+    started_at = null,
+    finished_at = null,
+    finished_by = null,
+    result = null,
+    artifact_ref = null,
+    updated_at = now()
+  where j.id = p_job_id
+  returning j.* into v_job;
+
+  perform jobforge_private.audit(
+    p_tenant_id,
+    case when jobforge_private.is_uuid_text(v_job.payload ->> 'project_id')
+      then (v_job.payload ->> 'project_id')::uuid end,
+    'job_retry',
+    jobforge_private.audit_actor(p_actor_id),
+    case when pg_catalog.jsonb_typeof(v_job.payload -> 'trace_id') = 'string'
+      then pg_catalog.left(v_job.payload ->> 'trace_id', 255) end,
+    'job', p_job_id::text, 'success', null,
+    pg_catalog.jsonb_build_object('type', v_job.type, 'previous_status', v_status)
+  );
+  -- Wake idle workers of the type, as an enqueue does.
+  perform pg_catalog.pg_notify('jobforge_jobs', v_job.type);
+  return pg_catalog.row_to_json(v_job);
+end
+$$;
+
+comment on function public.jobforge_retry_job is
+  'Put a dead or failed job back in the queue (attempts 0, due now, same id); writes a job_retry audit row. authenticated (own tenants) and service_role.';
+
+-- The bulk form of jobforge_retry_job (same reset, same statuses): up to p_limit of the
+-- tenant's dead or failed jobs, of one type or of all, oldest failure first, in one
+-- UPDATE, with one job_retry audit row naming every id (so a retry of a thousand jobs is
+-- one row to read, and each job is still findable in it). Answers the ids. Jobs locked by
+-- a concurrent retry are skipped rather than waited for: that retry takes them.
+create function public.jobforge_retry_dead_jobs(
+  p_tenant_id uuid,
+  p_type text default null,
+  p_limit integer default 1000,
+  p_actor_id text default null
+)
+returns json
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_reason text;
+  v_ids uuid[];
+  v_details jsonb;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  if p_type is not null then
+    v_reason := jobforge_private.type_error(p_type);
+    if v_reason is not null then
+      perform jobforge_private.invalid('type', v_reason);
+    end if;
+  end if;
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    perform jobforge_private.invalid('limit', 'must be between 1 and 1000');
+  end if;
+  v_reason := jobforge_private.label_error(p_actor_id);
+  if v_reason is not null then
+    perform jobforge_private.invalid('actor_id', v_reason);
+  end if;
+
+  with picked as (
+    select j.id
+    from public.jobforge_jobs j
+    where j.tenant_id = p_tenant_id
+      and j.status in ('dead', 'failed')
+      and (p_type is null or j.type = p_type)
+    order by j.finished_at nulls first, j.id
+    limit p_limit
+    for no key update skip locked
+  ), retried as (
+    update public.jobforge_jobs j
+    set
+      status = 'queued',
+      attempts = 0,
+      error = null,
+      run_at = now(),
+      locked_by = null,
+      locked_at = null,
+      heartbeat_at = null,
+      started_at = null,
+      finished_at = null,
+      finished_by = null,
+      result = null,
+      artifact_ref = null,
+      updated_at = now()
+    from picked
+    where j.id = picked.id and j.status in ('dead', 'failed')
+    returning j.id
+  )
+  select coalesce(pg_catalog.array_agg(r.id order by r.id), '{}') into v_ids
+  from retried r;
+
+  if pg_catalog.cardinality(v_ids) = 0 then
+    return '[]'::json;
+  end if;
+
+  v_details := pg_catalog.jsonb_build_object(
+    'job_ids', pg_catalog.to_jsonb(v_ids), 'count', pg_catalog.cardinality(v_ids)
+  );
+  if p_type is not null then
+    v_details := v_details || pg_catalog.jsonb_build_object('type', p_type);
+  end if;
+  perform jobforge_private.audit(
+    p_tenant_id, null, 'job_retry', jobforge_private.audit_actor(p_actor_id), null,
+    'job', null, 'success', null, v_details
+  );
+  perform pg_catalog.pg_notify('jobforge_jobs', coalesce(p_type, ''));
+  return pg_catalog.to_json(v_ids);
+end
+$$;
+
+comment on function public.jobforge_retry_dead_jobs is
+  'Put up to p_limit (1-1000) dead or failed jobs of a tenant, of one type or all, back in the queue; answers their ids; one job_retry audit row naming them. authenticated (own tenants) and service_role.';

@@ -39,6 +39,8 @@ grant execute on function
   public.jobforge_enqueue_job,
   public.jobforge_enqueue_jobs,
   public.jobforge_cancel_job,
+  public.jobforge_retry_job,
+  public.jobforge_retry_dead_jobs,
   public.jobforge_reschedule_job,
   public.jobforge_list_jobs,
   public.jobforge_get_job,

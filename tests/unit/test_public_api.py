@@ -121,6 +121,8 @@ def test_sync_and_async_clients_expose_the_same_operations() -> None:
         "complete_jobs",
         "reap_stale_jobs",
         "cancel_job",
+        "retry_job",
+        "retry_dead_jobs",
         "reschedule_job",
         "list_jobs",
         "get_job",

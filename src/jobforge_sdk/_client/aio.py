@@ -129,6 +129,8 @@ class AsyncJobForgeClient(ClientBase):
     release_job = AsyncMethod(queue.release_job)
     reap_stale_jobs = AsyncMethod(queue.reap_stale_jobs)
     cancel_job = AsyncMethod(queue.cancel_job)
+    retry_job = AsyncMethod(queue.retry_job)
+    retry_dead_jobs = AsyncMethod(queue.retry_dead_jobs)
     reschedule_job = AsyncMethod(queue.reschedule_job)
     list_jobs = AsyncMethod(queue.list_jobs)
     get_job = AsyncMethod(queue.get_job)

@@ -159,6 +159,8 @@ class JobForgeClient(ClientBase):
     release_job = SyncMethod(queue.release_job)
     reap_stale_jobs = SyncMethod(queue.reap_stale_jobs)
     cancel_job = SyncMethod(queue.cancel_job)
+    retry_job = SyncMethod(queue.retry_job)
+    retry_dead_jobs = SyncMethod(queue.retry_dead_jobs)
     reschedule_job = SyncMethod(queue.reschedule_job)
     list_jobs = SyncMethod(queue.list_jobs)
     get_job = SyncMethod(queue.get_job)

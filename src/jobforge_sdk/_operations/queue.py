@@ -43,6 +43,8 @@ from jobforge_sdk.models.jobs import (
     ListJobsParams,
     ReapStaleJobsParams,
     RescheduleJobParams,
+    RetryDeadJobsParams,
+    RetryJobParams,
 )
 
 __all__ = [
@@ -63,6 +65,8 @@ __all__ = [
     "reap_stale_jobs",
     "release_job",
     "reschedule_job",
+    "retry_dead_jobs",
+    "retry_job",
 ]
 
 
@@ -193,6 +197,32 @@ def cancel_job(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobRow]:
     """Cancel a queued or running job of the tenant."""
     params = validate(CancelJobParams, locals())
     return RpcCall("jobforge_cancel_job", params.rpc_args(), parse_one(JobRow))
+
+
+@operation()
+def retry_job(
+    *, tenant_id: UUID | str, job_id: UUID | str, actor_id: str | None = None
+) -> RpcCall[JobRow]:
+    """Put a ``dead`` (or ``failed``) job back in the queue under the same id: attempts
+    reset to 0, error cleared, due now; audited as ``job_retry``. Any other status raises
+    ``ConflictError`` naming it. ``actor_id`` is recorded when the service role calls."""
+    params = validate(RetryJobParams, locals())
+    return RpcCall("jobforge_retry_job", params.rpc_args(), parse_one(JobRow))
+
+
+@operation()
+def retry_dead_jobs(
+    *,
+    tenant_id: UUID | str,
+    type: str | None = None,
+    limit: int = 1000,
+    actor_id: str | None = None,
+) -> RpcCall[list[UUID]]:
+    """Retry up to ``limit`` (at most 1,000) dead or failed jobs of the tenant, of one
+    ``type`` or all, oldest failure first, in one statement with one audit row; returns
+    the ids retried (empty when there were none). Call again to retry more."""
+    params = validate(RetryDeadJobsParams, locals())
+    return RpcCall("jobforge_retry_dead_jobs", params.rpc_args(), parse_uuids)
 
 
 @operation()

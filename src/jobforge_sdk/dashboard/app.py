@@ -42,7 +42,6 @@ from jobforge_sdk.dashboard.settings import DashboardSettings
 from jobforge_sdk.dashboard.stats import LIST_CAP, overview
 from jobforge_sdk.errors import (
     ConfigurationError,
-    ConflictError,
     JobForgeError,
     NotFoundError,
     PermissionDeniedError,
@@ -397,19 +396,15 @@ def create_app(client: JobForgeClient, settings: DashboardSettings | None = None
 
     def do_retry(request: Request, form: dict[str, str]) -> str:
         job = job_for_write(request)
-        if job.status is not JobStatus.DEAD:
-            raise ConflictError(f"job {job.id} is {job.status.value}; only dead jobs are retried")
-        # No RPC puts a dead job back in the queue; a retry queues a copy (same tenant,
-        # type, payload and attempts), once per dead job thanks to the idempotency key.
-        copy = acting_client(job.tenant_id).enqueue_job(
-            tenant_id=job.tenant_id,
-            type=job.type,
-            payload=job.payload,
-            max_attempts=job.max_attempts,
-            idempotency_key=f"retry-of:{job.id}",
+        # The same job goes back to the queue (attempts reset), so its id, payload and
+        # attempt history stay together; the RPC refuses anything not dead (a double click
+        # meets a queued job: ConflictError) and writes the job_retry row naming the
+        # operator (the JWT subject, or actor_id where the service role acts itself).
+        acting_client(job.tenant_id).retry_job(
+            tenant_id=job.tenant_id, job_id=job.id, actor_id=settings.operator
         )
-        logger.info("operator %s retried dead job %s as %s", settings.operator, job.id, copy.id)
-        return f"retried {job.id} as {copy.id} (queued)"
+        logger.info("operator %s retried dead job %s", settings.operator, job.id)
+        return f"retried {job.id} (queued again)"
 
     def do_cancel(request: Request, form: dict[str, str]) -> str:
         job = job_for_write(request)

@@ -18,6 +18,7 @@ class AuditAction(StrEnum):
     EVENT_INGEST = "event_ingest"
     JOB_REQUEST = "job_request"
     JOB_CANCEL = "job_cancel"
+    JOB_RETRY = "job_retry"
     POLICY_CHECK = "policy_check"
     TRIGGER_FIRE = "trigger_fire"
     TRIGGER_CREATE = "trigger_create"

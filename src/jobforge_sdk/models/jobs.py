@@ -38,6 +38,8 @@ __all__ = [
     "ListJobsParams",
     "ReapStaleJobsParams",
     "RescheduleJobParams",
+    "RetryDeadJobsParams",
+    "RetryJobParams",
 ]
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
@@ -260,6 +262,20 @@ class CancelJobParams(GetJobParams):
 
 class RescheduleJobParams(GetJobParams):
     run_at: datetime
+
+
+class RetryJobParams(GetJobParams):
+    # Recorded as the audit row's actor when the service role retries for someone (an
+    # operator of the dashboard); a signed-in user is recorded as its JWT subject instead.
+    actor_id: NonEmptyStr | None = None
+
+
+class RetryDeadJobsParams(Params):
+    tenant_id: TenantId
+    # None retries dead jobs of every type.
+    type: NonEmptyStr | None = None
+    limit: Annotated[int, Strict(), Field(ge=1, le=MAX_BATCH)] = MAX_BATCH
+    actor_id: NonEmptyStr | None = None
 
 
 class ListJobsParams(Params):

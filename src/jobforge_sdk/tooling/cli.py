@@ -666,6 +666,51 @@ def _cmd_jobs_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_jobs_retry(args: argparse.Namespace) -> int:
+    if args.dead:
+        return _retry_dead(args)
+    if args.job_id is None:
+        raise UsageError("give a job id, or --dead to retry the tenant's dead jobs")
+    if args.type is not None or args.limit is not None:
+        raise UsageError("--type and --limit go with --dead")
+    with _client(args) as client:
+        job = client.retry_job(tenant_id=args.tenant_id, job_id=args.job_id, actor_id=args.actor_id)
+    if args.json:
+        _print_json(job.model_dump(mode="json"))
+    else:
+        print(f"job {job.id} is queued again (attempts reset, due now)")
+    return EXIT_OK
+
+
+def _retry_dead(args: argparse.Namespace) -> int:
+    """Every dead job up to --limit, in calls of at most 1,000 (the RPC's cap, so each is
+    one short statement): until a call finds fewer than it asked for. The limit also
+    bounds the loop when failing jobs die again while it runs."""
+    if args.job_id is not None:
+        raise UsageError("give a job id or --dead, not both")
+    limit = 1000 if args.limit is None else args.limit
+    if limit < 1:
+        raise UsageError("--limit: must be at least 1")
+    retried: list[uuid.UUID] = []
+    with _client(args) as client:
+        while len(retried) < limit:
+            batch = min(1000, limit - len(retried))
+            ids = client.retry_dead_jobs(
+                tenant_id=args.tenant_id, type=args.type, limit=batch, actor_id=args.actor_id
+            )
+            retried.extend(ids)
+            if len(ids) < batch:
+                break
+    if args.json:
+        _print_json([str(i) for i in retried])
+        return EXIT_OK
+    of_type = f" of type {args.type}" if args.type else ""
+    print(f"retried {len(retried)} dead job(s){of_type}")
+    for job_id in retried:
+        print(job_id)
+    return EXIT_OK
+
+
 # -- mcp --------------------------------------------------------------------------------
 
 
@@ -889,7 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
     events_list.add_argument("--json", action="store_true", help="print JSON, not a table")
     events_list.set_defaults(handler=_cmd_events_list)
 
-    jobs = commands.add_parser("jobs", help="list, show or cancel jobs")
+    jobs = commands.add_parser("jobs", help="list, show, cancel or retry jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
     jobs_list = jobs_commands.add_parser("list", help="list jobs, newest first (a table)")
     _db(jobs_list, supabase=True)
@@ -912,6 +957,21 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id", type=_uuid)
     cancel.add_argument("--tenant-id", type=_uuid, required=True)
     cancel.set_defaults(handler=_cmd_jobs_cancel)
+    retry = jobs_commands.add_parser(
+        "retry",
+        help="put a dead job (or with --dead, every dead job) back in the queue, attempts reset",
+    )
+    _db(retry, supabase=True)
+    retry.add_argument("job_id", type=_uuid, nargs="?", help="the job (or --dead)")
+    retry.add_argument("--tenant-id", type=_uuid, required=True)
+    retry.add_argument("--dead", action="store_true", help="every dead job of the tenant")
+    retry.add_argument("--type", help="with --dead: only jobs of this type")
+    retry.add_argument(
+        "--limit", type=int, help="with --dead: at most this many jobs (default 1000)"
+    )
+    retry.add_argument("--actor-id", help="who to record in the audit trail")
+    retry.add_argument("--json", action="store_true", help="print the job (or the ids) as JSON")
+    retry.set_defaults(handler=_cmd_jobs_retry)
 
     mcp = commands.add_parser("mcp", help="serve the JobForge tools to AI agents over MCP (stdio)")
     _db(mcp)

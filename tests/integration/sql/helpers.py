@@ -26,6 +26,8 @@ TENANT_RPCS = (
     "jobforge_enqueue_job",
     "jobforge_enqueue_jobs",
     "jobforge_cancel_job",
+    "jobforge_retry_job",
+    "jobforge_retry_dead_jobs",
     "jobforge_reschedule_job",
     "jobforge_list_jobs",
     "jobforge_get_job",
@@ -147,6 +149,8 @@ def tenant_facing_calls(tenant: str, job_id: str, jtype: str) -> dict[str, dict[
         "jobforge_get_result": {"p_job_id": job_id, "p_tenant_id": tenant},
         "jobforge_list_job_attempts": {"p_job_id": job_id, "p_tenant_id": tenant},
         "jobforge_cancel_job": {"p_job_id": job_id, "p_tenant_id": tenant},
+        "jobforge_retry_job": {"p_job_id": job_id, "p_tenant_id": tenant},
+        "jobforge_retry_dead_jobs": {"p_tenant_id": tenant, "p_type": jtype},
         "jobforge_reschedule_job": {
             "p_job_id": job_id,
             "p_tenant_id": tenant,

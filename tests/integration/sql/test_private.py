@@ -433,6 +433,8 @@ def test_catalog_every_rpc_is_definer_with_empty_search_path(admin_conn: Any) ->
         "jobforge_purge_expired_events",
         "jobforge_purge_audit_logs",
         "jobforge_cancel_job",
+        "jobforge_retry_job",
+        "jobforge_retry_dead_jobs",
     }
     assert expected <= names
     for name, definer, config, anon_exec, public_exec, commented, result in rows:
