@@ -490,6 +490,7 @@ set search_path = ''
 as $$
 begin
   return array[
+    'batch_size', 'cutoff', 'more',
     'contains_pii', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
     'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
     'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
@@ -590,6 +591,7 @@ create table public.jobforge_audit_logs (
   tenant_id uuid,
   project_id uuid,
   action text not null check (action in (
+    'retention_purge',
     'event_ingest', 'job_request', 'job_cancel', 'job_retry', 'policy_check', 'trigger_fire',
     'trigger_create', 'trigger_update', 'trigger_delete', 'template_update',
     'manifest_write', 'policy_key_add', 'policy_key_retire'
@@ -787,6 +789,51 @@ $$;
 comment on function public.jobforge_list_audit_logs is
   'Audit rows of a tenant (or, for service_role with a null tenant, the global rows), newest first; filters action, actor_id, trace_id, target_type, target_id, outcome, from, to, limit, offset. authenticated (own tenants) and service_role.';
 
+-- The checks every retention purge makes of its arguments (jobforge_purge_finished_jobs,
+-- jobforge_purge_manifests), and the cutoff they answer. Positive and at most 36,500 days
+-- (the SDK's bound for retention_days): a zero interval would purge what finished a
+-- moment ago, and a huge one overflows now() - interval into an error that names no
+-- field. At most 10,000 rows per call: each call is one short transaction whose row
+-- locks end with it, and a caller loops while the answer says more.
+create function jobforge_private.retention_cutoff(p_older_than interval, p_batch_size integer)
+returns timestamptz
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if p_older_than is null then
+    perform jobforge_private.invalid('older_than', 'is required');
+  end if;
+  if p_older_than <= interval '0' then
+    perform jobforge_private.invalid('older_than', 'must be positive');
+  end if;
+  if p_older_than > interval '36500 days' then
+    perform jobforge_private.invalid('older_than', 'must be at most 36500 days');
+  end if;
+  if p_batch_size is null or p_batch_size < 1 or p_batch_size > 10000 then
+    perform jobforge_private.invalid('batch_size', 'must be between 1 and 10000');
+  end if;
+  return now() - p_older_than;
+end
+$$;
+
+-- Every purge writes one global audit row (tenant null: service_role reads it) saying
+-- which table it cleared, how many rows and up to when, so the trail shows what retention
+-- removed even once the rows are gone.
+create function jobforge_private.audit_purge(p_table text, p_count integer, p_cutoff timestamptz, p_details jsonb default '{}')
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform jobforge_private.audit(
+    null, null, 'retention_purge', null, null, 'table', p_table, 'success', null,
+    pg_catalog.jsonb_build_object('count', p_count, 'cutoff', p_cutoff) || coalesce(p_details, '{}'::jsonb)
+  );
+end
+$$;
+
 -- The only way audit rows are ever removed: the append-only trigger lets a DELETE pass
 -- while jobforge.audit_purge is on, which this function does around its DELETE only.
 create function public.jobforge_purge_audit_logs(p_retention_days integer default 365)
@@ -796,27 +843,30 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_cutoff timestamptz;
   v_deleted integer;
 begin
   perform jobforge_private.assert_service_role();
   if p_retention_days is null or p_retention_days < 1 then
     perform jobforge_private.invalid('retention_days', 'must be at least 1');
   end if;
+  v_cutoff := now() - pg_catalog.make_interval(days => p_retention_days);
 
   -- Open the append-only trigger for this DELETE only. set_config rather than a SET
   -- clause on the function: a SET clause naming a custom setting needs a superuser on
   -- PostgreSQL 15+, and a hosted Supabase project's owner is not one.
   perform pg_catalog.set_config('jobforge.audit_purge', 'on', true);
-  delete from public.jobforge_audit_logs a
-  where a.created_at < now() - pg_catalog.make_interval(days => p_retention_days);
+  delete from public.jobforge_audit_logs a where a.created_at < v_cutoff;
   get diagnostics v_deleted = row_count;
   perform pg_catalog.set_config('jobforge.audit_purge', 'off', true);
+  -- Written after the DELETE (and newer than any cutoff), so the purge's own row stays.
+  perform jobforge_private.audit_purge('jobforge_audit_logs', v_deleted, v_cutoff);
   return v_deleted;
 end
 $$;
 
 comment on function public.jobforge_purge_audit_logs is
-  'Delete audit rows older than p_retention_days (at least 1); the only way audit rows are removed. service_role only.';
+  'Delete audit rows older than p_retention_days (at least 1); the only way audit rows are removed, and it writes a retention_purge audit row naming the count and cutoff. service_role only.';
 
 -- ===== supabase/schema/20_jobs.sql
 
@@ -1924,6 +1974,56 @@ $$;
 
 comment on function public.jobforge_retry_dead_jobs is
   'Put up to p_limit (1-1000) dead or failed jobs of a tenant, of one type or all, back in the queue; answers their ids; one job_retry audit row naming them. authenticated (own tenants) and service_role.';
+
+-- Retention: finished jobs (succeeded, dead, canceled) whose finish is older than
+-- p_older_than, with their attempts and manifest (both reference the job ON DELETE
+-- CASCADE), at most p_batch_size jobs per call. queued and running are never touched, nor
+-- is failed: no RPC leaves a job in it (a failed attempt goes back to queued or to dead),
+-- and a job still in it is one jobforge_retry_job may put back in the queue, so it is not
+-- known to be finished. SKIP LOCKED: a job being retried or canceled right now is left for
+-- the next call. One more row than the batch is read to say whether more remain, so the
+-- caller loops while more is true, each call a short transaction. There is no index on
+-- finished_at (every index costs each completion): a call walks the table until it has
+-- found its batch, which the daily purge can afford and the hot path need not pay for.
+create function public.jobforge_purge_finished_jobs(
+  p_older_than interval,
+  p_batch_size integer default 10000
+)
+returns json
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_cutoff timestamptz;
+  v_ids uuid[];
+  v_deleted integer;
+  v_more boolean;
+begin
+  perform jobforge_private.assert_service_role();
+  v_cutoff := jobforge_private.retention_cutoff(p_older_than, p_batch_size);
+
+  v_ids := array(
+    select j.id
+    from public.jobforge_jobs j
+    where j.status in ('succeeded', 'dead', 'canceled') and j.finished_at < v_cutoff
+    limit p_batch_size + 1
+    for update skip locked
+  );
+  delete from public.jobforge_jobs j where j.id = any (v_ids[1:p_batch_size]);
+  get diagnostics v_deleted = row_count;
+  v_more := pg_catalog.cardinality(v_ids) > p_batch_size;
+
+  perform jobforge_private.audit_purge(
+    'jobforge_jobs', v_deleted, v_cutoff,
+    pg_catalog.jsonb_build_object('batch_size', p_batch_size, 'more', v_more)
+  );
+  return pg_catalog.json_build_object('deleted', v_deleted, 'more', v_more);
+end
+$$;
+
+comment on function public.jobforge_purge_finished_jobs is
+  'Delete up to p_batch_size (1-10000) succeeded, dead or canceled jobs finished more than p_older_than ago, with their attempts and manifests; answers {deleted, more} (call again while more); one retention_purge audit row. service_role only.';
 
 -- ===== supabase/schema/25_workers.sql
 
@@ -3608,12 +3708,13 @@ begin
   where f.fired_at < least(v_cutoff, now() - interval '1 day');
   delete from jobforge_private.policy_token_uses u where u.expires_at < now();
 
+  perform jobforge_private.audit_purge('jobforge_events', v_deleted, v_cutoff);
   return v_deleted;
 end
 $$;
 
 comment on function public.jobforge_purge_expired_events is
-  'Delete events created more than p_retention_days ago (and stale trigger-fire and token-use records); returns the number of events deleted. service_role only.';
+  'Delete events created more than p_retention_days ago (and stale trigger-fire and token-use records); returns the number of events deleted and writes a retention_purge audit row. service_role only.';
 
 -- ===== supabase/schema/40_templates.sql
 
@@ -5251,6 +5352,53 @@ $$;
 comment on function public.jobforge_get_manifest is
   'The artifact manifest of a run of a tenant, or null. authenticated (own tenants) and service_role.';
 
+-- Retention of manifests by run age: the manifests of finished runs (succeeded, dead,
+-- canceled, as jobforge_purge_finished_jobs counts them) that finished more than
+-- p_older_than ago, at most p_batch_size per call, the jobs themselves kept. A manifest
+-- can be up to 1 MiB where its job row is small, so an app may keep manifests for less
+-- time than jobs; it cannot keep them longer, since a manifest goes with its job (ON
+-- DELETE CASCADE). A run still queued or running keeps its manifest whatever its age.
+create function public.jobforge_purge_manifests(
+  p_older_than interval,
+  p_batch_size integer default 10000
+)
+returns json
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_cutoff timestamptz;
+  v_ids uuid[];
+  v_deleted integer;
+  v_more boolean;
+begin
+  perform jobforge_private.assert_service_role();
+  v_cutoff := jobforge_private.retention_cutoff(p_older_than, p_batch_size);
+
+  v_ids := array(
+    select m.id
+    from public.jobforge_artifact_manifests m
+    join public.jobforge_jobs j on j.id = m.run_id
+    where j.status in ('succeeded', 'dead', 'canceled') and j.finished_at < v_cutoff
+    limit p_batch_size + 1
+    for update of m skip locked
+  );
+  delete from public.jobforge_artifact_manifests m where m.id = any (v_ids[1:p_batch_size]);
+  get diagnostics v_deleted = row_count;
+  v_more := pg_catalog.cardinality(v_ids) > p_batch_size;
+
+  perform jobforge_private.audit_purge(
+    'jobforge_artifact_manifests', v_deleted, v_cutoff,
+    pg_catalog.jsonb_build_object('batch_size', p_batch_size, 'more', v_more)
+  );
+  return pg_catalog.json_build_object('deleted', v_deleted, 'more', v_more);
+end
+$$;
+
+comment on function public.jobforge_purge_manifests is
+  'Delete up to p_batch_size (1-10000) manifests of succeeded, dead or canceled runs finished more than p_older_than ago (the jobs stay); answers {deleted, more} (call again while more); one retention_purge audit row. service_role only.';
+
 -- ===== supabase/schema/60_triggers.sql
 
 -- 60_triggers: cron and event triggers, with dry-run mode; each firing is recorded so a
@@ -6106,6 +6254,8 @@ grant execute on function
 grant execute on function
   -- 10_audit
   public.jobforge_purge_audit_logs,
+  -- 20_jobs
+  public.jobforge_purge_finished_jobs,
   -- 25_workers
   public.jobforge_claim_jobs,
   public.jobforge_heartbeat_job,
@@ -6123,6 +6273,7 @@ grant execute on function
   public.jobforge_retire_policy_key,
   -- 50_manifests
   public.jobforge_create_manifest,
+  public.jobforge_purge_manifests,
   -- 60_triggers
   public.jobforge_fire_cron_trigger,
   public.jobforge_list_cron_triggers

@@ -27,6 +27,7 @@ set search_path = ''
 as $$
 begin
   return array[
+    'batch_size', 'cutoff', 'more',
     'contains_pii', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
     'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
     'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
@@ -127,6 +128,7 @@ create table public.jobforge_audit_logs (
   tenant_id uuid,
   project_id uuid,
   action text not null check (action in (
+    'retention_purge',
     'event_ingest', 'job_request', 'job_cancel', 'job_retry', 'policy_check', 'trigger_fire',
     'trigger_create', 'trigger_update', 'trigger_delete', 'template_update',
     'manifest_write', 'policy_key_add', 'policy_key_retire'
@@ -324,6 +326,51 @@ $$;
 comment on function public.jobforge_list_audit_logs is
   'Audit rows of a tenant (or, for service_role with a null tenant, the global rows), newest first; filters action, actor_id, trace_id, target_type, target_id, outcome, from, to, limit, offset. authenticated (own tenants) and service_role.';
 
+-- The checks every retention purge makes of its arguments (jobforge_purge_finished_jobs,
+-- jobforge_purge_manifests), and the cutoff they answer. Positive and at most 36,500 days
+-- (the SDK's bound for retention_days): a zero interval would purge what finished a
+-- moment ago, and a huge one overflows now() - interval into an error that names no
+-- field. At most 10,000 rows per call: each call is one short transaction whose row
+-- locks end with it, and a caller loops while the answer says more.
+create function jobforge_private.retention_cutoff(p_older_than interval, p_batch_size integer)
+returns timestamptz
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if p_older_than is null then
+    perform jobforge_private.invalid('older_than', 'is required');
+  end if;
+  if p_older_than <= interval '0' then
+    perform jobforge_private.invalid('older_than', 'must be positive');
+  end if;
+  if p_older_than > interval '36500 days' then
+    perform jobforge_private.invalid('older_than', 'must be at most 36500 days');
+  end if;
+  if p_batch_size is null or p_batch_size < 1 or p_batch_size > 10000 then
+    perform jobforge_private.invalid('batch_size', 'must be between 1 and 10000');
+  end if;
+  return now() - p_older_than;
+end
+$$;
+
+-- Every purge writes one global audit row (tenant null: service_role reads it) saying
+-- which table it cleared, how many rows and up to when, so the trail shows what retention
+-- removed even once the rows are gone.
+create function jobforge_private.audit_purge(p_table text, p_count integer, p_cutoff timestamptz, p_details jsonb default '{}')
+returns void
+language plpgsql
+set search_path = ''
+as $$
+begin
+  perform jobforge_private.audit(
+    null, null, 'retention_purge', null, null, 'table', p_table, 'success', null,
+    pg_catalog.jsonb_build_object('count', p_count, 'cutoff', p_cutoff) || coalesce(p_details, '{}'::jsonb)
+  );
+end
+$$;
+
 -- The only way audit rows are ever removed: the append-only trigger lets a DELETE pass
 -- while jobforge.audit_purge is on, which this function does around its DELETE only.
 create function public.jobforge_purge_audit_logs(p_retention_days integer default 365)
@@ -333,24 +380,27 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_cutoff timestamptz;
   v_deleted integer;
 begin
   perform jobforge_private.assert_service_role();
   if p_retention_days is null or p_retention_days < 1 then
     perform jobforge_private.invalid('retention_days', 'must be at least 1');
   end if;
+  v_cutoff := now() - pg_catalog.make_interval(days => p_retention_days);
 
   -- Open the append-only trigger for this DELETE only. set_config rather than a SET
   -- clause on the function: a SET clause naming a custom setting needs a superuser on
   -- PostgreSQL 15+, and a hosted Supabase project's owner is not one.
   perform pg_catalog.set_config('jobforge.audit_purge', 'on', true);
-  delete from public.jobforge_audit_logs a
-  where a.created_at < now() - pg_catalog.make_interval(days => p_retention_days);
+  delete from public.jobforge_audit_logs a where a.created_at < v_cutoff;
   get diagnostics v_deleted = row_count;
   perform pg_catalog.set_config('jobforge.audit_purge', 'off', true);
+  -- Written after the DELETE (and newer than any cutoff), so the purge's own row stays.
+  perform jobforge_private.audit_purge('jobforge_audit_logs', v_deleted, v_cutoff);
   return v_deleted;
 end
 $$;
 
 comment on function public.jobforge_purge_audit_logs is
-  'Delete audit rows older than p_retention_days (at least 1); the only way audit rows are removed. service_role only.';
+  'Delete audit rows older than p_retention_days (at least 1); the only way audit rows are removed, and it writes a retention_purge audit row naming the count and cutoff. service_role only.';

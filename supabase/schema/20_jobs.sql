@@ -1102,3 +1102,53 @@ $$;
 
 comment on function public.jobforge_retry_dead_jobs is
   'Put up to p_limit (1-1000) dead or failed jobs of a tenant, of one type or all, back in the queue; answers their ids; one job_retry audit row naming them. authenticated (own tenants) and service_role.';
+
+-- Retention: finished jobs (succeeded, dead, canceled) whose finish is older than
+-- p_older_than, with their attempts and manifest (both reference the job ON DELETE
+-- CASCADE), at most p_batch_size jobs per call. queued and running are never touched, nor
+-- is failed: no RPC leaves a job in it (a failed attempt goes back to queued or to dead),
+-- and a job still in it is one jobforge_retry_job may put back in the queue, so it is not
+-- known to be finished. SKIP LOCKED: a job being retried or canceled right now is left for
+-- the next call. One more row than the batch is read to say whether more remain, so the
+-- caller loops while more is true, each call a short transaction. There is no index on
+-- finished_at (every index costs each completion): a call walks the table until it has
+-- found its batch, which the daily purge can afford and the hot path need not pay for.
+create function public.jobforge_purge_finished_jobs(
+  p_older_than interval,
+  p_batch_size integer default 10000
+)
+returns json
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_cutoff timestamptz;
+  v_ids uuid[];
+  v_deleted integer;
+  v_more boolean;
+begin
+  perform jobforge_private.assert_service_role();
+  v_cutoff := jobforge_private.retention_cutoff(p_older_than, p_batch_size);
+
+  v_ids := array(
+    select j.id
+    from public.jobforge_jobs j
+    where j.status in ('succeeded', 'dead', 'canceled') and j.finished_at < v_cutoff
+    limit p_batch_size + 1
+    for update skip locked
+  );
+  delete from public.jobforge_jobs j where j.id = any (v_ids[1:p_batch_size]);
+  get diagnostics v_deleted = row_count;
+  v_more := pg_catalog.cardinality(v_ids) > p_batch_size;
+
+  perform jobforge_private.audit_purge(
+    'jobforge_jobs', v_deleted, v_cutoff,
+    pg_catalog.jsonb_build_object('batch_size', p_batch_size, 'more', v_more)
+  );
+  return pg_catalog.json_build_object('deleted', v_deleted, 'more', v_more);
+end
+$$;
+
+comment on function public.jobforge_purge_finished_jobs is
+  'Delete up to p_batch_size (1-10000) succeeded, dead or canceled jobs finished more than p_older_than ago, with their attempts and manifests; answers {deleted, more} (call again while more); one retention_purge audit row. service_role only.';

@@ -1047,9 +1047,10 @@ begin
   where f.fired_at < least(v_cutoff, now() - interval '1 day');
   delete from jobforge_private.policy_token_uses u where u.expires_at < now();
 
+  perform jobforge_private.audit_purge('jobforge_events', v_deleted, v_cutoff);
   return v_deleted;
 end
 $$;
 
 comment on function public.jobforge_purge_expired_events is
-  'Delete events created more than p_retention_days ago (and stale trigger-fire and token-use records); returns the number of events deleted. service_role only.';
+  'Delete events created more than p_retention_days ago (and stale trigger-fire and token-use records); returns the number of events deleted and writes a retention_purge audit row. service_role only.';

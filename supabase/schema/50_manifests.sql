@@ -294,3 +294,50 @@ $$;
 
 comment on function public.jobforge_get_manifest is
   'The artifact manifest of a run of a tenant, or null. authenticated (own tenants) and service_role.';
+
+-- Retention of manifests by run age: the manifests of finished runs (succeeded, dead,
+-- canceled, as jobforge_purge_finished_jobs counts them) that finished more than
+-- p_older_than ago, at most p_batch_size per call, the jobs themselves kept. A manifest
+-- can be up to 1 MiB where its job row is small, so an app may keep manifests for less
+-- time than jobs; it cannot keep them longer, since a manifest goes with its job (ON
+-- DELETE CASCADE). A run still queued or running keeps its manifest whatever its age.
+create function public.jobforge_purge_manifests(
+  p_older_than interval,
+  p_batch_size integer default 10000
+)
+returns json
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_cutoff timestamptz;
+  v_ids uuid[];
+  v_deleted integer;
+  v_more boolean;
+begin
+  perform jobforge_private.assert_service_role();
+  v_cutoff := jobforge_private.retention_cutoff(p_older_than, p_batch_size);
+
+  v_ids := array(
+    select m.id
+    from public.jobforge_artifact_manifests m
+    join public.jobforge_jobs j on j.id = m.run_id
+    where j.status in ('succeeded', 'dead', 'canceled') and j.finished_at < v_cutoff
+    limit p_batch_size + 1
+    for update of m skip locked
+  );
+  delete from public.jobforge_artifact_manifests m where m.id = any (v_ids[1:p_batch_size]);
+  get diagnostics v_deleted = row_count;
+  v_more := pg_catalog.cardinality(v_ids) > p_batch_size;
+
+  perform jobforge_private.audit_purge(
+    'jobforge_artifact_manifests', v_deleted, v_cutoff,
+    pg_catalog.jsonb_build_object('batch_size', p_batch_size, 'more', v_more)
+  );
+  return pg_catalog.json_build_object('deleted', v_deleted, 'more', v_more);
+end
+$$;
+
+comment on function public.jobforge_purge_manifests is
+  'Delete up to p_batch_size (1-10000) manifests of succeeded, dead or canceled runs finished more than p_older_than ago (the jobs stay); answers {deleted, more} (call again while more); one retention_purge audit row. service_role only.';

@@ -69,6 +69,8 @@ grant execute on function
 grant execute on function
   -- 10_audit
   public.jobforge_purge_audit_logs,
+  -- 20_jobs
+  public.jobforge_purge_finished_jobs,
   -- 25_workers
   public.jobforge_claim_jobs,
   public.jobforge_heartbeat_job,
@@ -86,6 +88,7 @@ grant execute on function
   public.jobforge_retire_policy_key,
   -- 50_manifests
   public.jobforge_create_manifest,
+  public.jobforge_purge_manifests,
   -- 60_triggers
   public.jobforge_fire_cron_trigger,
   public.jobforge_list_cron_triggers

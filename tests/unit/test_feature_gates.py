@@ -9,7 +9,7 @@ import asyncio
 import inspect
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -59,6 +59,7 @@ GATED_CALLS: dict[str, tuple[Feature, dict[str, Any]]] = {
         {"run_id": str(uuid.uuid4()), "tenant_id": T, "manifest": {"job_type": "t"}},
     ),
     "get_run_manifest": (Feature.MANIFESTS, {"run_id": str(uuid.uuid4()), "tenant_id": T}),
+    "purge_manifests": (Feature.MANIFESTS, {"older_than": timedelta(days=90)}),
     "create_cron_trigger": (
         Feature.TRIGGERS,
         {
@@ -162,7 +163,13 @@ def test_the_off_state_is_logged_once_per_feature(caplog: pytest.LogCaptureFixtu
 
 def test_the_core_queue_is_never_gated() -> None:
     core_queue = {op.name for op in REGISTRY.values() if op.build.__module__ == queue.__name__}
-    assert {"enqueue_job", "claim_jobs", "complete_job", "list_job_attempts"} <= core_queue
+    assert {
+        "enqueue_job",
+        "claim_jobs",
+        "complete_job",
+        "list_job_attempts",
+        "purge_finished_jobs",
+    } <= core_queue
     ungated = {name for name, op in REGISTRY.items() if op.feature is None}
     # Beside the core queue, one worker's call: a template job's definition is read
     # whatever the worker's own flags (the job exists, so its requester had them on).

@@ -57,6 +57,7 @@ EXPECTED = {
     "PolicyCheckResult",
     "PolicyDeniedError",
     "PolicyToken",
+    "PurgeResult",
     "RequestJobParams",
     "RequestJobResult",
     "RunMetrics",
@@ -128,6 +129,8 @@ def test_sync_and_async_clients_expose_the_same_operations() -> None:
         "get_job",
         "get_result",
         "submit_event_ids",
+        "purge_finished_jobs",
+        "purge_manifests",
     } <= set(PUBLIC)
 
 

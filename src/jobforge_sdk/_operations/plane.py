@@ -54,6 +54,7 @@ from jobforge_sdk.models.policy import (
     RetirePolicyKeyParams,
     VerifyPolicyTokenParams,
 )
+from jobforge_sdk.models.retention import MAX_PURGE_BATCH, PurgeResult, RetentionParams
 from jobforge_sdk.models.templates import (
     ACTION_TEMPLATE_KEYS,
     GetTemplateParams,
@@ -93,6 +94,7 @@ __all__ = [
     "list_triggers",
     "purge_audit_logs",
     "purge_expired_events",
+    "purge_manifests",
     "request_job",
     "retire_policy_key",
     "set_template_enabled",
@@ -421,6 +423,18 @@ def get_run_manifest(*, run_id: Id, tenant_id: Id) -> RpcCall[ManifestRow | None
     """The manifest of a run, or ``None`` when it has none."""
     params = validate(GetManifestParams, locals())
     return RpcCall("jobforge_get_manifest", params.rpc_args(), parse_optional(ManifestRow))
+
+
+@operation(Feature.MANIFESTS)
+def purge_manifests(
+    *, older_than: timedelta, batch_size: int = MAX_PURGE_BATCH
+) -> RpcCall[PurgeResult | None]:
+    """Delete up to ``batch_size`` (at most 10,000) manifests of runs that finished
+    (succeeded, dead, canceled) more than ``older_than`` ago, keeping the jobs (service
+    role): manifests can be kept for less time than jobs, never longer (they go with their
+    job). Call again while the answer's ``more`` is true."""
+    params = validate(RetentionParams, locals())
+    return RpcCall("jobforge_purge_manifests", params.rpc_args(), parse_one(PurgeResult))
 
 
 # -- triggers -------------------------------------------------------------------------

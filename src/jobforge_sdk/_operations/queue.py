@@ -46,6 +46,7 @@ from jobforge_sdk.models.jobs import (
     RetryDeadJobsParams,
     RetryJobParams,
 )
+from jobforge_sdk.models.retention import MAX_PURGE_BATCH, PurgeResult, RetentionParams
 
 __all__ = [
     "cancel_job",
@@ -62,6 +63,7 @@ __all__ = [
     "heartbeat_jobs",
     "list_job_attempts",
     "list_jobs",
+    "purge_finished_jobs",
     "reap_stale_jobs",
     "release_job",
     "reschedule_job",
@@ -270,3 +272,15 @@ def get_result(*, job_id: UUID | str, tenant_id: UUID | str) -> RpcCall[JobResul
     """The stored result of a succeeded job, or ``None``."""
     params = validate(GetJobParams, locals())
     return RpcCall("jobforge_get_result", params.rpc_args(), parse_optional(JobResultRow))
+
+
+@operation()
+def purge_finished_jobs(
+    *, older_than: timedelta, batch_size: int = MAX_PURGE_BATCH
+) -> RpcCall[PurgeResult]:
+    """Delete up to ``batch_size`` (at most 10,000) succeeded, dead or canceled jobs that
+    finished more than ``older_than`` ago, with their attempts and manifests (service
+    role). Never a queued, running or failed job. One batch per call, so no call holds its
+    locks for long: call again while the answer's ``more`` is true."""
+    params = validate(RetentionParams, locals())
+    return RpcCall("jobforge_purge_finished_jobs", params.rpc_args(), parse_one(PurgeResult))

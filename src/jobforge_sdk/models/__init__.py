@@ -59,6 +59,7 @@ from .manifests import (
     RunMetrics,
 )
 from .policy import PolicyCheckResult, PolicyKeyRow, PolicyToken
+from .retention import PurgeResult, RetentionParams
 from .templates import (
     ACTION_TEMPLATE_KEYS,
     AUTOPILOT_TEMPLATE_KEYS,
@@ -120,11 +121,13 @@ __all__ = [
     "PolicyKeyRow",
     "PolicyToken",
     "PurgeParams",
+    "PurgeResult",
     "ReapStaleJobsParams",
     "RedactionHints",
     "RequestJobParams",
     "RequestJobResult",
     "RescheduleJobParams",
+    "RetentionParams",
     "RunMetrics",
     "SourceApp",
     "SourceModule",

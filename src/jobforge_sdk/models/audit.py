@@ -28,6 +28,7 @@ class AuditAction(StrEnum):
     MANIFEST_WRITE = "manifest_write"
     POLICY_KEY_ADD = "policy_key_add"
     POLICY_KEY_RETIRE = "policy_key_retire"
+    RETENTION_PURGE = "retention_purge"
 
 
 class AuditOutcome(StrEnum):

@@ -31,6 +31,7 @@ from jobforge_sdk.policy import generate_policy_token, validate_policy_token
 from jobforge_sdk.runtime.registry import Handler
 from jobforge_sdk.runtime.worker import Worker
 from jobforge_sdk.tooling.migrate import Migrator, export_migrations
+from jobforge_sdk.tooling.purge import add_purge_arguments, purge_usage_problem, run_purge
 from jobforge_sdk.tooling.smoke import Check, SmokeTest
 
 __all__ = ["main"]
@@ -711,6 +712,21 @@ def _retry_dead(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- purge ------------------------------------------------------------------------------
+
+
+def _cmd_purge(args: argparse.Namespace) -> int:
+    problem = purge_usage_problem(args)
+    if problem is not None:
+        raise UsageError(problem)
+    # An administrator's explicit command: the purges run whatever the environment's flags.
+    with _client(args, _flags(events=True, audit_logging=True, manifests=True)) as client:
+        totals = run_purge(client, args, sys.stderr if args.json else sys.stdout)
+    if args.json:
+        _print_json(totals)
+    return EXIT_OK
+
+
 # -- mcp --------------------------------------------------------------------------------
 
 
@@ -972,6 +988,15 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--actor-id", help="who to record in the audit trail")
     retry.add_argument("--json", action="store_true", help="print the job (or the ids) as JSON")
     retry.set_defaults(handler=_cmd_jobs_retry)
+
+    purge = commands.add_parser(
+        "purge",
+        help="delete finished jobs, manifests, events and audit rows older than an age "
+        "(e.g. --jobs 30d --events 30d --audit 365d)",
+    )
+    _db(purge, supabase=True)
+    add_purge_arguments(purge)
+    purge.set_defaults(handler=_cmd_purge)
 
     mcp = commands.add_parser("mcp", help="serve the JobForge tools to AI agents over MCP (stdio)")
     _db(mcp)

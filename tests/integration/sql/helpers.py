@@ -253,4 +253,6 @@ SERVICE_ONLY: list[tuple[str, dict[str, Any]]] = [
     ),
     ("jobforge_purge_expired_events", {"p_retention_days": 30}),
     ("jobforge_purge_audit_logs", {"p_retention_days": 365}),
+    ("jobforge_purge_finished_jobs", {"p_older_than": "30 days"}),
+    ("jobforge_purge_manifests", {"p_older_than": "90 days"}),
 ]

@@ -74,6 +74,8 @@ SERVICE_ROLE_ONLY_RPCS = frozenset(
     {
         # 10_audit
         "jobforge_purge_audit_logs",
+        # 20_jobs
+        "jobforge_purge_finished_jobs",
         # 25_workers
         "jobforge_claim_jobs",
         "jobforge_heartbeat_job",
@@ -91,6 +93,7 @@ SERVICE_ROLE_ONLY_RPCS = frozenset(
         "jobforge_retire_policy_key",
         # 50_manifests
         "jobforge_create_manifest",
+        "jobforge_purge_manifests",
         # 60_triggers
         "jobforge_fire_cron_trigger",
         "jobforge_list_cron_triggers",

@@ -432,6 +432,8 @@ def test_catalog_every_rpc_is_definer_with_empty_search_path(admin_conn: Any) ->
         "jobforge_list_audit_logs",
         "jobforge_purge_expired_events",
         "jobforge_purge_audit_logs",
+        "jobforge_purge_finished_jobs",
+        "jobforge_purge_manifests",
         "jobforge_cancel_job",
         "jobforge_retry_job",
         "jobforge_retry_dead_jobs",
@@ -457,6 +459,8 @@ def test_catalog_every_rpc_is_definer_with_empty_search_path(admin_conn: Any) ->
         "jobforge_fire_cron_trigger",
         "jobforge_purge_expired_events",
         "jobforge_purge_audit_logs",
+        "jobforge_purge_finished_jobs",
+        "jobforge_purge_manifests",
     ):
         granted = admin_conn.execute(
             "select bool_or(has_function_privilege('authenticated', p.oid, 'execute')),"
