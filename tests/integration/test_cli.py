@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,37 @@ def test_jobs_and_events_commands(migrated_db_url: str) -> None:
     assert [(row[2], row[3], row[5]) for row in rows] == [("cli.happened", "external", "no")]
     empty = run_cli("events", "list", "--tenant-id", str(uuid.uuid4()), *db)
     assert (empty.returncode, empty.stdout) == (0, "no events\n")
+
+
+def test_events_list_takes_the_dashboards_filters(migrated_db_url: str) -> None:
+    tenant = str(uuid.uuid4())
+    with JobForgeClient.from_postgres(migrated_db_url, flags=FeatureFlags(events=True)) as client:
+        for app, subject, day in (("aias", "ticket", 1), ("keys", "key", 2), ("aias", "key", 3)):
+            client.submit_event(
+                tenant_id=tenant,
+                event_type="cli.filtered",
+                source_app=app,
+                subject_type=subject,
+                subject_id="s",
+                occurred_at=datetime(2030, 1, day, 12, tzinfo=UTC),
+            )
+    db = ("--database-url", migrated_db_url)
+
+    def days(*filters: str) -> list[str]:
+        listed = run_cli("events", "list", "--tenant-id", tenant, "--json", *filters, *db)
+        assert listed.returncode == 0, listed.stderr
+        return [e["occurred_at"][:10] for e in json.loads(listed.stdout)]
+
+    assert days() == ["2030-01-03", "2030-01-02", "2030-01-01"]
+    assert days("--source-app", "aias") == ["2030-01-03", "2030-01-01"]
+    assert days("--subject-type", "key") == ["2030-01-03", "2030-01-02"]
+    # No zone means UTC; --until is exclusive.
+    assert days("--since", "2030-01-02T00:00", "--until", "2030-01-03T12:00:00+00:00") == [
+        "2030-01-02"
+    ]
+    refused = run_cli("events", "list", "--tenant-id", tenant, "--since", "yesterday", *db)
+    assert refused.returncode == 2
+    assert "--since: not an ISO 8601 time: 'yesterday'" in refused.stderr
 
 
 def test_jobs_list_without_a_tenant_shows_every_tenant(migrated_db_url: str) -> None:

@@ -164,6 +164,15 @@ def _uuid(value: str) -> uuid.UUID:
         raise argparse.ArgumentTypeError(f"not a UUID: {value!r}") from None
 
 
+def _moment(value: str) -> datetime:
+    """An ISO 8601 time; one without a zone is UTC (as the dashboard's filters read it)."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _print_json(data: Any, out: TextIO = sys.stdout) -> None:
     out.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
 
@@ -578,7 +587,13 @@ def _job_line(job: JobRow) -> list[Any]:
 def _cmd_events_list(args: argparse.Namespace) -> int:
     with _client(args, _flags(events=True)) as client:
         rows = client.list_events(
-            tenant_id=args.tenant_id, event_type=args.event_type, limit=args.limit
+            tenant_id=args.tenant_id,
+            event_type=args.event_type,
+            source_app=args.source_app,
+            subject_type=args.subject_type,
+            since=args.since,
+            until=args.until,
+            limit=args.limit,
         )
     if args.json:
         _print_json(_rows(rows))
@@ -946,6 +961,12 @@ def build_parser() -> argparse.ArgumentParser:
     _db(events_list, supabase=True)
     events_list.add_argument("--tenant-id", type=_uuid, required=True)
     events_list.add_argument("--event-type")
+    events_list.add_argument("--source-app")
+    events_list.add_argument("--subject-type")
+    events_list.add_argument(
+        "--since", type=_moment, help="occurred at or after (ISO 8601; no zone: UTC)"
+    )
+    events_list.add_argument("--until", type=_moment, help="occurred before (ISO 8601)")
     events_list.add_argument("--limit", type=int, default=50)
     events_list.add_argument("--json", action="store_true", help="print JSON, not a table")
     events_list.set_defaults(handler=_cmd_events_list)
