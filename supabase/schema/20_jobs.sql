@@ -860,6 +860,71 @@ $$;
 comment on function public.jobforge_list_job_attempts is
   'Finished attempts of a job of a tenant, oldest first (PT404 when the tenant has no such job). authenticated (own tenants) and service_role.';
 
+-- A tenant's job locked for a change of status that only p_allowed statuses admit:
+-- PT404 when the tenant has no such job, PT409 naming the status it is in otherwise
+-- ("job ... is dead; only queued or running jobs can be canceled"). Answers the status,
+-- read under the lock, so the audit row records the state the job left.
+create function jobforge_private.lock_job_in(
+  p_tenant_id uuid,
+  p_job_id uuid,
+  p_allowed text[],
+  p_verb text
+)
+returns text
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_status text;
+begin
+  select j.status into v_status
+  from public.jobforge_jobs j
+  where j.id = p_job_id and j.tenant_id = p_tenant_id
+  for no key update;
+
+  if not found then
+    raise exception using
+      errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
+  end if;
+  if v_status <> all (p_allowed) then
+    raise exception using
+      errcode = 'PT409',
+      message = pg_catalog.format(
+        'job %s is %s; only %s jobs can be %s',
+        p_job_id, v_status, pg_catalog.array_to_string(p_allowed, ' or '), p_verb
+      );
+  end if;
+  return v_status;
+end
+$$;
+
+-- The audit row of an operator's change to one job: project and trace are read from its
+-- payload, where the request that made the job put them.
+create function jobforge_private.audit_job(
+  p_job public.jobforge_jobs,
+  p_action text,
+  p_actor_id text,
+  p_details jsonb
+)
+returns uuid
+language plpgsql
+set search_path = ''
+as $$
+begin
+  return jobforge_private.audit(
+    p_job.tenant_id,
+    case when jobforge_private.is_uuid_text(p_job.payload ->> 'project_id')
+      then (p_job.payload ->> 'project_id')::uuid end,
+    p_action,
+    p_actor_id,
+    case when pg_catalog.jsonb_typeof(p_job.payload -> 'trace_id') = 'string'
+      then pg_catalog.left(p_job.payload ->> 'trace_id', 255) end,
+    'job', p_job.id::text, 'success', null,
+    p_details
+  );
+end
+$$;
+
 -- Cancel a queued or running job of the tenant, and write one job_cancel audit row in
 -- the same transaction.
 create function public.jobforge_cancel_job(p_job_id uuid, p_tenant_id uuid)
@@ -877,23 +942,9 @@ begin
     perform jobforge_private.invalid('job_id', 'is required');
   end if;
 
-  -- Lock first, so the audit row records the state the job was canceled from.
-  select j.status into v_status
-  from public.jobforge_jobs j
-  where j.id = p_job_id and j.tenant_id = p_tenant_id
-  for no key update;
-
-  if not found then
-    raise exception using
-      errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
-  end if;
-  if v_status not in ('queued', 'running') then
-    raise exception using
-      errcode = 'PT409',
-      message = pg_catalog.format(
-        'job %s is %s; only queued or running jobs can be canceled', p_job_id, v_status
-      );
-  end if;
+  v_status := jobforge_private.lock_job_in(
+    p_tenant_id, p_job_id, array['queued', 'running'], 'canceled'
+  );
 
   -- A running job is canceled too: its worker loses the lock, and its complete or
   -- heartbeat then fails with PT409.
@@ -908,15 +959,8 @@ begin
   where j.id = p_job_id
   returning j.* into v_job;
 
-  perform jobforge_private.audit(
-    p_tenant_id,
-    case when jobforge_private.is_uuid_text(v_job.payload ->> 'project_id')
-      then (v_job.payload ->> 'project_id')::uuid end,
-    'job_cancel',
-    jobforge_private.audit_actor(null),
-    case when pg_catalog.jsonb_typeof(v_job.payload -> 'trace_id') = 'string'
-      then pg_catalog.left(v_job.payload ->> 'trace_id', 255) end,
-    'job', p_job_id::text, 'success', null,
+  perform jobforge_private.audit_job(
+    v_job, 'job_cancel', jobforge_private.audit_actor(null),
     pg_catalog.jsonb_build_object('type', v_job.type, 'previous_status', v_status)
   );
   return pg_catalog.to_jsonb(v_job);
@@ -957,23 +1001,9 @@ begin
     perform jobforge_private.invalid('actor_id', v_reason);
   end if;
 
-  -- Lock first, so the audit row records the state the job was retried from.
-  select j.status into v_status
-  from public.jobforge_jobs j
-  where j.id = p_job_id and j.tenant_id = p_tenant_id
-  for no key update;
-
-  if not found then
-    raise exception using
-      errcode = 'PT404', message = pg_catalog.format('job %s not found', p_job_id);
-  end if;
-  if v_status not in ('dead', 'failed') then
-    raise exception using
-      errcode = 'PT409',
-      message = pg_catalog.format(
-        'job %s is %s; only dead or failed jobs can be retried', p_job_id, v_status
-      );
-  end if;
+  v_status := jobforge_private.lock_job_in(
+    p_tenant_id, p_job_id, array['dead', 'failed'], 'retried'
+  );
 
   update public.jobforge_jobs j
   set
@@ -993,15 +1023,8 @@ begin
   where j.id = p_job_id
   returning j.* into v_job;
 
-  perform jobforge_private.audit(
-    p_tenant_id,
-    case when jobforge_private.is_uuid_text(v_job.payload ->> 'project_id')
-      then (v_job.payload ->> 'project_id')::uuid end,
-    'job_retry',
-    jobforge_private.audit_actor(p_actor_id),
-    case when pg_catalog.jsonb_typeof(v_job.payload -> 'trace_id') = 'string'
-      then pg_catalog.left(v_job.payload ->> 'trace_id', 255) end,
-    'job', p_job_id::text, 'success', null,
+  perform jobforge_private.audit_job(
+    v_job, 'job_retry', jobforge_private.audit_actor(p_actor_id),
     pg_catalog.jsonb_build_object('type', v_job.type, 'previous_status', v_status)
   );
   -- Wake idle workers of the type, as an enqueue does.
