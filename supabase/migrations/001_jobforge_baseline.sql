@@ -1069,6 +1069,12 @@ create table public.jobforge_jobs (
     check (status = any (jobforge_private.job_statuses())),
   attempts integer not null default 0,
   max_attempts integer not null default 5 check (max_attempts between 1 and 100),
+  -- Claim order is priority (higher first), then run_at.
+  priority smallint not null default 0,
+  -- How long one attempt may run, in milliseconds; null is no limit of its own. The
+  -- worker cancels a handler that runs past it, and the reaper takes back a job past it
+  -- even while its worker still heartbeats.
+  timeout_ms integer check (timeout_ms between 1 and 86400000),
   run_at timestamptz not null default now(),
   locked_by text,
   locked_at timestamptz,
@@ -4024,6 +4030,10 @@ create table public.jobforge_job_templates (
   estimated_cost_tier text check (estimated_cost_tier in ('low', 'medium', 'high')),
   default_max_attempts integer not null default 3 check (default_max_attempts between 1 and 100),
   default_timeout_ms integer not null default 300000 check (default_timeout_ms > 0),
+  -- The priority of the jobs the template makes (jobforge_jobs.priority).
+  default_priority smallint not null default 0,
+  -- Input fields the SDK stores encrypted: the database only ever sees their ciphertext.
+  encrypt_fields text[] not null default '{}',
   is_action_job boolean not null default false,
   enabled boolean not null default false,
   created_at timestamptz not null default now(),

@@ -197,6 +197,12 @@ create table public.jobforge_jobs (
     check (status = any (jobforge_private.job_statuses())),
   attempts integer not null default 0,
   max_attempts integer not null default 5 check (max_attempts between 1 and 100),
+  -- Claim order is priority (higher first), then run_at.
+  priority smallint not null default 0,
+  -- How long one attempt may run, in milliseconds; null is no limit of its own. The
+  -- worker cancels a handler that runs past it, and the reaper takes back a job past it
+  -- even while its worker still heartbeats.
+  timeout_ms integer check (timeout_ms between 1 and 86400000),
   run_at timestamptz not null default now(),
   locked_by text,
   locked_at timestamptz,

@@ -281,6 +281,10 @@ create table public.jobforge_job_templates (
   estimated_cost_tier text check (estimated_cost_tier in ('low', 'medium', 'high')),
   default_max_attempts integer not null default 3 check (default_max_attempts between 1 and 100),
   default_timeout_ms integer not null default 300000 check (default_timeout_ms > 0),
+  -- The priority of the jobs the template makes (jobforge_jobs.priority).
+  default_priority smallint not null default 0,
+  -- Input fields the SDK stores encrypted: the database only ever sees their ciphertext.
+  encrypt_fields text[] not null default '{}',
   is_action_job boolean not null default false,
   enabled boolean not null default false,
   created_at timestamptz not null default now(),

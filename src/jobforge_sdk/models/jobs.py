@@ -68,6 +68,8 @@ class JobRow(Row):
     status: JobStatus
     attempts: int
     max_attempts: int
+    priority: int = 0
+    timeout_ms: int | None = None
     run_at: datetime
     locked_by: str | None = None
     locked_at: datetime | None = None

@@ -77,6 +77,8 @@ class JobTemplate(Row):
     estimated_cost_tier: CostTier | None = None
     default_max_attempts: int
     default_timeout_ms: int
+    default_priority: int = 0
+    encrypt_fields: list[str] = Field(default_factory=list)
     is_action_job: bool
 
 
