@@ -491,10 +491,11 @@ as $$
 begin
   return array[
     'batch_size', 'cutoff', 'more',
-    'contains_pii', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
+    'contains_pii', 'cost_tier', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
     'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
     'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
-    'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'name', 'outputs',
+    'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'max_running', 'max_starts',
+    'name', 'outputs', 'per_seconds',
     'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
     'previous_status', 'redacted_fields', 'retired_at', 'scheduled_for', 'scopes', 'source_app',
     'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
@@ -594,7 +595,7 @@ create table public.jobforge_audit_logs (
     'retention_purge',
     'event_ingest', 'job_request', 'job_cancel', 'job_retry', 'policy_check', 'trigger_fire',
     'trigger_create', 'trigger_update', 'trigger_delete', 'template_update',
-    'manifest_write', 'policy_key_add', 'policy_key_retire'
+    'manifest_write', 'policy_key_add', 'policy_key_retire', 'limit_set', 'limit_delete'
   )),
   actor_id text,
   trace_id text,
@@ -1104,19 +1105,22 @@ create unique index jobforge_jobs_idempotency_key
   on public.jobforge_jobs (tenant_id, type, idempotency_key)
   where idempotency_key is not null;
 
--- Claiming: the due queued jobs of a type in (run_at, id) order, read from the front, so a
--- worker of a rare type does not walk past a backlog of other types. Only queued rows are
--- in it, so it stays as small as the backlog. A claim of every type finds the types in
--- it too (jobforge_claim_jobs): one index instead of two, since every index of this table
--- gets an entry for each enqueue, claim and completion (status is in the predicate, so
--- those updates are never HOT).
+-- Claiming: the queued jobs of each (type, tenant) queue in claim order (priority, then
+-- run_at), read from the front, so a worker of a rare type does not walk past a backlog of
+-- other types, and one tenant's backlog does not hide another tenant's jobs. Only queued
+-- rows are in it, so it stays as small as the backlog. jobforge_claim_jobs also finds the
+-- types, and the tenants of a type, in it (skip scans): one index instead of three, since
+-- every index of this table gets an entry for each enqueue, claim and completion (status
+-- is in the predicate, so those updates are never HOT).
 create index jobforge_jobs_claim_by_type
-  on public.jobforge_jobs (type, run_at, id)
+  on public.jobforge_jobs (type, tenant_id, priority desc, run_at, id)
   where status = 'queued';
 
--- Reaping: running jobs by last sign of life.
-create index jobforge_jobs_reap
-  on public.jobforge_jobs (heartbeat_at)
+-- The running jobs: counted per type, tenant, or both when a claim checks a concurrency
+-- limit (jobforge_limits), and read whole by the reaper (the running set is as small as
+-- the workers' slots). Heartbeats change no column of it, so they can be HOT updates.
+create index jobforge_jobs_running
+  on public.jobforge_jobs (type, tenant_id)
   where status = 'running';
 
 -- Listing the jobs of a tenant, newest first; id breaks ties in created_at (a batch shares
@@ -2059,6 +2063,26 @@ comment on function public.jobforge_purge_finished_jobs is
 -- 25_workers: the RPCs only workers call (service_role): claim, heartbeat, complete
 -- (one or a batch), release, and the reaper of jobs whose worker stopped heartbeating.
 
+-- Claiming is fair and keeps the limits of 27_limits.sql. The due queued jobs form one
+-- queue per (type, tenant), each in priority order (higher first), then run_at. A claim of
+-- N jobs:
+--   1. finds the queues of the types asked for (skip scans of jobforge_jobs_claim_by_type:
+--      one probe per type and per tenant of a type, never a walk past a backlog), at most
+--      N of them, walking the tenants of each type from a random point so that, with more
+--      tenants than N, each claim serves a different slice of them;
+--   2. locks and measures the limits that apply to those queues (claim_limits);
+--   3. takes jobs tenant by tenant in rounds: each tenant with due jobs gets an equal
+--      share of what is left (ceil(left / tenants)), from its own queues in priority order;
+--      a tenant that could not fill its share drops out, and the others share the rest in
+--      the next round. So a tenant with 100,000 queued jobs gets no more of a claim than
+--      a tenant with 10 until the small one runs out, and priority orders each tenant's
+--      own jobs (one tenant's high priority never starves another tenant);
+--   4. keeps, of what the rounds locked, only what every limit admits: per limit, in the
+--      order the rounds took them, up to what the limit has available.
+-- Rows are locked with FOR UPDATE SKIP LOCKED, so concurrent claims take different jobs.
+-- A round locks up to a share per queue and keeps a share per tenant, so a claim locks
+-- at most N plus one share per extra queue of a tenant, and releases the surplus when it
+-- commits a moment later.
 create function public.jobforge_claim_jobs(
   p_worker_id text,
   p_limit integer default 10,
@@ -2072,6 +2096,27 @@ as $$
 declare
   v_reason text;
   v_rows json;
+  -- The queues found in step 1, as parallel arrays (plpgsql has no table variables).
+  v_queue_types text[];
+  v_queue_tenants uuid[];
+  -- The limits of step 2: id, key and how many more jobs each admits.
+  v_limit_ids uuid[];
+  v_limit_types text[];
+  v_limit_tenants uuid[];
+  v_limit_available integer[];
+  -- What the rounds of step 3 took, in the order they took it.
+  v_ids uuid[] := '{}'::uuid[];
+  v_types text[] := '{}'::text[];
+  v_tenants uuid[] := '{}'::uuid[];
+  v_round_ids uuid[];
+  v_round_types text[];
+  v_round_tenants uuid[];
+  -- The tenants still in the running, and the share each gets this round.
+  v_open uuid[];
+  v_share integer;
+  v_left integer;
+  v_round integer := 0;
+  v_start uuid := gen_random_uuid();
 begin
   perform jobforge_private.assert_service_role();
 
@@ -2092,19 +2137,249 @@ begin
     end if;
   end if;
 
-  -- Lock the due jobs with id = any(array(select ... for update skip locked)): the array
-  -- is computed once, then the update fetches each row by primary key. (The id in
-  -- (select ...) form is planned as a join, and the generic plan that a function ends up
-  -- with scans the table.)
-  --
-  -- The CASE picks one of two lock queries on jobforge_jobs_claim_by_type; only the chosen
-  -- one runs (the other shows as "never executed" in EXPLAIN ANALYZE):
-  --   * one type: read from the front of that type;
-  --   * several types, or every type: the first p_limit of each type, merged, and the
-  --     first p_limit of those kept. Every type means the types that have queued jobs,
-  --     found by a skip scan of the index (one probe per type, never a walk past a
-  --     backlog). The price: up to (types - 1) * p_limit rows are locked and not claimed,
-  --     until this transaction ends a moment later; other workers skip them meanwhile.
+  -- 1. The queues. Every type means the types that have queued jobs, found by a skip scan
+  -- of the index's first column. The tenants of each type are walked in two halves, from
+  -- v_start up and then from the lowest tenant up to v_start, each a skip scan that stops
+  -- after p_limit tenants. The queues are then taken round-robin over the types (the
+  -- first tenant of every type, then the second, ...), at most p_limit of them.
+  select
+    pg_catalog.array_agg(q.type order by q.n, q.type),
+    pg_catalog.array_agg(q.tenant_id order by q.n, q.type)
+  into v_queue_types, v_queue_tenants
+  from (
+    select w.type, w.tenant_id, w.n
+    from (
+      select distinct t.type
+      from pg_catalog.unnest(p_types) as t (type)
+      where t.type is not null
+      union all
+      (
+        with recursive queued (type) as (
+          (
+            select q.type
+            from public.jobforge_jobs q
+            where q.status = 'queued' and p_types is null
+            order by q.type
+            limit 1
+          )
+          union all
+          select (
+            select q.type
+            from public.jobforge_jobs q
+            where q.status = 'queued' and q.type > queued.type
+            order by q.type
+            limit 1
+          )
+          from queued
+          where queued.type is not null
+        )
+        select queued.type from queued where queued.type is not null
+      )
+    ) as t
+    cross join lateral (
+      with recursive upper_half (tenant_id, n) as (
+        select f.tenant_id, 1
+        from (
+          select (
+            select q.tenant_id
+            from public.jobforge_jobs q
+            where q.status = 'queued' and q.type = t.type and q.tenant_id >= v_start
+            order by q.tenant_id
+            limit 1
+          ) as tenant_id
+        ) as f
+        where f.tenant_id is not null
+        union all
+        select nx.tenant_id, u.n + 1
+        from upper_half u
+        cross join lateral (
+          select q.tenant_id
+          from public.jobforge_jobs q
+          where q.status = 'queued' and q.type = t.type and q.tenant_id > u.tenant_id
+          order by q.tenant_id
+          limit 1
+        ) as nx
+        where u.n < p_limit
+      ),
+      lower_half (tenant_id, n) as (
+        select f.tenant_id, 1
+        from (
+          select (
+            select q.tenant_id
+            from public.jobforge_jobs q
+            where q.status = 'queued' and q.type = t.type and q.tenant_id < v_start
+            order by q.tenant_id
+            limit 1
+          ) as tenant_id
+        ) as f
+        where f.tenant_id is not null
+        union all
+        select nx.tenant_id, d.n + 1
+        from lower_half d
+        cross join lateral (
+          select q.tenant_id
+          from public.jobforge_jobs q
+          where q.status = 'queued' and q.type = t.type
+            and q.tenant_id > d.tenant_id and q.tenant_id < v_start
+          order by q.tenant_id
+          limit 1
+        ) as nx
+        where d.n < p_limit
+      )
+      select t.type, h.tenant_id, h.n
+      from (
+        select u.tenant_id, u.n from upper_half u
+        union all
+        select d.tenant_id, d.n + (select pg_catalog.count(*) from upper_half)::integer
+        from lower_half d
+      ) as h
+      where h.n <= p_limit
+    ) as w
+    order by w.n, w.type
+    limit p_limit
+  ) as q;
+
+  if v_queue_types is null then
+    return '[]'::json;
+  end if;
+
+  -- 2. The limits. One probe answers the common case of none at all.
+  if exists (select 1 from public.jobforge_limits) then
+    select
+      pg_catalog.array_agg(l.limit_id),
+      pg_catalog.array_agg(l.type),
+      pg_catalog.array_agg(l.tenant_id),
+      pg_catalog.array_agg(l.available)
+    into v_limit_ids, v_limit_types, v_limit_tenants, v_limit_available
+    from jobforge_private.claim_limits(v_queue_types, v_queue_tenants) as l;
+  end if;
+
+  -- 3. The rounds. A round locks, from each queue of an open tenant, up to the share
+  -- (less when a limit has less available than that, counting what earlier rounds took),
+  -- and keeps the first share of each tenant in priority order. A tenant that kept a full
+  -- share stays open. The jobs taken earlier are excluded by id: SKIP LOCKED skips the
+  -- locks of other transactions only.
+  select pg_catalog.array_agg(distinct t) into v_open from pg_catalog.unnest(v_queue_tenants) as t;
+  v_left := p_limit;
+  while v_left > 0 and pg_catalog.cardinality(v_open) > 0 and v_round < 8 loop
+    v_round := v_round + 1;
+    v_share := (v_left + pg_catalog.cardinality(v_open) - 1) / pg_catalog.cardinality(v_open);
+
+    select
+      coalesce(pg_catalog.array_agg(k.id order by k.rank, k.tenant_id), '{}'::uuid[]),
+      coalesce(pg_catalog.array_agg(k.type order by k.rank, k.tenant_id), '{}'::text[]),
+      coalesce(pg_catalog.array_agg(k.tenant_id order by k.rank, k.tenant_id), '{}'::uuid[])
+    into v_round_ids, v_round_types, v_round_tenants
+    from (
+      select c.id, c.type, c.tenant_id, c.rank
+      from (
+        select
+          l.id,
+          q.type,
+          q.tenant_id,
+          pg_catalog.row_number() over (
+            partition by q.tenant_id order by l.priority desc, l.run_at, l.id
+          ) as rank
+        from rows from (pg_catalog.unnest(v_queue_types), pg_catalog.unnest(v_queue_tenants))
+          as q (type, tenant_id)
+        -- room: the share, or less when a limit of the queue has less available than
+        -- that, after what earlier rounds took under it.
+        cross join lateral (
+          select coalesce(
+            least(
+              v_share,
+              (
+                select pg_catalog.min(
+                  a.available - (
+                    select pg_catalog.count(*)::integer
+                    from rows from (pg_catalog.unnest(v_types), pg_catalog.unnest(v_tenants))
+                      as u (type, tenant_id)
+                    where (a.type is null or u.type = a.type)
+                      and (a.tenant_id is null or u.tenant_id = a.tenant_id)
+                  )
+                )
+                from rows from (
+                  pg_catalog.unnest(v_limit_types),
+                  pg_catalog.unnest(v_limit_tenants),
+                  pg_catalog.unnest(v_limit_available)
+                ) as a (type, tenant_id, available)
+                where (a.type is null or a.type = q.type)
+                  and (a.tenant_id is null or a.tenant_id = q.tenant_id)
+              )
+            ),
+            v_share
+          ) as room
+        ) as r
+        cross join lateral (
+          select j.id, j.priority, j.run_at
+          from public.jobforge_jobs j
+          where j.status = 'queued'
+            and j.type = q.type
+            and j.tenant_id = q.tenant_id
+            and j.run_at <= now()
+            and j.id <> all (v_ids)
+          order by j.priority desc, j.run_at, j.id
+          limit greatest(r.room, 0)
+          for update skip locked
+        ) as l
+        where q.tenant_id = any (v_open)
+      ) as c
+      where c.rank <= v_share
+      -- Equal shares can add up to a few more than are left: the last tenants of the
+      -- last rank give them back.
+      order by c.rank, c.tenant_id
+      limit v_left
+    ) as k;
+
+    exit when pg_catalog.cardinality(v_round_ids) = 0;
+    v_ids := v_ids || v_round_ids;
+    v_types := v_types || v_round_types;
+    v_tenants := v_tenants || v_round_tenants;
+    v_left := p_limit - pg_catalog.cardinality(v_ids);
+
+    select coalesce(pg_catalog.array_agg(k.tenant_id), '{}'::uuid[])
+    into v_open
+    from (
+      select r.tenant_id
+      from pg_catalog.unnest(v_round_tenants) as r (tenant_id)
+      group by r.tenant_id
+      having pg_catalog.count(*) >= v_share
+    ) as k;
+  end loop;
+
+  -- 4. What every limit admits. Several queues under one limit (a type limit over many
+  -- tenants) may together have taken more than it has available; the first ones, in the
+  -- order taken, are kept. A job no limit counts is kept.
+  if v_limit_ids is not null and pg_catalog.cardinality(v_ids) > 0 then
+    select coalesce(pg_catalog.array_agg(k.id), '{}'::uuid[])
+    into v_ids
+    from (
+      select x.id
+      from (
+        select
+          c.id,
+          a.available,
+          pg_catalog.count(*) over (partition by a.ord order by c.taken) as nth
+        from rows from (
+          pg_catalog.unnest(v_ids), pg_catalog.unnest(v_types), pg_catalog.unnest(v_tenants)
+        ) with ordinality as c (id, type, tenant_id, taken)
+        left join rows from (
+          pg_catalog.unnest(v_limit_types),
+          pg_catalog.unnest(v_limit_tenants),
+          pg_catalog.unnest(v_limit_available)
+        ) with ordinality as a (type, tenant_id, available, ord)
+          on (a.type is null or a.type = c.type)
+          and (a.tenant_id is null or a.tenant_id = c.tenant_id)
+      ) as x
+      group by x.id
+      having pg_catalog.bool_and(x.available is null or x.nth <= x.available)
+    ) as k;
+  end if;
+
+  if pg_catalog.cardinality(v_ids) = 0 then
+    return '[]'::json;
+  end if;
+
   with claimed as (
     update public.jobforge_jobs j
     set
@@ -2115,65 +2390,38 @@ begin
       heartbeat_at = now(),
       started_at = now(),
       updated_at = now()
-    where j.id = any (
-      case
-        when pg_catalog.cardinality(p_types) = 1 then array(
-          select q.id
-          from public.jobforge_jobs q
-          where q.status = 'queued'
-            and q.run_at <= now()
-            and q.type = p_types[pg_catalog.array_lower(p_types, 1)]
-          order by q.run_at, q.id
-          limit p_limit
-          for update skip locked
-        )
-        else array(
-          select c.id
-          from (
-            select distinct t.type from pg_catalog.unnest(p_types) as t (type)
-            union all
-            (
-              with recursive queued (type) as (
-                (
-                  select q.type
-                  from public.jobforge_jobs q
-                  where q.status = 'queued'
-                  order by q.type
-                  limit 1
-                )
-                union all
-                select (
-                  select q.type
-                  from public.jobforge_jobs q
-                  where q.status = 'queued' and q.type > queued.type
-                  order by q.type
-                  limit 1
-                )
-                from queued
-                where queued.type is not null
-              )
-              select queued.type from queued where p_types is null and queued.type is not null
-            )
-          ) as t
-          cross join lateral (
-            select q.id, q.run_at
-            from public.jobforge_jobs q
-            where q.status = 'queued' and q.run_at <= now() and q.type = t.type
-            order by q.run_at, q.id
-            limit p_limit
-            for update skip locked
-          ) as c
-          order by c.run_at, c.id
-          limit p_limit
-        )
-      end
-    )
+    where j.id = any (v_ids)
     returning j.*
   )
   -- json, not jsonb: the answer is only ever sent, and json_agg builds text directly.
-  select coalesce(pg_catalog.json_agg(c order by c.run_at, c.id), '[]'::json)
+  select coalesce(pg_catalog.json_agg(c order by c.priority desc, c.run_at, c.id), '[]'::json)
   into v_rows
   from claimed c;
+
+  -- Rate limits count the starts of their window.
+  if v_limit_ids is not null then
+    update public.jobforge_limits l
+    set
+      window_starts = case
+        when l.window_start = jobforge_private.rate_window(l.per_seconds) then l.window_starts
+        else 0
+      end + s.started,
+      window_start = jobforge_private.rate_window(l.per_seconds)
+    from (
+      select a.limit_id, pg_catalog.count(*)::integer as started
+      from rows from (
+        pg_catalog.unnest(v_limit_ids),
+        pg_catalog.unnest(v_limit_types),
+        pg_catalog.unnest(v_limit_tenants)
+      ) as a (limit_id, type, tenant_id)
+      join public.jobforge_jobs j
+        on j.id = any (v_ids)
+        and (a.type is null or j.type = a.type)
+        and (a.tenant_id is null or j.tenant_id = a.tenant_id)
+      group by a.limit_id
+    ) as s
+    where l.id = s.limit_id and l.max_starts is not null;
+  end if;
 
   return v_rows;
 end
@@ -2410,7 +2658,8 @@ begin
 
   -- SKIP LOCKED: a job whose worker is completing or heartbeating it right now is left
   -- alone (and is no longer stale once that commits). The condition is
-  -- coalesce(heartbeat_at, locked_at) < cutoff, written so that jobforge_jobs_reap serves it.
+  -- coalesce(heartbeat_at, locked_at) < cutoff, checked on every running job (the running
+  -- set is small: jobforge_jobs_running).
   with stale as (
     select j.id, j.locked_by
     from public.jobforge_jobs j
@@ -2685,6 +2934,397 @@ $$;
 
 comment on function public.jobforge_complete_jobs is
   'Finish up to 1000 held jobs in one statement, all or nothing (as jobforge_complete_job each); answers the rows, or with p_returning ''ids'' the ids. service_role only.';
+
+-- ===== supabase/schema/27_limits.sql
+
+-- 27_limits: concurrency and rate limits that jobforge_claim_jobs (25_workers.sql) keeps,
+-- and the service-role RPCs that manage them.
+--
+-- A limit counts the jobs of a type, of a tenant, or of a type within a tenant, or, with
+-- cost_tier, each template type of that tier on its own (the default cap of an expensive
+-- template, unless a limit of its type exists). It caps how many of those jobs run at
+-- once (max_running), how many may start per fixed window of per_seconds (max_starts), or
+-- both. The claim keeps them however many workers claim at once: it locks the rows of the
+-- limits that apply before it counts, so two claims under one limit take turns.
+
+create table public.jobforge_limits (
+  id uuid primary key default gen_random_uuid(),
+  type text check (type is null or jobforge_private.type_error(type) is null),
+  tenant_id uuid,
+  cost_tier text check (cost_tier in ('low', 'medium', 'high')),
+  -- 0 pauses the jobs it counts: none starts until it is raised or deleted.
+  max_running integer check (max_running between 0 and 1000000),
+  max_starts integer check (max_starts between 1 and 1000000),
+  per_seconds integer check (per_seconds between 1 and 86400),
+  -- The rate window the claims are counting in: windows are aligned to the Unix epoch
+  -- (floor(epoch / per_seconds)), so every claimer agrees where one starts.
+  window_start timestamptz,
+  window_starts integer not null default 0,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint jobforge_limits_key check (
+    case
+      when cost_tier is null then type is not null or tenant_id is not null
+      else type is null and tenant_id is null
+    end
+  ),
+  constraint jobforge_limits_something check (max_running is not null or max_starts is not null),
+  constraint jobforge_limits_rate check ((max_starts is null) = (per_seconds is null)),
+  -- A tier's cap is per template type; a shared rate per tier would be a different thing.
+  constraint jobforge_limits_tier check (cost_tier is null or max_starts is null),
+  constraint jobforge_limits_one_per_key unique nulls not distinct (type, tenant_id, cost_tier)
+);
+
+comment on table public.jobforge_limits is
+  'JobForge concurrency and rate limits, kept by jobforge_claim_jobs. Written only through jobforge_set_limit / jobforge_delete_limit.';
+
+alter table public.jobforge_limits enable row level security;
+
+-- Limits are operator settings, read and written through the service-role RPCs only.
+revoke all on table public.jobforge_limits from public, anon, authenticated, service_role;
+
+-- The default caps of the cost tiers: a high-tier template (an LLM-heavy report, a broad
+-- scan) runs at most 4 jobs at once, a medium one 16; low has none. Change them with
+-- jobforge_set_limit(p_cost_tier => ...), remove one with jobforge_delete_limit.
+insert into public.jobforge_limits (cost_tier, max_running)
+values ('medium', 16), ('high', 4);
+
+-- Why a limit's key or caps are refused, as {field, reason}, or null when they are fine.
+create function jobforge_private.limit_error(
+  p_type text,
+  p_tenant_id uuid,
+  p_cost_tier text,
+  p_max_running integer,
+  p_max_starts integer,
+  p_per_seconds integer
+)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_cost_tier is not null then
+    if p_cost_tier not in ('low', 'medium', 'high') then
+      return '{"field": "cost_tier", "reason": "must be low, medium or high"}'::jsonb;
+    elsif p_type is not null or p_tenant_id is not null then
+      return '{"field": "cost_tier", "reason": "cannot be combined with type or tenant_id"}'::jsonb;
+    elsif p_max_starts is not null or p_per_seconds is not null then
+      return '{"field": "max_starts", "reason": "a cost tier limits running jobs only"}'::jsonb;
+    end if;
+  elsif p_type is null and p_tenant_id is null then
+    return '{"field": "type", "reason": "type, tenant_id or cost_tier is required"}'::jsonb;
+  end if;
+  if p_type is not null and jobforge_private.type_error(p_type) is not null then
+    return pg_catalog.jsonb_build_object('field', 'type', 'reason', jobforge_private.type_error(p_type));
+  end if;
+  if p_max_running not between 0 and 1000000 then
+    return '{"field": "max_running", "reason": "must be between 0 and 1000000"}'::jsonb;
+  end if;
+  if (p_max_starts is null) <> (p_per_seconds is null) then
+    return case
+      when p_max_starts is null then '{"field": "max_starts", "reason": "is required with per_seconds"}'::jsonb
+      else '{"field": "per_seconds", "reason": "is required with max_starts"}'::jsonb
+    end;
+  end if;
+  if p_max_running is null and p_max_starts is null then
+    return '{"field": "max_running", "reason": "max_running or max_starts is required"}'::jsonb;
+  end if;
+  if p_max_starts not between 1 and 1000000 then
+    return '{"field": "max_starts", "reason": "must be between 1 and 1000000"}'::jsonb;
+  end if;
+  if p_per_seconds not between 1 and 86400 then
+    return '{"field": "per_seconds", "reason": "must be between 1 and 86400"}'::jsonb;
+  end if;
+  return null;
+end
+$$;
+
+-- A limit as the RPCs answer it, with how many of the jobs it counts are running now.
+create function jobforge_private.limit_json(p_limit public.jobforge_limits)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return pg_catalog.jsonb_build_object(
+    'id', p_limit.id,
+    'type', p_limit.type,
+    'tenant_id', p_limit.tenant_id,
+    'cost_tier', p_limit.cost_tier,
+    'max_running', p_limit.max_running,
+    'max_starts', p_limit.max_starts,
+    'per_seconds', p_limit.per_seconds,
+    'running', (
+      select pg_catalog.count(*)
+      from public.jobforge_jobs j
+      where j.status = 'running'
+        and (p_limit.type is null or j.type = p_limit.type)
+        and (p_limit.tenant_id is null or j.tenant_id = p_limit.tenant_id)
+        and (
+          p_limit.cost_tier is null
+          or j.type in (
+            select t.template_key
+            from public.jobforge_job_templates t
+            where t.estimated_cost_tier = p_limit.cost_tier
+          )
+        )
+    ),
+    'created_at', p_limit.created_at,
+    'updated_at', p_limit.updated_at
+  );
+end
+$$;
+
+-- Lock and measure the limits a claim of these (type, tenant) queues must keep: one row
+-- per limit, with how many more of its jobs may start now (never below 0). The rows stay
+-- locked until the claim's transaction ends, so a concurrent claim under the same limit
+-- waits here and then counts what this one started. Explicit limits of a pair's type,
+-- tenant or both apply; a cost tier applies to each template type of its tier that has
+-- no type limit of its own, and then counts that type's jobs only.
+create function jobforge_private.claim_limits(p_types text[], p_tenants uuid[])
+returns table (limit_id uuid, type text, tenant_id uuid, available integer)
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_ids uuid[];
+begin
+  select pg_catalog.array_agg(a.id order by a.id)
+  into v_ids
+  from (
+    select l.id
+    from public.jobforge_limits l
+    where l.cost_tier is null
+      and (l.type is null or l.type = any (p_types))
+      and (l.tenant_id is null or l.tenant_id = any (p_tenants))
+    union
+    select l.id
+    from public.jobforge_limits l
+    join public.jobforge_job_templates t on t.estimated_cost_tier = l.cost_tier
+    where t.template_key = any (p_types)
+  ) as a;
+  if v_ids is null then
+    return;
+  end if;
+
+  -- In id order, so two claims that need the same rows cannot deadlock.
+  perform 1
+  from public.jobforge_limits l
+  where l.id = any (v_ids)
+  order by l.id
+  for update;
+
+  return query
+  with keyed (limit_id, type, tenant_id, max_running, max_starts, per_seconds, window_start, window_starts) as (
+    select l.id, l.type, l.tenant_id, l.max_running, l.max_starts, l.per_seconds, l.window_start, l.window_starts
+    from public.jobforge_limits l
+    where l.id = any (v_ids) and l.cost_tier is null
+    union all
+    select l.id, t.template_key, null::uuid, l.max_running, null::integer, null::integer, null::timestamptz, 0
+    from public.jobforge_limits l
+    join public.jobforge_job_templates t on t.estimated_cost_tier = l.cost_tier
+    where l.id = any (v_ids)
+      and t.template_key = any (p_types)
+      and not exists (
+        select 1
+        from public.jobforge_limits o
+        where o.type = t.template_key and o.tenant_id is null and o.cost_tier is null
+      )
+  )
+  select
+    k.limit_id,
+    k.type,
+    k.tenant_id,
+    greatest(
+      0,
+      least(
+        k.max_running - (
+          select pg_catalog.count(*)::integer
+          from public.jobforge_jobs j
+          where j.status = 'running'
+            and (k.type is null or j.type = k.type)
+            and (k.tenant_id is null or j.tenant_id = k.tenant_id)
+        ),
+        k.max_starts - case
+          when k.window_start = jobforge_private.rate_window(k.per_seconds) then k.window_starts
+          else 0
+        end
+      )
+    )
+  from keyed k;
+end
+$$;
+
+-- The start of the rate window that now() falls in, for windows of p_seconds aligned to
+-- the Unix epoch.
+create function jobforge_private.rate_window(p_seconds integer)
+returns timestamptz
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return pg_catalog.to_timestamp(
+    pg_catalog.floor(extract(epoch from now()) / p_seconds) * p_seconds
+  );
+end
+$$;
+
+-- Create or change the limit of one key (type, tenant, type within a tenant, or cost
+-- tier); a limit that changes per_seconds starts a new rate window. One limit_set audit
+-- row, under the limit's tenant (none for a global one).
+create function public.jobforge_set_limit(
+  p_type text default null,
+  p_tenant_id uuid default null,
+  p_cost_tier text default null,
+  p_max_running integer default null,
+  p_max_starts integer default null,
+  p_per_seconds integer default null,
+  p_actor_id text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_error jsonb;
+  v_limit public.jobforge_limits;
+begin
+  perform jobforge_private.assert_service_role();
+  v_error := jobforge_private.limit_error(
+    p_type, p_tenant_id, p_cost_tier, p_max_running, p_max_starts, p_per_seconds
+  );
+  if v_error is not null then
+    perform jobforge_private.invalid(v_error ->> 'field', v_error ->> 'reason');
+  end if;
+  if jobforge_private.label_error(p_actor_id) is not null then
+    perform jobforge_private.invalid('actor_id', jobforge_private.label_error(p_actor_id));
+  end if;
+
+  insert into public.jobforge_limits as l
+    (type, tenant_id, cost_tier, max_running, max_starts, per_seconds)
+  values (p_type, p_tenant_id, p_cost_tier, p_max_running, p_max_starts, p_per_seconds)
+  on conflict on constraint jobforge_limits_one_per_key do update
+  set
+    max_running = excluded.max_running,
+    max_starts = excluded.max_starts,
+    per_seconds = excluded.per_seconds,
+    window_start = case when l.per_seconds = excluded.per_seconds then l.window_start end,
+    window_starts = case when l.per_seconds = excluded.per_seconds then l.window_starts else 0 end,
+    updated_at = now()
+  returning l.* into v_limit;
+
+  perform jobforge_private.audit(
+    p_tenant_id, null, 'limit_set', jobforge_private.audit_actor(p_actor_id), null, 'limit',
+    v_limit.id::text, 'success', null,
+    pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'type', p_type, 'cost_tier', p_cost_tier, 'max_running', p_max_running,
+      'max_starts', p_max_starts, 'per_seconds', p_per_seconds
+    ))
+  );
+  return jobforge_private.limit_json(v_limit);
+end
+$$;
+
+comment on function public.jobforge_set_limit is
+  'Create or change a concurrency/rate limit of a type, a tenant, a type within a tenant, or a template cost tier. service_role only.';
+
+-- The limits, those of a type and/or a tenant when given (a tenant's own limits and its
+-- limits per type; the global ones of a type), ordered by key.
+create function public.jobforge_list_limits(
+  p_type text default null,
+  p_tenant_id uuid default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  perform jobforge_private.assert_service_role();
+  if p_type is not null and jobforge_private.type_error(p_type) is not null then
+    perform jobforge_private.invalid('type', jobforge_private.type_error(p_type));
+  end if;
+  return coalesce(
+    (
+      select pg_catalog.jsonb_agg(
+        jobforge_private.limit_json(l)
+        order by l.cost_tier nulls first, l.type nulls first, l.tenant_id nulls first
+      )
+      from public.jobforge_limits l
+      where (p_type is null or l.type = p_type)
+        and (p_tenant_id is null or l.tenant_id = p_tenant_id)
+    ),
+    '[]'::jsonb
+  );
+end
+$$;
+
+comment on function public.jobforge_list_limits is
+  'List the concurrency/rate limits (optionally of a type and/or tenant), each with its running count. service_role only.';
+
+-- Remove the limit of one key: PT404 when there is none. One limit_delete audit row.
+create function public.jobforge_delete_limit(
+  p_type text default null,
+  p_tenant_id uuid default null,
+  p_cost_tier text default null,
+  p_actor_id text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_limit public.jobforge_limits;
+begin
+  perform jobforge_private.assert_service_role();
+  if p_cost_tier is not null and p_cost_tier not in ('low', 'medium', 'high') then
+    perform jobforge_private.invalid('cost_tier', 'must be low, medium or high');
+  end if;
+  if p_cost_tier is null and p_type is null and p_tenant_id is null then
+    perform jobforge_private.invalid('type', 'type, tenant_id or cost_tier is required');
+  end if;
+  if p_type is not null and jobforge_private.type_error(p_type) is not null then
+    perform jobforge_private.invalid('type', jobforge_private.type_error(p_type));
+  end if;
+  if jobforge_private.label_error(p_actor_id) is not null then
+    perform jobforge_private.invalid('actor_id', jobforge_private.label_error(p_actor_id));
+  end if;
+
+  delete from public.jobforge_limits l
+  where l.type is not distinct from p_type
+    and l.tenant_id is not distinct from p_tenant_id
+    and l.cost_tier is not distinct from p_cost_tier
+  returning l.* into v_limit;
+  if not found then
+    raise exception using
+      errcode = 'PT404',
+      message = pg_catalog.format(
+        'no limit for %s',
+        pg_catalog.concat_ws(
+          ', ', 'type ' || p_type, 'tenant ' || p_tenant_id, 'cost tier ' || p_cost_tier
+        )
+      );
+  end if;
+
+  perform jobforge_private.audit(
+    p_tenant_id, null, 'limit_delete', jobforge_private.audit_actor(p_actor_id), null, 'limit',
+    v_limit.id::text, 'success', null,
+    pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object(
+      'type', p_type, 'cost_tier', p_cost_tier, 'max_running', v_limit.max_running,
+      'max_starts', v_limit.max_starts, 'per_seconds', v_limit.per_seconds
+    ))
+  );
+  return jobforge_private.limit_json(v_limit);
+end
+$$;
+
+comment on function public.jobforge_delete_limit is
+  'Delete the concurrency/rate limit of a type, a tenant, a type within a tenant, or a cost tier. service_role only.';
 
 -- ===== supabase/schema/30_events.sql
 
@@ -6297,6 +6937,10 @@ grant execute on function
   public.jobforge_complete_jobs,
   public.jobforge_release_job,
   public.jobforge_reap_stale_jobs,
+  -- 27_limits
+  public.jobforge_set_limit,
+  public.jobforge_list_limits,
+  public.jobforge_delete_limit,
   -- 30_events
   public.jobforge_purge_expired_events,
   -- 40_templates

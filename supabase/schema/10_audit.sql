@@ -28,10 +28,11 @@ as $$
 begin
   return array[
     'batch_size', 'cutoff', 'more',
-    'contains_pii', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
+    'contains_pii', 'cost_tier', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
     'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
     'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
-    'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'name', 'outputs',
+    'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'max_running', 'max_starts',
+    'name', 'outputs', 'per_seconds',
     'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
     'previous_status', 'redacted_fields', 'retired_at', 'scheduled_for', 'scopes', 'source_app',
     'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
@@ -131,7 +132,7 @@ create table public.jobforge_audit_logs (
     'retention_purge',
     'event_ingest', 'job_request', 'job_cancel', 'job_retry', 'policy_check', 'trigger_fire',
     'trigger_create', 'trigger_update', 'trigger_delete', 'template_update',
-    'manifest_write', 'policy_key_add', 'policy_key_retire'
+    'manifest_write', 'policy_key_add', 'policy_key_retire', 'limit_set', 'limit_delete'
   )),
   actor_id text,
   trace_id text,

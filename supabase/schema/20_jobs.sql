@@ -232,19 +232,22 @@ create unique index jobforge_jobs_idempotency_key
   on public.jobforge_jobs (tenant_id, type, idempotency_key)
   where idempotency_key is not null;
 
--- Claiming: the due queued jobs of a type in (run_at, id) order, read from the front, so a
--- worker of a rare type does not walk past a backlog of other types. Only queued rows are
--- in it, so it stays as small as the backlog. A claim of every type finds the types in
--- it too (jobforge_claim_jobs): one index instead of two, since every index of this table
--- gets an entry for each enqueue, claim and completion (status is in the predicate, so
--- those updates are never HOT).
+-- Claiming: the queued jobs of each (type, tenant) queue in claim order (priority, then
+-- run_at), read from the front, so a worker of a rare type does not walk past a backlog of
+-- other types, and one tenant's backlog does not hide another tenant's jobs. Only queued
+-- rows are in it, so it stays as small as the backlog. jobforge_claim_jobs also finds the
+-- types, and the tenants of a type, in it (skip scans): one index instead of three, since
+-- every index of this table gets an entry for each enqueue, claim and completion (status
+-- is in the predicate, so those updates are never HOT).
 create index jobforge_jobs_claim_by_type
-  on public.jobforge_jobs (type, run_at, id)
+  on public.jobforge_jobs (type, tenant_id, priority desc, run_at, id)
   where status = 'queued';
 
--- Reaping: running jobs by last sign of life.
-create index jobforge_jobs_reap
-  on public.jobforge_jobs (heartbeat_at)
+-- The running jobs: counted per type, tenant, or both when a claim checks a concurrency
+-- limit (jobforge_limits), and read whole by the reaper (the running set is as small as
+-- the workers' slots). Heartbeats change no column of it, so they can be HOT updates.
+create index jobforge_jobs_running
+  on public.jobforge_jobs (type, tenant_id)
   where status = 'running';
 
 -- Listing the jobs of a tenant, newest first; id breaks ties in created_at (a batch shares

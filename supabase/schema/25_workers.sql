@@ -1,6 +1,26 @@
 -- 25_workers: the RPCs only workers call (service_role): claim, heartbeat, complete
 -- (one or a batch), release, and the reaper of jobs whose worker stopped heartbeating.
 
+-- Claiming is fair and keeps the limits of 27_limits.sql. The due queued jobs form one
+-- queue per (type, tenant), each in priority order (higher first), then run_at. A claim of
+-- N jobs:
+--   1. finds the queues of the types asked for (skip scans of jobforge_jobs_claim_by_type:
+--      one probe per type and per tenant of a type, never a walk past a backlog), at most
+--      N of them, walking the tenants of each type from a random point so that, with more
+--      tenants than N, each claim serves a different slice of them;
+--   2. locks and measures the limits that apply to those queues (claim_limits);
+--   3. takes jobs tenant by tenant in rounds: each tenant with due jobs gets an equal
+--      share of what is left (ceil(left / tenants)), from its own queues in priority order;
+--      a tenant that could not fill its share drops out, and the others share the rest in
+--      the next round. So a tenant with 100,000 queued jobs gets no more of a claim than
+--      a tenant with 10 until the small one runs out, and priority orders each tenant's
+--      own jobs (one tenant's high priority never starves another tenant);
+--   4. keeps, of what the rounds locked, only what every limit admits: per limit, in the
+--      order the rounds took them, up to what the limit has available.
+-- Rows are locked with FOR UPDATE SKIP LOCKED, so concurrent claims take different jobs.
+-- A round locks up to a share per queue and keeps a share per tenant, so a claim locks
+-- at most N plus one share per extra queue of a tenant, and releases the surplus when it
+-- commits a moment later.
 create function public.jobforge_claim_jobs(
   p_worker_id text,
   p_limit integer default 10,
@@ -14,6 +34,27 @@ as $$
 declare
   v_reason text;
   v_rows json;
+  -- The queues found in step 1, as parallel arrays (plpgsql has no table variables).
+  v_queue_types text[];
+  v_queue_tenants uuid[];
+  -- The limits of step 2: id, key and how many more jobs each admits.
+  v_limit_ids uuid[];
+  v_limit_types text[];
+  v_limit_tenants uuid[];
+  v_limit_available integer[];
+  -- What the rounds of step 3 took, in the order they took it.
+  v_ids uuid[] := '{}'::uuid[];
+  v_types text[] := '{}'::text[];
+  v_tenants uuid[] := '{}'::uuid[];
+  v_round_ids uuid[];
+  v_round_types text[];
+  v_round_tenants uuid[];
+  -- The tenants still in the running, and the share each gets this round.
+  v_open uuid[];
+  v_share integer;
+  v_left integer;
+  v_round integer := 0;
+  v_start uuid := gen_random_uuid();
 begin
   perform jobforge_private.assert_service_role();
 
@@ -34,19 +75,249 @@ begin
     end if;
   end if;
 
-  -- Lock the due jobs with id = any(array(select ... for update skip locked)): the array
-  -- is computed once, then the update fetches each row by primary key. (The id in
-  -- (select ...) form is planned as a join, and the generic plan that a function ends up
-  -- with scans the table.)
-  --
-  -- The CASE picks one of two lock queries on jobforge_jobs_claim_by_type; only the chosen
-  -- one runs (the other shows as "never executed" in EXPLAIN ANALYZE):
-  --   * one type: read from the front of that type;
-  --   * several types, or every type: the first p_limit of each type, merged, and the
-  --     first p_limit of those kept. Every type means the types that have queued jobs,
-  --     found by a skip scan of the index (one probe per type, never a walk past a
-  --     backlog). The price: up to (types - 1) * p_limit rows are locked and not claimed,
-  --     until this transaction ends a moment later; other workers skip them meanwhile.
+  -- 1. The queues. Every type means the types that have queued jobs, found by a skip scan
+  -- of the index's first column. The tenants of each type are walked in two halves, from
+  -- v_start up and then from the lowest tenant up to v_start, each a skip scan that stops
+  -- after p_limit tenants. The queues are then taken round-robin over the types (the
+  -- first tenant of every type, then the second, ...), at most p_limit of them.
+  select
+    pg_catalog.array_agg(q.type order by q.n, q.type),
+    pg_catalog.array_agg(q.tenant_id order by q.n, q.type)
+  into v_queue_types, v_queue_tenants
+  from (
+    select w.type, w.tenant_id, w.n
+    from (
+      select distinct t.type
+      from pg_catalog.unnest(p_types) as t (type)
+      where t.type is not null
+      union all
+      (
+        with recursive queued (type) as (
+          (
+            select q.type
+            from public.jobforge_jobs q
+            where q.status = 'queued' and p_types is null
+            order by q.type
+            limit 1
+          )
+          union all
+          select (
+            select q.type
+            from public.jobforge_jobs q
+            where q.status = 'queued' and q.type > queued.type
+            order by q.type
+            limit 1
+          )
+          from queued
+          where queued.type is not null
+        )
+        select queued.type from queued where queued.type is not null
+      )
+    ) as t
+    cross join lateral (
+      with recursive upper_half (tenant_id, n) as (
+        select f.tenant_id, 1
+        from (
+          select (
+            select q.tenant_id
+            from public.jobforge_jobs q
+            where q.status = 'queued' and q.type = t.type and q.tenant_id >= v_start
+            order by q.tenant_id
+            limit 1
+          ) as tenant_id
+        ) as f
+        where f.tenant_id is not null
+        union all
+        select nx.tenant_id, u.n + 1
+        from upper_half u
+        cross join lateral (
+          select q.tenant_id
+          from public.jobforge_jobs q
+          where q.status = 'queued' and q.type = t.type and q.tenant_id > u.tenant_id
+          order by q.tenant_id
+          limit 1
+        ) as nx
+        where u.n < p_limit
+      ),
+      lower_half (tenant_id, n) as (
+        select f.tenant_id, 1
+        from (
+          select (
+            select q.tenant_id
+            from public.jobforge_jobs q
+            where q.status = 'queued' and q.type = t.type and q.tenant_id < v_start
+            order by q.tenant_id
+            limit 1
+          ) as tenant_id
+        ) as f
+        where f.tenant_id is not null
+        union all
+        select nx.tenant_id, d.n + 1
+        from lower_half d
+        cross join lateral (
+          select q.tenant_id
+          from public.jobforge_jobs q
+          where q.status = 'queued' and q.type = t.type
+            and q.tenant_id > d.tenant_id and q.tenant_id < v_start
+          order by q.tenant_id
+          limit 1
+        ) as nx
+        where d.n < p_limit
+      )
+      select t.type, h.tenant_id, h.n
+      from (
+        select u.tenant_id, u.n from upper_half u
+        union all
+        select d.tenant_id, d.n + (select pg_catalog.count(*) from upper_half)::integer
+        from lower_half d
+      ) as h
+      where h.n <= p_limit
+    ) as w
+    order by w.n, w.type
+    limit p_limit
+  ) as q;
+
+  if v_queue_types is null then
+    return '[]'::json;
+  end if;
+
+  -- 2. The limits. One probe answers the common case of none at all.
+  if exists (select 1 from public.jobforge_limits) then
+    select
+      pg_catalog.array_agg(l.limit_id),
+      pg_catalog.array_agg(l.type),
+      pg_catalog.array_agg(l.tenant_id),
+      pg_catalog.array_agg(l.available)
+    into v_limit_ids, v_limit_types, v_limit_tenants, v_limit_available
+    from jobforge_private.claim_limits(v_queue_types, v_queue_tenants) as l;
+  end if;
+
+  -- 3. The rounds. A round locks, from each queue of an open tenant, up to the share
+  -- (less when a limit has less available than that, counting what earlier rounds took),
+  -- and keeps the first share of each tenant in priority order. A tenant that kept a full
+  -- share stays open. The jobs taken earlier are excluded by id: SKIP LOCKED skips the
+  -- locks of other transactions only.
+  select pg_catalog.array_agg(distinct t) into v_open from pg_catalog.unnest(v_queue_tenants) as t;
+  v_left := p_limit;
+  while v_left > 0 and pg_catalog.cardinality(v_open) > 0 and v_round < 8 loop
+    v_round := v_round + 1;
+    v_share := (v_left + pg_catalog.cardinality(v_open) - 1) / pg_catalog.cardinality(v_open);
+
+    select
+      coalesce(pg_catalog.array_agg(k.id order by k.rank, k.tenant_id), '{}'::uuid[]),
+      coalesce(pg_catalog.array_agg(k.type order by k.rank, k.tenant_id), '{}'::text[]),
+      coalesce(pg_catalog.array_agg(k.tenant_id order by k.rank, k.tenant_id), '{}'::uuid[])
+    into v_round_ids, v_round_types, v_round_tenants
+    from (
+      select c.id, c.type, c.tenant_id, c.rank
+      from (
+        select
+          l.id,
+          q.type,
+          q.tenant_id,
+          pg_catalog.row_number() over (
+            partition by q.tenant_id order by l.priority desc, l.run_at, l.id
+          ) as rank
+        from rows from (pg_catalog.unnest(v_queue_types), pg_catalog.unnest(v_queue_tenants))
+          as q (type, tenant_id)
+        -- room: the share, or less when a limit of the queue has less available than
+        -- that, after what earlier rounds took under it.
+        cross join lateral (
+          select coalesce(
+            least(
+              v_share,
+              (
+                select pg_catalog.min(
+                  a.available - (
+                    select pg_catalog.count(*)::integer
+                    from rows from (pg_catalog.unnest(v_types), pg_catalog.unnest(v_tenants))
+                      as u (type, tenant_id)
+                    where (a.type is null or u.type = a.type)
+                      and (a.tenant_id is null or u.tenant_id = a.tenant_id)
+                  )
+                )
+                from rows from (
+                  pg_catalog.unnest(v_limit_types),
+                  pg_catalog.unnest(v_limit_tenants),
+                  pg_catalog.unnest(v_limit_available)
+                ) as a (type, tenant_id, available)
+                where (a.type is null or a.type = q.type)
+                  and (a.tenant_id is null or a.tenant_id = q.tenant_id)
+              )
+            ),
+            v_share
+          ) as room
+        ) as r
+        cross join lateral (
+          select j.id, j.priority, j.run_at
+          from public.jobforge_jobs j
+          where j.status = 'queued'
+            and j.type = q.type
+            and j.tenant_id = q.tenant_id
+            and j.run_at <= now()
+            and j.id <> all (v_ids)
+          order by j.priority desc, j.run_at, j.id
+          limit greatest(r.room, 0)
+          for update skip locked
+        ) as l
+        where q.tenant_id = any (v_open)
+      ) as c
+      where c.rank <= v_share
+      -- Equal shares can add up to a few more than are left: the last tenants of the
+      -- last rank give them back.
+      order by c.rank, c.tenant_id
+      limit v_left
+    ) as k;
+
+    exit when pg_catalog.cardinality(v_round_ids) = 0;
+    v_ids := v_ids || v_round_ids;
+    v_types := v_types || v_round_types;
+    v_tenants := v_tenants || v_round_tenants;
+    v_left := p_limit - pg_catalog.cardinality(v_ids);
+
+    select coalesce(pg_catalog.array_agg(k.tenant_id), '{}'::uuid[])
+    into v_open
+    from (
+      select r.tenant_id
+      from pg_catalog.unnest(v_round_tenants) as r (tenant_id)
+      group by r.tenant_id
+      having pg_catalog.count(*) >= v_share
+    ) as k;
+  end loop;
+
+  -- 4. What every limit admits. Several queues under one limit (a type limit over many
+  -- tenants) may together have taken more than it has available; the first ones, in the
+  -- order taken, are kept. A job no limit counts is kept.
+  if v_limit_ids is not null and pg_catalog.cardinality(v_ids) > 0 then
+    select coalesce(pg_catalog.array_agg(k.id), '{}'::uuid[])
+    into v_ids
+    from (
+      select x.id
+      from (
+        select
+          c.id,
+          a.available,
+          pg_catalog.count(*) over (partition by a.ord order by c.taken) as nth
+        from rows from (
+          pg_catalog.unnest(v_ids), pg_catalog.unnest(v_types), pg_catalog.unnest(v_tenants)
+        ) with ordinality as c (id, type, tenant_id, taken)
+        left join rows from (
+          pg_catalog.unnest(v_limit_types),
+          pg_catalog.unnest(v_limit_tenants),
+          pg_catalog.unnest(v_limit_available)
+        ) with ordinality as a (type, tenant_id, available, ord)
+          on (a.type is null or a.type = c.type)
+          and (a.tenant_id is null or a.tenant_id = c.tenant_id)
+      ) as x
+      group by x.id
+      having pg_catalog.bool_and(x.available is null or x.nth <= x.available)
+    ) as k;
+  end if;
+
+  if pg_catalog.cardinality(v_ids) = 0 then
+    return '[]'::json;
+  end if;
+
   with claimed as (
     update public.jobforge_jobs j
     set
@@ -57,65 +328,38 @@ begin
       heartbeat_at = now(),
       started_at = now(),
       updated_at = now()
-    where j.id = any (
-      case
-        when pg_catalog.cardinality(p_types) = 1 then array(
-          select q.id
-          from public.jobforge_jobs q
-          where q.status = 'queued'
-            and q.run_at <= now()
-            and q.type = p_types[pg_catalog.array_lower(p_types, 1)]
-          order by q.run_at, q.id
-          limit p_limit
-          for update skip locked
-        )
-        else array(
-          select c.id
-          from (
-            select distinct t.type from pg_catalog.unnest(p_types) as t (type)
-            union all
-            (
-              with recursive queued (type) as (
-                (
-                  select q.type
-                  from public.jobforge_jobs q
-                  where q.status = 'queued'
-                  order by q.type
-                  limit 1
-                )
-                union all
-                select (
-                  select q.type
-                  from public.jobforge_jobs q
-                  where q.status = 'queued' and q.type > queued.type
-                  order by q.type
-                  limit 1
-                )
-                from queued
-                where queued.type is not null
-              )
-              select queued.type from queued where p_types is null and queued.type is not null
-            )
-          ) as t
-          cross join lateral (
-            select q.id, q.run_at
-            from public.jobforge_jobs q
-            where q.status = 'queued' and q.run_at <= now() and q.type = t.type
-            order by q.run_at, q.id
-            limit p_limit
-            for update skip locked
-          ) as c
-          order by c.run_at, c.id
-          limit p_limit
-        )
-      end
-    )
+    where j.id = any (v_ids)
     returning j.*
   )
   -- json, not jsonb: the answer is only ever sent, and json_agg builds text directly.
-  select coalesce(pg_catalog.json_agg(c order by c.run_at, c.id), '[]'::json)
+  select coalesce(pg_catalog.json_agg(c order by c.priority desc, c.run_at, c.id), '[]'::json)
   into v_rows
   from claimed c;
+
+  -- Rate limits count the starts of their window.
+  if v_limit_ids is not null then
+    update public.jobforge_limits l
+    set
+      window_starts = case
+        when l.window_start = jobforge_private.rate_window(l.per_seconds) then l.window_starts
+        else 0
+      end + s.started,
+      window_start = jobforge_private.rate_window(l.per_seconds)
+    from (
+      select a.limit_id, pg_catalog.count(*)::integer as started
+      from rows from (
+        pg_catalog.unnest(v_limit_ids),
+        pg_catalog.unnest(v_limit_types),
+        pg_catalog.unnest(v_limit_tenants)
+      ) as a (limit_id, type, tenant_id)
+      join public.jobforge_jobs j
+        on j.id = any (v_ids)
+        and (a.type is null or j.type = a.type)
+        and (a.tenant_id is null or j.tenant_id = a.tenant_id)
+      group by a.limit_id
+    ) as s
+    where l.id = s.limit_id and l.max_starts is not null;
+  end if;
 
   return v_rows;
 end
@@ -352,7 +596,8 @@ begin
 
   -- SKIP LOCKED: a job whose worker is completing or heartbeating it right now is left
   -- alone (and is no longer stale once that commits). The condition is
-  -- coalesce(heartbeat_at, locked_at) < cutoff, written so that jobforge_jobs_reap serves it.
+  -- coalesce(heartbeat_at, locked_at) < cutoff, checked on every running job (the running
+  -- set is small: jobforge_jobs_running).
   with stale as (
     select j.id, j.locked_by
     from public.jobforge_jobs j

@@ -79,6 +79,10 @@ grant execute on function
   public.jobforge_complete_jobs,
   public.jobforge_release_job,
   public.jobforge_reap_stale_jobs,
+  -- 27_limits
+  public.jobforge_set_limit,
+  public.jobforge_list_limits,
+  public.jobforge_delete_limit,
   -- 30_events
   public.jobforge_purge_expired_events,
   -- 40_templates
