@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._client.aio import AsyncJobForgeClient
 from ._client.sync import JobForgeClient
+from .encryption import KeyRing, decrypt_event, decrypt_job
 from .errors import (
     ConfigurationError,
     ConflictError,
@@ -23,7 +24,6 @@ from .errors import (
     PolicyDeniedError,
     TransportError,
 )
-from .encryption import KeyRing, decrypt_event, decrypt_job
 from .flags import Feature, FeatureFlags
 from .manifests import (
     calculate_run_metrics,

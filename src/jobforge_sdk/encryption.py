@@ -291,8 +291,7 @@ def encrypt_fields(
             continue  # already a ciphertext (a value read back and sent again)
         if keys is None:
             raise ConfigurationError(
-                f"{where}.{name}: is to be stored encrypted, but {ENCRYPTION_KEYS_VAR} "
-                "is not set"
+                f"{where}.{name}: is to be stored encrypted, but {ENCRYPTION_KEYS_VAR} is not set"
             )
         result[name] = keys.encrypt(result[name], tenant_id=tenant_id, scope=scope, field=name)
     return result

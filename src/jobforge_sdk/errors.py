@@ -121,7 +121,9 @@ class DecryptionError(JobForgeError):
     ``field`` names it (``inputs.ssn``), ``key_id`` the key it names when it can be read.
     The message never holds key material or the value."""
 
-    def __init__(self, message: str, *, field: str | None = None, key_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, field: str | None = None, key_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.field = field
         self.key_id = key_id

@@ -133,7 +133,7 @@ def test_the_flags_read_the_variable_check_it_and_never_show_it(
 
 def test_payload_helpers_encrypt_named_fields_and_decrypt_what_they_find() -> None:
     ring = KeyRing.parse(OLD)
-    where = {"tenant_id": TENANT, "scope": "event:billing.paid"}
+    where: dict[str, Any] = {"tenant_id": TENANT, "scope": "event:billing.paid"}
     payload = {"card": "4111", "amount": 5, "nested": {"x": 1}}
     sealed = encrypt_fields(
         payload, ["card", "nested"], keys=ring, where="payload", required=True, **where
@@ -155,7 +155,9 @@ def test_payload_helpers_encrypt_named_fields_and_decrypt_what_they_find() -> No
     ) == {"a": 1}
     with pytest.raises(InvalidInputError, match=r"encrypt_fields: payload.card is not in"):
         encrypt_fields({"a": 1}, ["card"], keys=ring, where="payload", required=True, **where)
-    with pytest.raises(ConfigurationError, match=r"^inputs.card: .*JOBFORGE_ENCRYPTION_KEYS is not"):
+    with pytest.raises(
+        ConfigurationError, match=r"^inputs.card: .*JOBFORGE_ENCRYPTION_KEYS is not"
+    ):
         encrypt_fields({"card": "x"}, ["card"], keys=None, where="inputs", required=True, **where)
 
 
