@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from ._client.aio import AsyncJobForgeClient
 from ._client.sync import JobForgeClient
+from .encryption import KeyRing, decrypt_event, decrypt_job
 from .errors import (
     ConfigurationError,
     ConflictError,
     DatabaseError,
+    DecryptionError,
     FeatureDisabledError,
     InvalidInputError,
     JobForgeError,
@@ -93,6 +95,7 @@ __all__ = [
     "CreateEventTriggerParams",
     "CronFireResult",
     "DatabaseError",
+    "DecryptionError",
     "EventEnvelope",
     "EventRow",
     "EventSubject",
@@ -111,6 +114,7 @@ __all__ = [
     "JobSpec",
     "JobStatus",
     "JobTemplate",
+    "KeyRing",
     "ListEventsParams",
     "ManifestRow",
     "ManifestStatus",
@@ -139,6 +143,8 @@ __all__ = [
     "__version__",
     "calculate_run_metrics",
     "create_artifact_output",
+    "decrypt_event",
+    "decrypt_job",
     "generate_env_fingerprint",
     "generate_manifest_report",
     "generate_policy_token",

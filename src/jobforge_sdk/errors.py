@@ -15,6 +15,8 @@ so a caller sees the same exception whichever way the call travelled::
     ├── TransportError           network failure, statement timeout (57014), or the HTTP
     │                            endpoint unreachable (``retryable`` says if safe)
     ├── DatabaseError            any other server-side error
+    ├── DecryptionError          an encrypted field that does not decrypt (unknown key id,
+    │                            wrong key, altered or moved ciphertext): ``field``, ``key_id``
     └── NonRetryableError        raised by a job handler, never by the SDK: the job failed
                                  for good, so the worker makes it dead without a retry
 
@@ -31,6 +33,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DatabaseError",
+    "DecryptionError",
     "FeatureDisabledError",
     "InvalidInputError",
     "JobForgeError",
@@ -111,6 +114,19 @@ class TransportError(JobForgeError):
 
 class DatabaseError(JobForgeError):
     """A server error outside the documented contract (a bug or an outage)."""
+
+
+class DecryptionError(JobForgeError):
+    """An encrypted payload field could not be decrypted (``jobforge_sdk.encryption``):
+    ``field`` names it (``inputs.ssn``), ``key_id`` the key it names when it can be read.
+    The message never holds key material or the value."""
+
+    def __init__(
+        self, message: str, *, field: str | None = None, key_id: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.key_id = key_id
 
 
 class NonRetryableError(JobForgeError):

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Final
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from jobforge_sdk.errors import ConfigurationError
@@ -154,6 +154,23 @@ class FeatureFlags(BaseSettings):
     policy_token_expiry_hours: float = Field(
         default=1.0, gt=0, le=24 * 30, validation_alias=_var("policy_token_expiry_hours")
     )
+    # Keys of field encryption (jobforge_sdk.encryption): key_id:base64key entries; the
+    # first encrypts, all decrypt. Checked when the flags are built.
+    encryption_keys: SecretStr | None = Field(
+        default=None, validation_alias=_var("encryption_keys")
+    )
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _readable_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from jobforge_sdk.encryption import KeyRing
+
+            try:
+                KeyRing.parse(value.get_secret_value())
+            except ConfigurationError as exc:
+                raise ValueError(exc.message.partition(": ")[2]) from None
+        return value
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -186,6 +203,7 @@ class FeatureFlags(BaseSettings):
             env_var("policy_token_secret"): "set" if self.policy_token_secret else "unset",
             env_var("policy_token_kid"): self.policy_token_kid,
             env_var("policy_token_expiry_hours"): self.policy_token_expiry_hours,
+            env_var("encryption_keys"): "set" if self.encryption_keys else "unset",
         }
 
 
@@ -193,6 +211,7 @@ _ACCEPTED: Final[Mapping[str, str]] = {
     "policy_token_secret": "a string",
     "policy_token_kid": "1 to 64 characters",
     "policy_token_expiry_hours": "a number of hours greater than 0 and at most 720",
+    "encryption_keys": "key_id:base64key entries (32-byte keys), separated by commas",
 }
 
 
@@ -220,8 +239,11 @@ def _explain(exc: ValidationError) -> str:
             clauses.append(f"{PREFIX}*: {error['msg']}")
             continue
         given = error.get("input")
-        shown = "<hidden>" if field == "policy_token_secret" else repr(given)
+        hidden = field in ("policy_token_secret", "encryption_keys")
+        shown = "<hidden>" if hidden else repr(given)
         accepted = _ACCEPTED.get(field, _ACCEPTED_BOOLS)
+        if field == "encryption_keys":  # which entry is wrong (never the key itself)
+            accepted += f" ({error['msg'].removeprefix('Value error, ')})"
         # loc is the variable's name when the value came from the environment.
         where = f"FeatureFlags({field}=...)" if error["loc"][0] == field else env_var(field)
         clauses.append(f"{where}: {shown} is not valid, expected {accepted}")

@@ -499,7 +499,9 @@ begin
     'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
     'previous_status', 'redacted_fields', 'retired_at', 'scheduled_for', 'scopes', 'source_app',
     'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
-    'trigger_name', 'trigger_type', 'type', 'would_enqueue'
+    'trigger_name', 'trigger_type', 'type', 'would_enqueue',
+    -- a template's encrypted inputs (names only: 40_templates.sql)
+    'encrypt_fields', 'previous_encrypt_fields'
   ];
 end
 $$;
@@ -4633,18 +4635,63 @@ begin
 end
 $$;
 
--- Check job inputs against the input_schema of a template: the inputs must be a JSON
--- object that satisfies the schema. Returns {name, reason} (the name is a dotted path
--- inside the inputs) or null.
-create function jobforge_private.inputs_error(p_schema jsonb, p_inputs jsonb)
-returns text[]
+-- Whether a JSON value is a ciphertext of the SDK's field encryption (encryption.py):
+-- the string "jfenc:v1:<key id>:<base64url of nonce, ciphertext and tag>". Only the shape
+-- is checked: the database holds no key.
+create function jobforge_private.is_ciphertext(p_value jsonb)
+returns boolean
 language plpgsql
 immutable
 set search_path = ''
 as $$
 begin
+  return pg_catalog.jsonb_typeof(p_value) = 'string'
+    and (p_value #>> '{}') ~ '^jfenc:v1:[A-Za-z0-9_-]{1,32}:[A-Za-z0-9_-]{39,}$';
+end
+$$;
+
+-- Check job inputs against the input_schema of a template: the inputs must be a JSON
+-- object that satisfies the schema. Returns {name, reason} (the name is a dotted path
+-- inside the inputs) or null.
+--
+-- p_encrypt_fields (the template's encrypt_fields) are top-level inputs stored encrypted:
+-- each one given must be a ciphertext, so plaintext cannot be stored there even by a
+-- caller bypassing the SDK, and its schema is not checked (it describes the plaintext,
+-- which the SDK checked before encrypting it); "required" still applies.
+create function jobforge_private.inputs_error(
+  p_schema jsonb,
+  p_inputs jsonb,
+  p_encrypt_fields text[] default '{}'
+)
+returns text[]
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_name text;
+begin
   if pg_catalog.jsonb_typeof(p_inputs) is distinct from 'object' then
     return array['', 'must be a JSON object'];
+  end if;
+  if coalesce(pg_catalog.cardinality(p_encrypt_fields), 0) > 0 then
+    select f.name into v_name
+    from pg_catalog.unnest(p_encrypt_fields) as f (name)
+    where coalesce(p_inputs -> f.name, 'null') <> 'null'
+      and not jobforge_private.is_ciphertext(p_inputs -> f.name)
+    order by f.name collate "C"
+    limit 1;
+    if v_name is not null then
+      return array[v_name, 'must be encrypted (a jfenc:v1 ciphertext): the template stores it encrypted'];
+    end if;
+    p_schema := p_schema || pg_catalog.jsonb_build_object(
+      'properties',
+      coalesce(p_schema -> 'properties', '{}') || coalesce((
+        select pg_catalog.jsonb_object_agg(f.name, '{}'::jsonb)
+        from pg_catalog.unnest(p_encrypt_fields) as f (name)
+        where coalesce(p_schema -> 'properties', '{}') ? f.name
+      ), '{}')
+    );
   end if;
   return jobforge_private.schema_error(p_schema, p_inputs, '');
 end
@@ -5005,10 +5052,15 @@ $$;
 comment on function public.jobforge_get_template is
   'One job template by key (PT404 when unknown). authenticated and service_role.';
 
+-- p_encrypt_fields, when given, replaces the template's encrypt_fields: top-level inputs
+-- the SDK stores encrypted (jobforge_private.inputs_error). Each must be a property of
+-- the input schema; at most 32, no repeats. Jobs requested before keep their inputs as
+-- they were stored.
 create function public.jobforge_set_template_enabled(
   p_template_key text,
   p_enabled boolean,
-  p_actor_id text default null
+  p_actor_id text default null,
+  p_encrypt_fields text[] default null
 )
 returns jsonb
 language plpgsql
@@ -5018,6 +5070,8 @@ as $$
 declare
   v_template public.jobforge_job_templates;
   v_previous boolean;
+  v_previous_fields text[];
+  v_name text;
 begin
   perform jobforge_private.assert_service_role();
   if p_template_key is null then
@@ -5030,7 +5084,18 @@ begin
     perform jobforge_private.invalid('actor_id', jobforge_private.label_error(p_actor_id));
   end if;
 
-  select t.enabled into v_previous
+  if pg_catalog.cardinality(p_encrypt_fields) > 32 then
+    perform jobforge_private.invalid('encrypt_fields', 'at most 32 fields');
+  end if;
+  if pg_catalog.array_position(p_encrypt_fields, null) is not null then
+    perform jobforge_private.invalid('encrypt_fields', 'must not hold null');
+  end if;
+  if pg_catalog.cardinality(p_encrypt_fields)
+    <> (select pg_catalog.count(distinct f.name) from pg_catalog.unnest(p_encrypt_fields) as f (name)) then
+    perform jobforge_private.invalid('encrypt_fields', 'a field is named twice');
+  end if;
+
+  select t.enabled, t.encrypt_fields into v_previous, v_previous_fields
   from public.jobforge_job_templates t
   where t.template_key = p_template_key
   for update;
@@ -5039,21 +5104,46 @@ begin
       errcode = 'PT404', message = pg_catalog.format('template %s not found', p_template_key);
   end if;
 
+  if p_encrypt_fields is not null then
+    select f.name into v_name
+    from pg_catalog.unnest(p_encrypt_fields) as f (name)
+    where not coalesce(
+      (select t.input_schema -> 'properties' from public.jobforge_job_templates t
+       where t.template_key = p_template_key),
+      '{}'
+    ) ? f.name
+    order by f.name collate "C"
+    limit 1;
+    if v_name is not null then
+      perform jobforge_private.invalid(
+        'encrypt_fields',
+        pg_catalog.format('%s is not an input of template %s', pg_catalog.left(v_name, 255), p_template_key)
+      );
+    end if;
+  end if;
+
   update public.jobforge_job_templates t
-  set enabled = p_enabled, updated_at = now()
+  set enabled = p_enabled,
+    encrypt_fields = coalesce(p_encrypt_fields, t.encrypt_fields),
+    updated_at = now()
   where t.template_key = p_template_key
   returning t.* into v_template;
 
   perform jobforge_private.audit(
     null, null, 'template_update', p_actor_id, null, 'template', p_template_key, 'success', null,
     pg_catalog.jsonb_build_object('enabled', p_enabled, 'previous_enabled', v_previous)
+      || case when p_encrypt_fields is null then '{}'::jsonb
+        else pg_catalog.jsonb_build_object(
+          'encrypt_fields', pg_catalog.to_jsonb(p_encrypt_fields),
+          'previous_encrypt_fields', pg_catalog.to_jsonb(v_previous_fields)
+        ) end
   );
   return pg_catalog.to_jsonb(v_template);
 end
 $$;
 
 comment on function public.jobforge_set_template_enabled is
-  'Enable or disable a job template (global). service_role only.';
+  'Enable or disable a job template (global), and optionally set the inputs it stores encrypted (p_encrypt_fields). service_role only.';
 
 create function public.jobforge_request_job(
   p_tenant_id uuid,
@@ -5110,7 +5200,9 @@ begin
   if jobforge_private.json_depth_error(p_inputs) is not null then
     perform jobforge_private.invalid('inputs', jobforge_private.json_depth_error(p_inputs));
   end if;
-  v_error := jobforge_private.inputs_error(v_template.input_schema, p_inputs);
+  v_error := jobforge_private.inputs_error(
+    v_template.input_schema, p_inputs, v_template.encrypt_fields
+  );
   if v_error is not null then
     perform jobforge_private.invalid('inputs.' || v_error[1], v_error[2]);
   end if;

@@ -36,7 +36,9 @@ begin
     'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
     'previous_status', 'redacted_fields', 'retired_at', 'scheduled_for', 'scopes', 'source_app',
     'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
-    'trigger_name', 'trigger_type', 'type', 'would_enqueue'
+    'trigger_name', 'trigger_type', 'type', 'would_enqueue',
+    -- a template's encrypted inputs (names only: 40_templates.sql)
+    'encrypt_fields', 'previous_encrypt_fields'
   ];
 end
 $$;

@@ -104,7 +104,8 @@ def test_every_gated_operation_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(GATED))
 def test_a_gated_off_list_is_empty_and_anything_else_none(name: str) -> None:
     op = GATED[name]
-    returns_list = str(inspect.signature(op.build).return_annotation).startswith("RpcCall[list[")
+    returns = str(inspect.signature(op.build).return_annotation)
+    returns_list = returns.startswith(("RpcCall[list[", "Steps[list[", "Plan[list["))
     assert op.empty_value() == ([] if returns_list else None), name
 
 

@@ -196,6 +196,7 @@ def test_summary_uses_the_variable_names_and_hides_the_secret(
         "JOBFORGE_POLICY_TOKEN_SECRET",
         "JOBFORGE_POLICY_TOKEN_KID",
         "JOBFORGE_POLICY_TOKEN_EXPIRY_HOURS",
+        "JOBFORGE_ENCRYPTION_KEYS",
     ]
     assert summary["JOBFORGE_EVENTS_ENABLED"] is True
     assert summary["JOBFORGE_TRIGGERS_ENABLED"] is False
@@ -219,6 +220,7 @@ def test_the_known_settings_are_the_flags_and_the_other_settings() -> None:
         "JOBFORGE_POLICY_TOKEN_SECRET",
         "JOBFORGE_POLICY_TOKEN_KID",
         "JOBFORGE_POLICY_TOKEN_EXPIRY_HOURS",
+        "JOBFORGE_ENCRYPTION_KEYS",
         *OTHER_SETTINGS,
     }
     assert env_var("events") == "JOBFORGE_EVENTS_ENABLED"

@@ -17,6 +17,7 @@ from pydantic import JsonValue
 from jobforge_sdk._operations._machinery import (
     FLAGS,
     Gate,
+    Plan,
     RpcCall,
     Steps,
     operation,
@@ -28,6 +29,15 @@ from jobforge_sdk._operations._machinery import (
     validate,
 )
 from jobforge_sdk._schema_check import schema_problem
+from jobforge_sdk.encryption import (
+    check_field_names,
+    decrypt_event,
+    decrypt_job,
+    encrypt_fields,
+    event_scope,
+    job_scope,
+    keys_of,
+)
 from jobforge_sdk.errors import InvalidInputError, PolicyDeniedError
 from jobforge_sdk.flags import Feature, FeatureFlags
 from jobforge_sdk.models import PurgeParams
@@ -152,12 +162,18 @@ def submit_event(
     contains_pii: bool | None = None,
     redaction_hints: Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
-) -> RpcCall[EventRow | None]:
+    encrypt_fields: Sequence[str] | None = None,
+) -> Plan[EventRow | None]:
     """Store one event (an ``EventEnvelope``, its dict, or keyword fields) and fire the
     tenant's matching event triggers. Re-submitting the same event (same
     ``idempotency_key``, or same ``trace_id``, ``event_type`` and ``occurred_at``) returns
-    the stored row."""
+    the stored row.
+
+    ``encrypt_fields`` names top-level payload fields to store encrypted with the
+    client's ``JOBFORGE_ENCRYPTION_KEYS`` (see ``jobforge_sdk.encryption``); the row
+    returned holds them decrypted."""
     given = locals()
+    names = given.pop("encrypt_fields")
     fields = _event_fields(given.pop("envelope"))
     for name, value in given.items():
         if value is None:
@@ -166,7 +182,30 @@ def submit_event(
             raise InvalidInputError(f"{name}: the envelope and the argument differ")
         fields[name] = value
     params = validate(SubmitEventParams, fields)
-    return RpcCall("jobforge_submit_event", params.rpc_args(), parse_optional(EventRow))
+    call = RpcCall("jobforge_submit_event", params.rpc_args(), parse_optional(EventRow))
+    if names is None:
+        return call
+    return _encrypted_event(params, check_field_names(names, "payload"))
+
+
+def _encrypted_event(params: SubmitEventParams, names: list[str]) -> Steps[EventRow | None]:
+    """submit_event with the named payload fields encrypted (keys from the flags)."""
+    flags: FeatureFlags = yield FLAGS
+    keys = keys_of(flags)
+    payload = encrypt_fields(
+        params.payload or {},
+        names,
+        keys=keys,
+        tenant_id=params.tenant_id,
+        scope=event_scope(params.event_type),
+        where="payload",
+        required=True,
+    )
+    params = params.model_copy(update={"payload": payload})
+    row: EventRow | None = yield RpcCall(
+        "jobforge_submit_event", params.rpc_args(), parse_optional(EventRow)
+    )
+    return None if row is None else decrypt_event(row, keys)
 
 
 @operation(Feature.EVENTS, empty=list)
@@ -242,11 +281,17 @@ def list_events(
     limit: int = 100,
     offset: int = 0,
     raw: bool = False,
-) -> RpcCall[list[EventRow]]:
+) -> Steps[list[EventRow]]:
     """Events of the tenant, newest first. Redacted fields read ``"[REDACTED]"`` unless a
-    service-role caller asks for ``raw`` payloads."""
+    service-role caller asks for ``raw`` payloads. Encrypted payload fields are decrypted
+    when the client holds ``JOBFORGE_ENCRYPTION_KEYS``, and left as ciphertext otherwise."""
     params = validate(ListEventsParams, locals())
-    return RpcCall("jobforge_list_events", params.rpc_args(), parse_list(EventRow))
+    flags: FeatureFlags = yield FLAGS
+    rows: list[EventRow] = yield RpcCall(
+        "jobforge_list_events", params.rpc_args(), parse_list(EventRow)
+    )
+    keys = keys_of(flags)
+    return rows if keys is None else [decrypt_event(row, keys) for row in rows]
 
 
 @operation(Feature.EVENTS)
@@ -291,9 +336,15 @@ def template_of_job(*, template_key: str) -> RpcCall[TemplateRow]:
 
 @operation(Feature.AUTOPILOT_JOBS)
 def set_template_enabled(
-    *, template_key: str, enabled: bool, actor_id: str | None = None
+    *,
+    template_key: str,
+    enabled: bool,
+    actor_id: str | None = None,
+    encrypt_fields: Sequence[str] | None = None,
 ) -> RpcCall[TemplateRow | None]:
-    """Enable or disable a template for everyone (service role; audited)."""
+    """Enable or disable a template for everyone (service role; audited). With
+    ``encrypt_fields``, also set which top-level inputs of its jobs are stored encrypted
+    (``[]``: none)."""
     params = validate(SetTemplateEnabledParams, locals())
     return RpcCall("jobforge_set_template_enabled", params.rpc_args(), parse_one(TemplateRow))
 
@@ -337,6 +388,19 @@ def request_job(
     problem = schema_problem(template.input_schema, params.inputs or {}, "inputs")
     if problem is not None:
         raise InvalidInputError(problem, field=problem.partition(":")[0])
+    keys = keys_of(flags)
+    if template.encrypt_fields:
+        # The inputs the template names leave the process encrypted (encryption.py).
+        inputs = encrypt_fields(
+            params.inputs or {},
+            template.encrypt_fields,
+            keys=keys,
+            tenant_id=params.tenant_id,
+            scope=job_scope(params.template_key),
+            where="inputs",
+            required=False,
+        )
+        params = params.model_copy(update={"inputs": inputs})
     if action:
         token = params.policy_token or _self_issued_token(params, flags, template)
         verdict: PolicyCheckResult = yield _verify_call(
@@ -350,6 +414,8 @@ def request_job(
     result: RequestJobResult = yield RpcCall(
         "jobforge_request_job", params.rpc_args(), parse_one(RequestJobResult)
     )
+    if result.job is not None and keys is not None:
+        result = result.model_copy(update={"job": decrypt_job(result.job, keys)})
     return result
 
 

@@ -97,10 +97,15 @@ class GetTemplateParams(Params):
     template_key: TemplateKey
 
 
+# A top-level input name (encryption.py encrypts top-level fields only), at most 32 of them.
+EncryptFieldName = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^.\s]+$")]
+
+
 class SetTemplateEnabledParams(Params):
     template_key: TemplateKey
     enabled: Bool
     actor_id: NonEmptyStr | None = None
+    encrypt_fields: Annotated[list[EncryptFieldName], Field(max_length=32)] | None = None
 
 
 class RequestJobParams(Params):

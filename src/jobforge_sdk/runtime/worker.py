@@ -43,6 +43,7 @@ from psycopg.conninfo import conninfo_to_dict
 from jobforge_sdk import metrics, tracing
 from jobforge_sdk._client.sync import JobForgeClient
 from jobforge_sdk._schema_check import schema_problem
+from jobforge_sdk.encryption import decrypt_job, keys_of
 from jobforge_sdk.errors import (
     ConflictError,
     JobForgeError,
@@ -499,6 +500,8 @@ class Worker:
         try:
             handler = self.handlers[job.type]  # _claim keeps jobs without one out
             template = self._template_for(ctx)
+            # Encrypted inputs reach the schema check and the handler in the clear.
+            ctx.job = decrypt_job(job, keys_of(self.client.flags), required=True)
             if template is not None:
                 _check_schema(template.input_schema, ctx.inputs, "inputs", InvalidJobInputs)
             result = call_handler(handler, ctx)
