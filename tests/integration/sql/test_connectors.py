@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -293,7 +292,7 @@ def test_deleting_what_does_not_exist_is_not_found(act_as: ActAs) -> None:
 
 
 @pytest.fixture
-def connector_template(enabled_db_url: str) -> Iterator[str]:
+def connector_template(enabled_db_url: str) -> str:
     """An enabled template of this module's database that requires pager and slack."""
     key = f"autopilot.ops.needs_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(enabled_db_url, autocommit=True) as conn:
@@ -303,7 +302,7 @@ def connector_template(enabled_db_url: str) -> Iterator[str]:
             " values (%s, 'needs connectors', 'ops', '{}', '{pager,slack}', true)",
             (key,),
         )
-    yield key
+    return key
 
 
 def test_request_job_needs_an_enabled_config_of_every_required_connector(
