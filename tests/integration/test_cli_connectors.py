@@ -126,3 +126,23 @@ def test_errors_are_one_line_and_never_quote_secrets(migrated_db_url: str, tmp_p
     bad_type = run_cli("connectors", "set", "Slack", "--tenant-id", tenant, *db)
     assert "connector_type" in _one_error_line(bad_type)
     assert _secrets_of(migrated_db_url, tenant) == []
+
+
+def test_smoke_configures_the_connectors_its_templates_require(fresh_db_url: str) -> None:
+    """A database whose scan template requires a connector: the smoke test configures it
+    for its own tenant and says so, and the full flow passes."""
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute(
+            "update jobforge_job_templates set required_connectors = '{cloud_inventory}'"
+            " where template_key = 'autopilot.ops.scan'"
+        )
+    result = run_cli("smoke", "--database-url", fresh_db_url, "--json", "--enable-all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    full = json.loads(result.stdout)["checks"][-1]
+    assert full["passed"] is True, full
+    assert "configured for the smoke tenant: cloud_inventory" in full["detail"]
+    with psycopg.connect(fresh_db_url) as conn:
+        rows = conn.execute(
+            "select connector_type, enabled, count(*) over () from jobforge_connector_configs"
+        ).fetchall()
+    assert rows == [("cloud_inventory", True, 1)]
