@@ -28,6 +28,7 @@ as $$
 begin
   return array[
     'batch_size', 'cutoff', 'more',
+    'config_keys', 'connector_type', 'secret_keys', 'secrets_replaced',
     'contains_pii', 'cost_tier', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
     'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
     'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
@@ -134,7 +135,8 @@ create table public.jobforge_audit_logs (
     'retention_purge',
     'event_ingest', 'job_request', 'job_cancel', 'job_retry', 'policy_check', 'trigger_fire',
     'trigger_create', 'trigger_update', 'trigger_delete', 'template_update',
-    'manifest_write', 'policy_key_add', 'policy_key_retire', 'limit_set', 'limit_delete'
+    'manifest_write', 'policy_key_add', 'policy_key_retire',
+    'connector_config_set', 'connector_config_delete', 'limit_set', 'limit_delete'
   )),
   actor_id text,
   trace_id text,

@@ -276,9 +276,14 @@ create index jobforge_job_attempts_job on public.jobforge_job_attempts (job_id, 
 create table public.jobforge_connector_configs (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null,
-  connector_type text not null,
+  -- A lowercase identifier: jobforge_private.connector_type_error (47_connectors.sql)
+  -- says the same with a message.
+  connector_type text not null check (connector_type ~ '^[a-z][a-z0-9_]{0,62}$'),
   -- Readable by the tenant users through RLS: no secrets here.
   config jsonb not null default '{}',
+  -- Write-only: no API role may select this column (the column grants below), and no RPC
+  -- answers it; the RPCs answer the names of its keys only (47_connectors.sql).
+  secrets jsonb not null default '{}',
   enabled boolean not null default false,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
@@ -318,8 +323,13 @@ revoke all on table
 
 grant select on table
   public.jobforge_jobs,
-  public.jobforge_job_attempts,
-  public.jobforge_connector_configs
+  public.jobforge_job_attempts
+  to authenticated, service_role;
+
+-- Every column but secrets (RLS filters rows, never columns). A select naming secrets,
+-- or select *, is refused (42501) for both roles, service_role included.
+grant select (id, tenant_id, connector_type, config, enabled, created_at, updated_at)
+  on table public.jobforge_connector_configs
   to authenticated, service_role;
 
 -- Why a job cannot be heartbeated or completed by this worker: PT404 when the job does

@@ -798,6 +798,8 @@ begin
     raise exception using
       errcode = 'PT409', message = pg_catalog.format('template %s is disabled', p_template_key);
   end if;
+  -- PT409 naming a required connector without an enabled config (47_connectors.sql).
+  perform jobforge_private.assert_connectors(p_tenant_id, p_template_key, v_template.required_connectors);
 
   p_inputs := coalesce(nullif(p_inputs, 'null'::jsonb), '{}'::jsonb);
   if pg_catalog.jsonb_typeof(p_inputs) <> 'object' then

@@ -56,6 +56,10 @@ grant execute on function
   public.jobforge_request_job,
   -- 45_policy
   public.jobforge_verify_policy_token,
+  -- 47_connectors
+  public.jobforge_set_connector_config,
+  public.jobforge_list_connector_configs,
+  public.jobforge_delete_connector_config,
   -- 50_manifests
   public.jobforge_get_manifest,
   -- 60_triggers

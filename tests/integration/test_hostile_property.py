@@ -202,6 +202,7 @@ def valid_value(name: str) -> Any:
         "results": [{"job_id": str(uuid.uuid4()), "status": "failed"}],
         "job_ids": [str(uuid.uuid4())],
         "template_key": SCAN,
+        "connector_type": "prop_connector",
         "name": "prop-trigger",
         "cron_expression": "0 0 * * *",
         "target_template_key": SCAN,

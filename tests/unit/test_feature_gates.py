@@ -89,6 +89,15 @@ GATED_CALLS: dict[str, tuple[Feature, dict[str, Any]]] = {
         Feature.TRIGGERS,
         {"trigger_id": str(uuid.uuid4()), "scheduled_for": NOW},
     ),
+    "set_connector_config": (
+        Feature.AUTOPILOT_JOBS,
+        {"tenant_id": T, "connector_type": "slack", "secrets": {"token": "x"}},
+    ),
+    "list_connector_configs": (Feature.AUTOPILOT_JOBS, {"tenant_id": T}),
+    "delete_connector_config": (
+        Feature.AUTOPILOT_JOBS,
+        {"tenant_id": T, "connector_type": "slack"},
+    ),
     "list_audit_logs": (Feature.AUDIT_LOGGING, {"tenant_id": T}),
     "purge_audit_logs": (Feature.AUDIT_LOGGING, {}),
 }

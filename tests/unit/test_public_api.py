@@ -23,6 +23,7 @@ EXPECTED = {
     "AuditOutcome",
     "ConfigurationError",
     "ConflictError",
+    "ConnectorConfig",
     "CostTier",
     "CreateCronTriggerParams",
     "CreateEventTriggerParams",

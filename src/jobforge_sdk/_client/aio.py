@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobforge_sdk._client._base import AsyncMethod, ClientBase
 from jobforge_sdk._client.sync import env_connection
-from jobforge_sdk._operations import plane, queue
+from jobforge_sdk._operations import connectors, plane, queue
 from jobforge_sdk._operations._machinery import RpcCall, read_answer
 from jobforge_sdk._transports.base import AsyncTransport
 from jobforge_sdk._transports.postgres import AsyncPostgresTransport
@@ -163,6 +163,9 @@ class AsyncJobForgeClient(ClientBase):
     fire_cron_trigger = AsyncMethod(plane.fire_cron_trigger)
     list_audit_logs = AsyncMethod(plane.list_audit_logs)
     purge_audit_logs = AsyncMethod(plane.purge_audit_logs)
+    set_connector_config = AsyncMethod(connectors.set_connector_config)
+    list_connector_configs = AsyncMethod(connectors.list_connector_configs)
+    delete_connector_config = AsyncMethod(connectors.delete_connector_config)
 
     # -- internal: the worker's and the scheduler's calls, not part of the client's API ---
 

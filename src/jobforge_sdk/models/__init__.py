@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from ._base import PurgeParams
 from .audit import AuditAction, AuditLogEntry, AuditOutcome, ListAuditLogsParams
+from .connectors import ConnectorConfig, SetConnectorConfigParams
 from .events import (
     EventEnvelope,
     EventRow,
@@ -91,6 +92,7 @@ __all__ = [
     "ClaimJobsParams",
     "CompleteJobParams",
     "CompleteJobsParams",
+    "ConnectorConfig",
     "CostTier",
     "CreateCronTriggerParams",
     "CreateEventTriggerParams",
@@ -129,6 +131,7 @@ __all__ = [
     "RescheduleJobParams",
     "RetentionParams",
     "RunMetrics",
+    "SetConnectorConfigParams",
     "SourceApp",
     "SourceModule",
     "SubmitEventParams",

@@ -29,6 +29,8 @@ class AuditAction(StrEnum):
     POLICY_KEY_ADD = "policy_key_add"
     POLICY_KEY_RETIRE = "policy_key_retire"
     RETENTION_PURGE = "retention_purge"
+    CONNECTOR_CONFIG_SET = "connector_config_set"
+    CONNECTOR_CONFIG_DELETE = "connector_config_delete"
 
 
 class AuditOutcome(StrEnum):

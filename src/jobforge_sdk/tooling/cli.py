@@ -971,6 +971,10 @@ def build_parser() -> argparse.ArgumentParser:
     events_list.add_argument("--json", action="store_true", help="print JSON, not a table")
     events_list.set_defaults(handler=_cmd_events_list)
 
+    from jobforge_sdk.tooling.cli_connectors import add_connectors_commands  # it imports cli
+
+    add_connectors_commands(commands)
+
     jobs = commands.add_parser("jobs", help="list, show, cancel or retry jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
     jobs_list = jobs_commands.add_parser("list", help="list jobs, newest first (a table)")

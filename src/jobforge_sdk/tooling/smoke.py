@@ -3,9 +3,11 @@
 It proves, against a real database, that the flags default to off, that the core queue
 works unchanged, that every gated feature is a no-op while its flag is off, that policy
 tokens and manifests behave, and, with every flag on, the whole flow: an event fires a
-trigger, a template job is requested, a worker runs it, and its manifest is read back and
-rendered. Everything it changes is scoped to a fresh tenant, and what it turns on globally
-(templates, a policy key) is turned off again.
+trigger, a template job is requested (the connectors its template requires configured
+first, for the smoke tenant only), a worker runs it, and its manifest is read back and
+rendered; a connector secret is stored and checked never to come back. Everything it
+changes is scoped to a fresh tenant, and what it turns on globally (templates, a policy
+key) is turned off again.
 """
 
 from __future__ import annotations
@@ -262,9 +264,48 @@ class SmokeTest:
         with self.make_client(flags) as client, self._templates_enabled(client, (SCAN, APPLY)):
             client.add_policy_key(kid=kid, secret=secret)
             try:
-                return self._flow(client, t, trace, secret, kid)
+                connectors = self._connectors(client, t, (SCAN, APPLY))
+                return f"{self._flow(client, t, trace, secret, kid)}; {connectors}"
             finally:
                 client.retire_policy_key(kid=kid)
+
+    def _connectors(self, client: JobForgeClient, t: uuid.UUID, keys: tuple[str, ...]) -> str:
+        """Configure, for the smoke tenant only, every connector the templates it requests
+        require (request_job refuses a template whose required connectors have no enabled
+        config), and prove a secret goes in and never comes back out."""
+        marker = secrets.token_urlsafe(16)
+        probe = require(
+            client.set_connector_config(
+                tenant_id=t,
+                connector_type="smoke_probe",
+                config={"purpose": "jobforge smoke"},
+                secrets={"token": marker},
+                actor_id="smoke",
+            ),
+            "connector config not set",
+        )
+        listed = client.list_connector_configs(tenant_id=t)
+        answers = probe.model_dump_json() + "".join(c.model_dump_json() for c in listed)
+        expect(probe.secret_keys == ["token"], f"secret keys answered: {probe.secret_keys}")
+        expect(marker not in answers, "a connector secret was answered back")
+        client.delete_connector_config(tenant_id=t, connector_type="smoke_probe", actor_id="smoke")
+        required = sorted(
+            {
+                name
+                for key in keys
+                for name in require(client.get_template(template_key=key), key).required_connectors
+            }
+        )
+        for name in required:
+            client.set_connector_config(
+                tenant_id=t,
+                connector_type=name,
+                config={"configured_by": "jobforge smoke"},
+                enabled=True,
+                actor_id="smoke",
+            )
+        configured = ", ".join(required) if required else "none required"
+        return f"connector secrets write-only; configured for the smoke tenant: {configured}"
 
     def _flow(self, client: JobForgeClient, t: uuid.UUID, trace: str, secret: str, kid: str) -> str:
         trigger = client.create_event_trigger(
