@@ -38,6 +38,7 @@ EXPECTED = {
     "FeatureFlags",
     "InvalidInputError",
     "JobAttemptRow",
+    "JobLimit",
     "JobCompletion",
     "JobContext",
     "JobForgeClient",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobforge_sdk._client._base import AsyncMethod, ClientBase
 from jobforge_sdk._client.sync import env_connection
-from jobforge_sdk._operations import connectors, plane, queue
+from jobforge_sdk._operations import connectors, limits, plane, queue
 from jobforge_sdk._operations._machinery import RpcCall, read_answer
 from jobforge_sdk._transports.base import AsyncTransport
 from jobforge_sdk._transports.postgres import AsyncPostgresTransport
@@ -166,6 +166,9 @@ class AsyncJobForgeClient(ClientBase):
     set_connector_config = AsyncMethod(connectors.set_connector_config)
     list_connector_configs = AsyncMethod(connectors.list_connector_configs)
     delete_connector_config = AsyncMethod(connectors.delete_connector_config)
+    set_limit = AsyncMethod(limits.set_limit)
+    list_limits = AsyncMethod(limits.list_limits)
+    delete_limit = AsyncMethod(limits.delete_limit)
 
     # -- internal: the worker's and the scheduler's calls, not part of the client's API ---
 

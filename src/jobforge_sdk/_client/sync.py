@@ -8,7 +8,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from jobforge_sdk._client._base import ClientBase, SyncMethod
-from jobforge_sdk._operations import connectors, plane, queue
+from jobforge_sdk._operations import connectors, limits, plane, queue
 from jobforge_sdk._operations._machinery import RpcCall, read_answer
 from jobforge_sdk._transports.base import Transport
 from jobforge_sdk._transports.postgres import PostgresTransport
@@ -196,6 +196,9 @@ class JobForgeClient(ClientBase):
     set_connector_config = SyncMethod(connectors.set_connector_config)
     list_connector_configs = SyncMethod(connectors.list_connector_configs)
     delete_connector_config = SyncMethod(connectors.delete_connector_config)
+    set_limit = SyncMethod(limits.set_limit)
+    list_limits = SyncMethod(limits.list_limits)
+    delete_limit = SyncMethod(limits.delete_limit)
 
     # -- internal: the worker's and the scheduler's calls, not part of the client's API ---
 

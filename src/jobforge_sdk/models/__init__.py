@@ -51,6 +51,7 @@ from .jobs import (
     ReapStaleJobsParams,
     RescheduleJobParams,
 )
+from .limits import JobLimit, SetLimitParams
 from .manifests import (
     ArtifactManifest,
     ArtifactOutput,
@@ -108,6 +109,7 @@ __all__ = [
     "HeartbeatJobParams",
     "JobAttemptRow",
     "JobCompletion",
+    "JobLimit",
     "JobResultRow",
     "JobRow",
     "JobSpec",
@@ -132,6 +134,7 @@ __all__ = [
     "RetentionParams",
     "RunMetrics",
     "SetConnectorConfigParams",
+    "SetLimitParams",
     "SourceApp",
     "SourceModule",
     "SubmitEventParams",

@@ -31,6 +31,8 @@ class AuditAction(StrEnum):
     RETENTION_PURGE = "retention_purge"
     CONNECTOR_CONFIG_SET = "connector_config_set"
     CONNECTOR_CONFIG_DELETE = "connector_config_delete"
+    LIMIT_SET = "limit_set"
+    LIMIT_DELETE = "limit_delete"
 
 
 class AuditOutcome(StrEnum):
