@@ -460,13 +460,14 @@ def test_server_side_priority_and_timeout_errors_name_the_field(client: Any) -> 
                 "jobforge_enqueue_job", {"p_tenant_id": tenant, "p_type": "ok", **args}
             )
         assert info.value.field == field, info.value.message
-    for spec, field in [
+    specs: list[tuple[dict[str, Any], str]] = [
         ({"priority": True}, "jobs[1].priority"),
         ({"priority": "high"}, "jobs[1].priority"),
         ({"timeout_ms": 2.5}, "jobs[1].timeout_ms"),
         ({"timeout_ms": 0}, "jobs[1].timeout_ms"),
         ({"timeout": 30}, "jobs[1].timeout"),
-    ]:
+    ]
+    for spec, field in specs:
         with pytest.raises(InvalidInputError) as info:
             client.transport.call(
                 "jobforge_enqueue_jobs",
