@@ -21,6 +21,9 @@ Names and labels (all prefixed ``jobforge_``):
 ``jobs_succeeded_total``                  type    runs reported succeeded
 ``jobs_failed_total``                     type    runs reported failed (retried or dead)
 ``jobs_dead_total``                       type    runs after which the job is dead
+``jobs_timed_out_total``                  type,   runs the worker stopped at their timeout;
+                                          handler ``cancelled`` (async) or ``abandoned``
+                                          (a thread left running) or ``not_started``
 ``handler_duration_seconds``              type    handler wall time (histogram)
 ``claim_duration_seconds``                        one claim round trip (histogram)
 ``job_start_delay_seconds``               type    due (run_at) to claimed (histogram)
@@ -60,6 +63,7 @@ __all__ = [
     "observe_claim",
     "observe_handler",
     "observe_outcome",
+    "observe_timeout",
     "oldest_age",
     "queue_depth",
     "render",
@@ -92,6 +96,12 @@ JOBS_FAILED = Counter(
 )
 JOBS_DEAD = Counter(
     "jobforge_jobs_dead", "Runs after which the job is dead.", ["type"], registry=REGISTRY
+)
+JOBS_TIMED_OUT = Counter(
+    "jobforge_jobs_timed_out",
+    "Runs the worker stopped at their job's timeout (handler: cancelled, abandoned, not_started).",
+    ["type", "handler"],
+    registry=REGISTRY,
 )
 HANDLER_SECONDS = Histogram(
     "jobforge_handler_duration_seconds",
@@ -152,6 +162,13 @@ def observe_handler(job_type: str, seconds: float) -> None:
     if not _recording.is_set():
         return
     HANDLER_SECONDS.labels(job_type).observe(seconds)
+
+
+def observe_timeout(job_type: str, handler: str) -> None:
+    """A run stopped at its timeout: ``handler`` says what became of the handler."""
+    if not _recording.is_set():
+        return
+    JOBS_TIMED_OUT.labels(job_type, handler).inc()
 
 
 def observe_outcome(job: JobRow, *, succeeded: bool, retryable: bool) -> None:

@@ -962,6 +962,39 @@ begin
 end
 $$;
 
+-- Priority is stored as a smallint; the argument is an integer (numeric for the batch's
+-- JSON numbers) so that an out-of-range value gets this reason, not a cast error.
+create function jobforge_private.priority_error(p_priority numeric)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when p_priority <> pg_catalog.trunc(p_priority) then 'must be an integer'
+    when p_priority < -32768 or p_priority > 32767 then 'must be between -32768 and 32767'
+  end;
+end
+$$;
+
+-- How long one attempt may run, in milliseconds (null: no limit); at most a day, which
+-- also keeps started_at + timeout_ms far from any overflow.
+create function jobforge_private.timeout_ms_error(p_timeout_ms numeric)
+returns text
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  return case
+    when p_timeout_ms <> pg_catalog.trunc(p_timeout_ms) then 'must be an integer'
+    when p_timeout_ms < 1 or p_timeout_ms > 86400000 then
+      'must be between 1 and 86400000 (24 hours)'
+  end;
+end
+$$;
+
 create function jobforge_private.worker_id_error(p_worker_id text)
 returns text
 language plpgsql
@@ -1003,11 +1036,11 @@ begin
       select e.ord, case
         when pg_catalog.jsonb_typeof(e.job) is distinct from 'object' then
           array['', 'must be a JSON object']
-        when e.job - '{type,payload,idempotency_key,run_at,max_attempts}'::text[] <> '{}'::jsonb then
+        when e.job - '{type,payload,idempotency_key,run_at,max_attempts,priority,timeout_ms}'::text[] <> '{}'::jsonb then
           array[
             '.' || (
               pg_catalog.jsonb_path_query_first(
-                e.job - '{type,payload,idempotency_key,run_at,max_attempts}'::text[],
+                e.job - '{type,payload,idempotency_key,run_at,max_attempts,priority,timeout_ms}'::text[],
                 '$.keyvalue().key'
               ) #>> '{}'
             ),
@@ -1053,6 +1086,28 @@ begin
         when pg_catalog.jsonb_typeof(e.job -> 'max_attempts') = 'number'
           and ((e.job -> 'max_attempts')::numeric < 1 or (e.job -> 'max_attempts')::numeric > 100) then
           array['.max_attempts', 'must be between 1 and 100']
+        -- priority_error and timeout_ms_error, on numbers only (a JSON null does not
+        -- cast). Most jobs carry neither field: one ?| test per element stands for the
+        -- six below. These are the last rules, so a null from the inner CASE is the
+        -- element's verdict.
+        when e.job ?| '{priority,timeout_ms}'::text[] then case
+          when pg_catalog.jsonb_typeof(e.job -> 'priority') not in ('number', 'null') then
+            array['.priority', 'must be an integer']
+          when pg_catalog.jsonb_typeof(e.job -> 'priority') = 'number'
+            and (e.job -> 'priority')::numeric <> pg_catalog.trunc((e.job -> 'priority')::numeric) then
+            array['.priority', 'must be an integer']
+          when pg_catalog.jsonb_typeof(e.job -> 'priority') = 'number'
+            and ((e.job -> 'priority')::numeric < -32768 or (e.job -> 'priority')::numeric > 32767) then
+            array['.priority', 'must be between -32768 and 32767']
+          when pg_catalog.jsonb_typeof(e.job -> 'timeout_ms') not in ('number', 'null') then
+            array['.timeout_ms', 'must be an integer']
+          when pg_catalog.jsonb_typeof(e.job -> 'timeout_ms') = 'number'
+            and (e.job -> 'timeout_ms')::numeric <> pg_catalog.trunc((e.job -> 'timeout_ms')::numeric) then
+            array['.timeout_ms', 'must be an integer']
+          when pg_catalog.jsonb_typeof(e.job -> 'timeout_ms') = 'number'
+            and ((e.job -> 'timeout_ms')::numeric < 1 or (e.job -> 'timeout_ms')::numeric > 86400000) then
+            array['.timeout_ms', 'must be between 1 and 86400000 (24 hours)']
+        end
       end
       from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (job, ord)
     ) as c (ord, error)
@@ -1138,8 +1193,11 @@ create table public.jobforge_job_attempts (
   tenant_id uuid not null,
   attempt integer not null,
   worker_id text,
-  -- lost: the worker stopped heartbeating and the reaper took the job back.
-  status text not null check (status in ('succeeded', 'failed', 'lost')),
+  -- failed: the worker reported the failure (a handler it stopped at the job's timeout
+  -- too: error type JobTimeout). lost: the worker stopped heartbeating and the reaper
+  -- took the job back. timed_out: the attempt ran past started_at + timeout_ms and the
+  -- reaper took the job back, heartbeats or not (error type JobTimeout).
+  status text not null check (status in ('succeeded', 'failed', 'lost', 'timed_out')),
   error jsonb,
   started_at timestamptz,
   finished_at timestamptz not null default now()
@@ -1243,13 +1301,17 @@ $$;
 -- The insert behind jobforge_enqueue_job, without the caller checks: for RPCs of this
 -- schema that have already checked the caller (jobforge_request_job and the triggers
 -- enqueue template jobs through it). Runs with the privileges of its definer caller.
+-- priority and timeout_ms come last, with defaults, so a caller that predates them
+-- still makes a job of priority 0 without a limit.
 create function jobforge_private.enqueue_job(
   p_tenant_id uuid,
   p_type text,
   p_payload jsonb default '{}',
   p_idempotency_key text default null,
   p_run_at timestamptz default null,
-  p_max_attempts integer default 5
+  p_max_attempts integer default 5,
+  p_priority integer default 0,
+  p_timeout_ms integer default null
 )
 returns public.jobforge_jobs
 language plpgsql
@@ -1278,19 +1340,31 @@ begin
   if v_reason is not null then
     perform jobforge_private.invalid('max_attempts', v_reason);
   end if;
+  p_priority := coalesce(p_priority, 0);
+  v_reason := jobforge_private.priority_error(p_priority);
+  if v_reason is not null then
+    perform jobforge_private.invalid('priority', v_reason);
+  end if;
+  v_reason := jobforge_private.timeout_ms_error(p_timeout_ms);
+  if v_reason is not null then
+    perform jobforge_private.invalid('timeout_ms', v_reason);
+  end if;
 
   if p_idempotency_key is null then
     -- Without a key nothing can conflict: a plain insert spares the speculative insertion
     -- of ON CONFLICT (a tenth of the cost of this function).
-    insert into public.jobforge_jobs as j (tenant_id, type, payload, run_at, max_attempts)
-    values (p_tenant_id, p_type, p_payload, coalesce(p_run_at, now()), p_max_attempts)
+    insert into public.jobforge_jobs as j
+      (tenant_id, type, payload, run_at, max_attempts, priority, timeout_ms)
+    values
+      (p_tenant_id, p_type, p_payload, coalesce(p_run_at, now()), p_max_attempts, p_priority, p_timeout_ms)
     returning j.* into v_job;
   else
     loop
       insert into public.jobforge_jobs as j
-        (tenant_id, type, payload, idempotency_key, run_at, max_attempts)
+        (tenant_id, type, payload, idempotency_key, run_at, max_attempts, priority, timeout_ms)
       values
-        (p_tenant_id, p_type, p_payload, p_idempotency_key, coalesce(p_run_at, now()), p_max_attempts)
+        (p_tenant_id, p_type, p_payload, p_idempotency_key, coalesce(p_run_at, now()), p_max_attempts,
+         p_priority, p_timeout_ms)
       on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null
         do nothing
       returning j.* into v_job;
@@ -1323,7 +1397,9 @@ create function public.jobforge_enqueue_job(
   p_payload jsonb default '{}',
   p_idempotency_key text default null,
   p_run_at timestamptz default null,
-  p_max_attempts integer default 5
+  p_max_attempts integer default 5,
+  p_priority integer default 0,
+  p_timeout_ms integer default null
 )
 returns json
 language plpgsql
@@ -1346,13 +1422,14 @@ begin
   end if;
   -- json, not jsonb: the answer is only sent (see jobforge_enqueue_jobs).
   return pg_catalog.row_to_json(jobforge_private.enqueue_job(
-    p_tenant_id, p_type, p_payload, p_idempotency_key, p_run_at, p_max_attempts
+    p_tenant_id, p_type, p_payload, p_idempotency_key, p_run_at, p_max_attempts,
+    p_priority, p_timeout_ms
   ));
 end
 $$;
 
 comment on function public.jobforge_enqueue_job is
-  'Queue one job (idempotent per tenant, type and idempotency_key). authenticated (own tenants) and service_role.';
+  'Queue one job (idempotent per tenant, type and idempotency_key); p_priority -32768..32767 (higher is claimed first), p_timeout_ms 1..86400000 per attempt (null: no limit). authenticated (own tenants) and service_role.';
 
 create function public.jobforge_enqueue_jobs(
   p_tenant_id uuid,
@@ -1409,12 +1486,23 @@ begin
             when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
               then (e.elem -> 'max_attempts')::numeric::integer
             else 5
-          end as max_attempts
+          end as max_attempts,
+          -- Checked by job_specs_error: a number here is an integer in range.
+          case
+            when pg_catalog.jsonb_typeof(e.elem -> 'priority') = 'number'
+              then (e.elem -> 'priority')::numeric::smallint
+            else 0
+          end as priority,
+          case
+            when pg_catalog.jsonb_typeof(e.elem -> 'timeout_ms') = 'number'
+              then (e.elem -> 'timeout_ms')::numeric::integer
+          end as timeout_ms
         from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
       ),
       inserted as (
-        insert into public.jobforge_jobs as j (id, tenant_id, type, payload, run_at, max_attempts)
-        select i.id, p_tenant_id, i.type, i.payload, i.run_at, i.max_attempts
+        insert into public.jobforge_jobs as j
+          (id, tenant_id, type, payload, run_at, max_attempts, priority, timeout_ms)
+        select i.id, p_tenant_id, i.type, i.payload, i.run_at, i.max_attempts, i.priority, i.timeout_ms
         from input i
         returning j.*
       )
@@ -1446,13 +1534,24 @@ begin
             when pg_catalog.jsonb_typeof(e.elem -> 'max_attempts') = 'number'
               then (e.elem -> 'max_attempts')::numeric::integer
             else 5
-          end as max_attempts
+          end as max_attempts,
+          -- Checked by job_specs_error: a number here is an integer in range.
+          case
+            when pg_catalog.jsonb_typeof(e.elem -> 'priority') = 'number'
+              then (e.elem -> 'priority')::numeric::smallint
+            else 0
+          end as priority,
+          case
+            when pg_catalog.jsonb_typeof(e.elem -> 'timeout_ms') = 'number'
+              then (e.elem -> 'timeout_ms')::numeric::integer
+          end as timeout_ms
         from pg_catalog.jsonb_array_elements(p_jobs) with ordinality as e (elem, ord)
       ),
       inserted as (
         insert into public.jobforge_jobs as j
-          (id, tenant_id, type, payload, idempotency_key, run_at, max_attempts)
-        select i.id, p_tenant_id, i.type, i.payload, i.idempotency_key, i.run_at, i.max_attempts
+          (id, tenant_id, type, payload, idempotency_key, run_at, max_attempts, priority, timeout_ms)
+        select i.id, p_tenant_id, i.type, i.payload, i.idempotency_key, i.run_at, i.max_attempts,
+          i.priority, i.timeout_ms
         from input i
         -- Keys in one global order, so two batches that share keys wait for each other
         -- instead of deadlocking; within a key, the first element wins.
@@ -1512,9 +1611,16 @@ end
 $$;
 
 comment on function public.jobforge_enqueue_jobs is
-  'Queue up to 1,000 jobs in one statement; returns the rows (or with p_returning ''ids'', the ids) in input order. authenticated (own tenants) and service_role.';
+  'Queue up to 1,000 jobs in one statement (each {type, payload, idempotency_key, run_at, max_attempts, priority, timeout_ms}); returns the rows (or with p_returning ''ids'', the ids) in input order. authenticated (own tenants) and service_role.';
 
-create function public.jobforge_reschedule_job(p_job_id uuid, p_tenant_id uuid, p_run_at timestamptz)
+-- Move a queued job to another run_at, change its priority, or both; what is left null
+-- stays as it is (one of the two is required).
+create function public.jobforge_reschedule_job(
+  p_job_id uuid,
+  p_tenant_id uuid,
+  p_run_at timestamptz default null,
+  p_priority integer default null
+)
 returns jsonb
 language plpgsql
 security definer
@@ -1523,17 +1629,25 @@ as $$
 declare
   v_job public.jobforge_jobs;
   v_status text;
+  v_reason text;
 begin
   perform jobforge_private.assert_tenant(p_tenant_id);
   if p_job_id is null then
     perform jobforge_private.invalid('job_id', 'is required');
   end if;
-  if p_run_at is null then
-    perform jobforge_private.invalid('run_at', 'is required');
+  if p_run_at is null and p_priority is null then
+    perform jobforge_private.invalid('run_at', 'is required (unless priority is given)');
+  end if;
+  v_reason := jobforge_private.priority_error(p_priority);
+  if v_reason is not null then
+    perform jobforge_private.invalid('priority', v_reason);
   end if;
 
   update public.jobforge_jobs j
-  set run_at = p_run_at, updated_at = now()
+  set
+    run_at = coalesce(p_run_at, j.run_at),
+    priority = coalesce(p_priority, j.priority),
+    updated_at = now()
   where j.id = p_job_id
     and j.tenant_id = p_tenant_id
     and j.status = 'queued'
@@ -1560,7 +1674,7 @@ end
 $$;
 
 comment on function public.jobforge_reschedule_job is
-  'Move a queued job to another run_at. authenticated (own tenants) and service_role.';
+  'Move a queued job to another run_at and/or priority (-32768..32767). authenticated (own tenants) and service_role.';
 
 create function public.jobforge_list_jobs(p_tenant_id uuid, p_filters jsonb default '{}')
 returns jsonb
@@ -2653,6 +2767,16 @@ $$;
 comment on function public.jobforge_complete_job is
   'Finish a held job: succeeded keeps the result on the job row; failed retries with backoff or makes it dead (at once when p_retryable is false). service_role only.';
 
+-- Take back the running jobs whose worker is gone, and those whose attempt ran past its
+-- timeout. Gone: no heartbeat (or, before the first, no claim) for p_timeout; the
+-- attempt is recorded as lost and the job is due again at once (the run was not its
+-- fault). Past its timeout: now() is later than started_at + timeout_ms, whether or not
+-- its worker still heartbeats (a handler the worker could not stop, a worker that
+-- predates timeouts); the attempt is recorded as timed_out with an error of type
+-- JobTimeout, and the job is retried with the backoff of a failure (or made dead when
+-- no attempt is left), as when the worker itself reports the timeout. Either way the job
+-- is no longer locked by its worker, so a late completion or heartbeat from it is refused
+-- (PT409). A job both silent and past its timeout counts as timed out.
 create function public.jobforge_reap_stale_jobs(p_timeout interval default interval '5 minutes')
 returns integer
 language plpgsql
@@ -2671,45 +2795,74 @@ begin
   v_cutoff := now() - p_timeout;
 
   -- SKIP LOCKED: a job whose worker is completing or heartbeating it right now is left
-  -- alone (and is no longer stale once that commits). The condition is
-  -- coalesce(heartbeat_at, locked_at) < cutoff, checked on every running job (the running
-  -- set is small: jobforge_jobs_running).
+  -- alone (and is no longer stale once that commits). The conditions (silent worker,
+  -- attempt past its timeout) are checked on every running job: the running set is as
+  -- small as the workers' slots, and jobforge_jobs_running holds exactly it, so the
+  -- statement reads no finished job.
   with stale as (
-    select j.id, j.locked_by
+    select
+      j.id,
+      j.locked_by,
+      j.timeout_ms is not null
+        and j.started_at + j.timeout_ms * interval '1 millisecond' < now()
+        as timed_out
     from public.jobforge_jobs j
     where j.status = 'running'
-      and (j.heartbeat_at < v_cutoff or (j.heartbeat_at is null and j.locked_at < v_cutoff))
+      and (
+        j.heartbeat_at < v_cutoff
+        or (j.heartbeat_at is null and j.locked_at < v_cutoff)
+        or (
+          j.timeout_ms is not null
+          and j.started_at + j.timeout_ms * interval '1 millisecond' < now()
+        )
+      )
     for update skip locked
   ),
   reaped as (
     update public.jobforge_jobs j
     set
       status = case when j.attempts >= j.max_attempts then 'dead' else 'queued' end,
-      run_at = case when j.attempts >= j.max_attempts then j.run_at else now() end,
+      run_at = case
+        when j.attempts >= j.max_attempts then j.run_at
+        when s.timed_out then now() + jobforge_private.retry_delay(j.attempts)
+        else now()
+      end,
       finished_at = case when j.attempts >= j.max_attempts then now() end,
-      error = pg_catalog.jsonb_build_object(
-        'type', 'WorkerLost',
-        'message', pg_catalog.format('worker %s stopped heartbeating', s.locked_by)
-      ),
+      error = case
+        when s.timed_out then pg_catalog.jsonb_build_object(
+          'type', 'JobTimeout',
+          'message', pg_catalog.format(
+            'attempt %s ran past its timeout of %s ms (worker %s still held it)',
+            j.attempts, j.timeout_ms, s.locked_by
+          ),
+          'timeout_ms', j.timeout_ms
+        )
+        else pg_catalog.jsonb_build_object(
+          'type', 'WorkerLost',
+          'message', pg_catalog.format('worker %s stopped heartbeating', s.locked_by)
+        )
+      end,
       locked_by = null,
       locked_at = null,
       heartbeat_at = null,
       updated_at = now()
     from stale s
     where j.id = s.id
-    returning j.id, j.tenant_id, j.attempts, j.started_at, j.status, j.error, s.locked_by
+    returning j.id, j.tenant_id, j.attempts, j.started_at, j.status, j.error, s.locked_by,
+      s.timed_out
   ),
   recorded as (
     insert into public.jobforge_job_attempts
       (job_id, tenant_id, attempt, worker_id, status, error, started_at)
-    select r.id, r.tenant_id, r.attempts, r.locked_by, 'lost', r.error, r.started_at
+    select r.id, r.tenant_id, r.attempts, r.locked_by,
+      case when r.timed_out then 'timed_out' else 'lost' end, r.error, r.started_at
     from reaped r
   )
   select pg_catalog.count(*), pg_catalog.count(*) filter (where r.status = 'queued')
   into v_reaped, v_requeued
   from reaped r;
 
-  -- Requeued jobs are due at once: wake idle workers as an enqueue would.
+  -- Requeued jobs may be due at once: wake idle workers as an enqueue would.
   if v_requeued > 0 then
     perform pg_catalog.pg_notify('jobforge_jobs', '');
   end if;
@@ -2719,7 +2872,7 @@ end
 $$;
 
 comment on function public.jobforge_reap_stale_jobs is
-  'Requeue (or make dead) running jobs without a heartbeat for p_timeout; returns how many. service_role only.';
+  'Requeue (or make dead) running jobs without a heartbeat for p_timeout (attempt lost), and running jobs past started_at + timeout_ms even while heartbeating (attempt timed_out, retried with backoff); returns how many. service_role only.';
 
 create function public.jobforge_release_job(p_job_id uuid, p_worker_id text)
 returns jsonb
@@ -5308,8 +5461,10 @@ begin
     );
   end if;
 
+  -- The template's settings: attempts, priority, and the timeout of each attempt.
   v_job := pg_catalog.to_jsonb(jobforge_private.enqueue_job(
-    p_tenant_id, p_template_key, v_payload, p_idempotency_key, null, v_template.default_max_attempts
+    p_tenant_id, p_template_key, v_payload, p_idempotency_key, null, v_template.default_max_attempts,
+    v_template.default_priority, v_template.default_timeout_ms
   ));
 
   v_audit_id := jobforge_private.audit(

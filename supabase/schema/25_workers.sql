@@ -577,6 +577,16 @@ $$;
 comment on function public.jobforge_complete_job is
   'Finish a held job: succeeded keeps the result on the job row; failed retries with backoff or makes it dead (at once when p_retryable is false). service_role only.';
 
+-- Take back the running jobs whose worker is gone, and those whose attempt ran past its
+-- timeout. Gone: no heartbeat (or, before the first, no claim) for p_timeout; the
+-- attempt is recorded as lost and the job is due again at once (the run was not its
+-- fault). Past its timeout: now() is later than started_at + timeout_ms, whether or not
+-- its worker still heartbeats (a handler the worker could not stop, a worker that
+-- predates timeouts); the attempt is recorded as timed_out with an error of type
+-- JobTimeout, and the job is retried with the backoff of a failure (or made dead when
+-- no attempt is left), as when the worker itself reports the timeout. Either way the job
+-- is no longer locked by its worker, so a late completion or heartbeat from it is refused
+-- (PT409). A job both silent and past its timeout counts as timed out.
 create function public.jobforge_reap_stale_jobs(p_timeout interval default interval '5 minutes')
 returns integer
 language plpgsql
@@ -595,45 +605,74 @@ begin
   v_cutoff := now() - p_timeout;
 
   -- SKIP LOCKED: a job whose worker is completing or heartbeating it right now is left
-  -- alone (and is no longer stale once that commits). The condition is
-  -- coalesce(heartbeat_at, locked_at) < cutoff, checked on every running job (the running
-  -- set is small: jobforge_jobs_running).
+  -- alone (and is no longer stale once that commits). The conditions (silent worker,
+  -- attempt past its timeout) are checked on every running job: the running set is as
+  -- small as the workers' slots, and jobforge_jobs_running holds exactly it, so the
+  -- statement reads no finished job.
   with stale as (
-    select j.id, j.locked_by
+    select
+      j.id,
+      j.locked_by,
+      j.timeout_ms is not null
+        and j.started_at + j.timeout_ms * interval '1 millisecond' < now()
+        as timed_out
     from public.jobforge_jobs j
     where j.status = 'running'
-      and (j.heartbeat_at < v_cutoff or (j.heartbeat_at is null and j.locked_at < v_cutoff))
+      and (
+        j.heartbeat_at < v_cutoff
+        or (j.heartbeat_at is null and j.locked_at < v_cutoff)
+        or (
+          j.timeout_ms is not null
+          and j.started_at + j.timeout_ms * interval '1 millisecond' < now()
+        )
+      )
     for update skip locked
   ),
   reaped as (
     update public.jobforge_jobs j
     set
       status = case when j.attempts >= j.max_attempts then 'dead' else 'queued' end,
-      run_at = case when j.attempts >= j.max_attempts then j.run_at else now() end,
+      run_at = case
+        when j.attempts >= j.max_attempts then j.run_at
+        when s.timed_out then now() + jobforge_private.retry_delay(j.attempts)
+        else now()
+      end,
       finished_at = case when j.attempts >= j.max_attempts then now() end,
-      error = pg_catalog.jsonb_build_object(
-        'type', 'WorkerLost',
-        'message', pg_catalog.format('worker %s stopped heartbeating', s.locked_by)
-      ),
+      error = case
+        when s.timed_out then pg_catalog.jsonb_build_object(
+          'type', 'JobTimeout',
+          'message', pg_catalog.format(
+            'attempt %s ran past its timeout of %s ms (worker %s still held it)',
+            j.attempts, j.timeout_ms, s.locked_by
+          ),
+          'timeout_ms', j.timeout_ms
+        )
+        else pg_catalog.jsonb_build_object(
+          'type', 'WorkerLost',
+          'message', pg_catalog.format('worker %s stopped heartbeating', s.locked_by)
+        )
+      end,
       locked_by = null,
       locked_at = null,
       heartbeat_at = null,
       updated_at = now()
     from stale s
     where j.id = s.id
-    returning j.id, j.tenant_id, j.attempts, j.started_at, j.status, j.error, s.locked_by
+    returning j.id, j.tenant_id, j.attempts, j.started_at, j.status, j.error, s.locked_by,
+      s.timed_out
   ),
   recorded as (
     insert into public.jobforge_job_attempts
       (job_id, tenant_id, attempt, worker_id, status, error, started_at)
-    select r.id, r.tenant_id, r.attempts, r.locked_by, 'lost', r.error, r.started_at
+    select r.id, r.tenant_id, r.attempts, r.locked_by,
+      case when r.timed_out then 'timed_out' else 'lost' end, r.error, r.started_at
     from reaped r
   )
   select pg_catalog.count(*), pg_catalog.count(*) filter (where r.status = 'queued')
   into v_reaped, v_requeued
   from reaped r;
 
-  -- Requeued jobs are due at once: wake idle workers as an enqueue would.
+  -- Requeued jobs may be due at once: wake idle workers as an enqueue would.
   if v_requeued > 0 then
     perform pg_catalog.pg_notify('jobforge_jobs', '');
   end if;
@@ -643,7 +682,7 @@ end
 $$;
 
 comment on function public.jobforge_reap_stale_jobs is
-  'Requeue (or make dead) running jobs without a heartbeat for p_timeout; returns how many. service_role only.';
+  'Requeue (or make dead) running jobs without a heartbeat for p_timeout (attempt lost), and running jobs past started_at + timeout_ms even while heartbeating (attempt timed_out, retried with backoff); returns how many. service_role only.';
 
 create function public.jobforge_release_job(p_job_id uuid, p_worker_id text)
 returns jsonb

@@ -905,8 +905,10 @@ begin
     );
   end if;
 
+  -- The template's settings: attempts, priority, and the timeout of each attempt.
   v_job := pg_catalog.to_jsonb(jobforge_private.enqueue_job(
-    p_tenant_id, p_template_key, v_payload, p_idempotency_key, null, v_template.default_max_attempts
+    p_tenant_id, p_template_key, v_payload, p_idempotency_key, null, v_template.default_max_attempts,
+    v_template.default_priority, v_template.default_timeout_ms
   ));
 
   v_audit_id := jobforge_private.audit(

@@ -382,3 +382,114 @@ def test_list_job_attempts_oldest_first_and_only_the_tenants(client: Any) -> Non
     with pytest.raises(InvalidInputError) as bad:
         client.list_job_attempts(job_id="not-a-uuid", tenant_id=tenant)
     assert bad.value.field == "job_id"
+
+
+def test_priority_and_timeout_single_and_batch(client: Any) -> None:
+    tenant = uuid.uuid4()
+    job_type = _type()
+    plain = client.enqueue_job(tenant_id=tenant, type=job_type)
+    assert (plain.priority, plain.timeout_ms) == (0, None)
+    job = client.enqueue_job(
+        tenant_id=tenant, type=job_type, priority=-7, timeout=timedelta(seconds=1.5)
+    )
+    assert (job.priority, job.timeout_ms) == (-7, 1500)
+    rows = client.enqueue_jobs(
+        tenant_id=tenant,
+        jobs=[
+            {"type": job_type},
+            {"type": job_type, "priority": 32767, "timeout": timedelta(hours=24)},
+            {"type": job_type, "priority": -32768, "timeout": timedelta(microseconds=1000)},
+        ],
+    )
+    assert [(r.priority, r.timeout_ms) for r in rows] == [
+        (0, None),
+        (32767, 86_400_000),
+        (-32768, 1),
+    ]
+    ids = client.enqueue_job_ids(
+        tenant_id=tenant, jobs=[{"type": job_type, "priority": 3, "timeout": timedelta(minutes=1)}]
+    )
+    [fetched] = [client.get_job(job_id=i, tenant_id=tenant) for i in ids]
+    assert (fetched.priority, fetched.timeout_ms) == (3, 60_000)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("priority", True),
+        ("priority", "5"),
+        ("priority", 5.0),
+        ("priority", 32768),
+        ("priority", -32769),
+        ("timeout", 30),
+        ("timeout", 1.5),
+        ("timeout", "PT30S"),
+        ("timeout", True),
+        ("timeout", timedelta(0)),
+        ("timeout", timedelta(microseconds=999)),
+        ("timeout", timedelta(hours=24, milliseconds=1)),
+        ("timeout", -timedelta(seconds=1)),
+    ],
+)
+def test_bad_priority_or_timeout_is_refused_naming_the_field(
+    client: Any, field: str, value: Any
+) -> None:
+    tenant = uuid.uuid4()
+    job_type = _type()
+    with pytest.raises(InvalidInputError) as single:
+        client.enqueue_job(tenant_id=tenant, type=job_type, **{field: value})
+    assert single.value.field == field
+    with pytest.raises(InvalidInputError) as batch:
+        client.enqueue_jobs(
+            tenant_id=tenant, jobs=[{"type": job_type}, {"type": job_type, field: value}]
+        )
+    assert batch.value.field == f"jobs.1.{field}"
+    assert client.list_jobs(tenant_id=tenant) == []
+
+
+def test_server_side_priority_and_timeout_errors_name_the_field(client: Any) -> None:
+    """Calls that skip the SDK's validation still meet PT400 from the database."""
+    tenant = str(uuid.uuid4())
+    for args, field in [
+        ({"p_priority": 40000}, "priority"),
+        ({"p_timeout_ms": 0}, "timeout_ms"),
+        ({"p_timeout_ms": 86_400_001}, "timeout_ms"),
+    ]:
+        with pytest.raises(InvalidInputError) as info:
+            client.transport.call(
+                "jobforge_enqueue_job", {"p_tenant_id": tenant, "p_type": "ok", **args}
+            )
+        assert info.value.field == field, info.value.message
+    specs: list[tuple[dict[str, Any], str]] = [
+        ({"priority": True}, "jobs[1].priority"),
+        ({"priority": "high"}, "jobs[1].priority"),
+        ({"timeout_ms": 2.5}, "jobs[1].timeout_ms"),
+        ({"timeout_ms": 0}, "jobs[1].timeout_ms"),
+        ({"timeout": 30}, "jobs[1].timeout"),
+    ]
+    for spec, field in specs:
+        with pytest.raises(InvalidInputError) as info:
+            client.transport.call(
+                "jobforge_enqueue_jobs",
+                {"p_tenant_id": tenant, "p_jobs": [{"type": "ok"}, {"type": "ok", **spec}]},
+            )
+        assert info.value.field == field, info.value.message
+    assert client.list_jobs(tenant_id=tenant) == []
+
+
+def test_reschedule_changes_the_priority(client: Any) -> None:
+    tenant = uuid.uuid4()
+    job_type = _type()
+    job = client.enqueue_job(tenant_id=tenant, type=job_type, priority=1)
+    moved = client.reschedule_job(job_id=job.id, tenant_id=tenant, priority=50)
+    assert (moved.priority, moved.run_at) == (50, job.run_at)
+    with pytest.raises(InvalidInputError) as info:
+        client.reschedule_job(job_id=job.id, tenant_id=tenant)
+    assert info.value.field == "run_at"
+    for bad in (True, 1.0, 32768):
+        with pytest.raises(InvalidInputError) as info:
+            client.reschedule_job(job_id=job.id, tenant_id=tenant, priority=bad)
+        assert info.value.field == "priority"
+    with pytest.raises(NotFoundError):
+        client.reschedule_job(job_id=job.id, tenant_id=uuid.uuid4(), priority=2)
+    assert client.get_job(job_id=job.id, tenant_id=tenant).priority == 50

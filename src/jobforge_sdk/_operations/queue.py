@@ -85,8 +85,16 @@ def enqueue_job(
     idempotency_key: str | None = None,
     run_at: datetime | None = None,
     max_attempts: int = 5,
+    priority: int = 0,
+    timeout: timedelta | None = None,
 ) -> RpcCall[JobRow]:
-    """Queue one job. With an ``idempotency_key`` a repeat returns the existing job."""
+    """Queue one job. With an ``idempotency_key`` a repeat returns the existing job.
+
+    ``priority`` (-32768..32767): among due jobs, higher is claimed first. ``timeout``
+    (1 ms to 24 hours, ``None``: no limit): how long one attempt may run, counted from
+    its claim; past it the worker stops the handler and the attempt fails with
+    ``JobTimeout`` (retried with backoff), and the reaper takes back a job whose worker
+    did not."""
     params = validate(EnqueueJobParams, locals())
     return RpcCall("jobforge_enqueue_job", params.rpc_args(), parse_one(JobRow))
 
@@ -95,7 +103,8 @@ def enqueue_job(
 def enqueue_jobs(
     *, tenant_id: UUID | str, jobs: list[JobSpec] | list[dict[str, Any]]
 ) -> RpcCall[list[JobRow]]:
-    """Queue up to 1,000 jobs in one statement; rows come back in input order."""
+    """Queue up to 1,000 jobs in one statement; rows come back in input order. Each job
+    takes the arguments of ``enqueue_job`` (``priority`` and ``timeout`` included)."""
     params = validate(EnqueueJobsParams, locals())
     return RpcCall("jobforge_enqueue_jobs", params.rpc_args(), parse_list(JobRow))
 
@@ -229,9 +238,14 @@ def retry_dead_jobs(
 
 @operation()
 def reschedule_job(
-    *, job_id: UUID | str, tenant_id: UUID | str, run_at: datetime
+    *,
+    job_id: UUID | str,
+    tenant_id: UUID | str,
+    run_at: datetime | None = None,
+    priority: int | None = None,
 ) -> RpcCall[JobRow]:
-    """Move a queued job to another time."""
+    """Move a queued job to another time, give it another priority, or both (one of
+    the two is required; what is left out stays as it is)."""
     params = validate(RescheduleJobParams, locals())
     return RpcCall("jobforge_reschedule_job", params.rpc_args(), parse_one(JobRow))
 

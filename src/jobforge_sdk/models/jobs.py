@@ -11,13 +11,14 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field, Strict, field_validator
+from pydantic import Field, Strict, ValidationInfo, field_validator
 
 from ._base import Bool, NoneIsEmpty, NonEmptyStr, Params, Row, TenantId, check_json
 
 __all__ = [
     "MAX_BATCH",
     "MAX_ERROR_BYTES",
+    "MAX_JOB_TIMEOUT",
     "MAX_PAYLOAD_BYTES",
     "MAX_RESULT_BYTES",
     "CancelJobParams",
@@ -49,6 +50,23 @@ MAX_RESULT_BYTES = 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 MAX_BATCH = 1000
 MaxAttempts = Annotated[int, Strict(), Field(ge=1, le=100)]
+# The column is a smallint: higher is claimed first.
+Priority = Annotated[int, Strict(), Field(ge=-32768, le=32767)]
+# How long one attempt may run (jobforge_jobs.timeout_ms): from a millisecond to a day.
+MAX_JOB_TIMEOUT = timedelta(hours=24)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
+def _check_timeout(value: timedelta | None) -> timedelta | None:
+    if value is not None and not _MILLISECOND <= value <= MAX_JOB_TIMEOUT:
+        raise ValueError("must be between 1 millisecond and 24 hours")
+    return value
+
+
+def timeout_ms(value: timedelta) -> int:
+    """A timeout as the database stores it: whole milliseconds, rounded (at least 1)."""
+    ms = (value.days * 86_400 + value.seconds) * 1000 + (value.microseconds + 500) // 1000
+    return max(ms, 1)
 
 
 class JobStatus(StrEnum):
@@ -119,18 +137,38 @@ class JobSpec(Params):
     idempotency_key: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     run_at: datetime | None = None
     max_attempts: MaxAttempts = 5
+    priority: Priority = 0
+    # None: no limit. Strict: a number is not a duration (``30`` would be 30 what?).
+    timeout: Annotated[timedelta, Strict()] | None = None
 
     @field_validator("payload")
     @classmethod
     def _payload_size(cls, value: Any) -> Any:
         return _check_payload(value)
 
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: timedelta | None) -> timedelta | None:
+        return _check_timeout(value)
+
     def spec_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude_none=True)
+        # The database's field is timeout_ms; priority 0 is its default and is left out,
+        # so a batch of plain jobs is as short as it was.
+        spec = self.model_dump(mode="json", exclude_none=True, exclude={"priority", "timeout"})
+        if self.priority:
+            spec["priority"] = self.priority
+        if self.timeout is not None:
+            spec["timeout_ms"] = timeout_ms(self.timeout)
+        return spec
 
 
 class EnqueueJobParams(JobSpec):
     tenant_id: TenantId
+
+    def rpc_args(self) -> dict[str, Any]:
+        args = {"p_tenant_id": str(self.tenant_id)}
+        args.update((f"p_{key}", value) for key, value in self.spec_json().items())
+        return args
 
 
 class EnqueueJobsParams(Params):
@@ -263,7 +301,17 @@ class CancelJobParams(GetJobParams):
 
 
 class RescheduleJobParams(GetJobParams):
-    run_at: datetime
+    # Either or both; what is left out stays as it is. (priority first: run_at's check
+    # reads it.)
+    priority: Priority | None = None
+    run_at: Annotated[datetime | None, Field(validate_default=True)] = None
+
+    @field_validator("run_at")
+    @classmethod
+    def _something_to_change(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is None and info.data.get("priority") is None:
+            raise ValueError("is required (unless priority is given)")
+        return value
 
 
 class RetryJobParams(GetJobParams):

@@ -17,10 +17,20 @@ results of jobs that finished meanwhile are reported then (see ``_outage.py``).
 
 A failure no retry can fix (inputs the template's schema refuses, a handler's
 ``NonRetryableError``) is reported as not retryable, and the job is dead at once.
+
+A job with a timeout (``timeout_ms``) may run that long from its claim. Its handler runs
+on a thread of its own, which the executor thread waits for until the deadline: an async
+handler is cancelled there (``CancelledError`` at its current ``await``, so its cleanup
+runs); a sync handler cannot be stopped, so its thread is abandoned (a daemon: it never
+holds up shutdown) and left to return into nothing, while ``ctx.heartbeat()`` raises
+``JobTimeout`` in it from then on. Either way the attempt fails with ``JobTimeout``
+and is retried with backoff. Jobs without a timeout run on the executor thread itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import queue
 import re
@@ -30,11 +40,11 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import psycopg
@@ -81,6 +91,93 @@ class InvalidJobOutput(Exception):
 class UnreportableResult(NonRetryableError):
     """A handler returned what ``complete_job`` cannot carry (not JSON, over the result
     size or depth cap): the same handler on the same job returns it again."""
+
+
+class JobTimeout(Exception):
+    """An attempt ran past its job's ``timeout_ms``, counted from its claim. Retryable:
+    the job is retried with backoff, and is dead after ``max_attempts`` like any other
+    failure (the reaper records the same error type when it is the one that notices)."""
+
+
+# How long a cancelled async handler has to finish its cleanup before its thread is
+# abandoned like a sync handler's.
+CANCEL_GRACE = 1.0
+
+
+class _TimedRun:
+    """One handler run on a thread of its own, for a job with a deadline (a
+    ``time.monotonic()`` value). The executor thread waits for it with ``wait``; what the
+    handler returns after being given up on is kept here and read by no one, so an
+    abandoned run never reports a completion."""
+
+    def __init__(self, fn: Handler, ctx: JobContext, deadline: float) -> None:
+        self.fn = fn
+        self.ctx = ctx
+        self.deadline = deadline
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.done = threading.Event()
+        self.given_up = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.finished_at = 0.0
+        self.cpu_seconds = 0.0
+        self.stopped: str | None = None
+        self.thread = threading.Thread(
+            target=self._target, name=f"jobforge-handler-{ctx.job.id}", daemon=True
+        )
+
+    def _target(self) -> None:
+        cpu_started = time.thread_time()
+        try:
+            value = self.fn(self.ctx)
+            if inspect.isawaitable(value):
+                value = asyncio.run(self._until_deadline(value))
+            self.result = value
+        except BaseException as exc:  # handed to the executor thread, which re-raises it
+            self.error = exc
+        finally:
+            self.finished_at = time.monotonic()
+            self.cpu_seconds = time.thread_time() - cpu_started
+            self.done.set()
+
+    async def _until_deadline(self, awaitable: Any) -> Any:
+        # The loop's clock is time.monotonic(), the deadline's.
+        timeout = asyncio.timeout_at(self.deadline)
+        try:
+            async with timeout:
+                return await awaitable
+        except TimeoutError:
+            if timeout.expired():
+                raise self.timeout_error() from None
+            raise
+
+    def timeout_error(self) -> JobTimeout:
+        ms = self.ctx.job.timeout_ms
+        return JobTimeout(f"attempt {self.ctx.job.attempts} ran past its timeout of {ms} ms")
+
+    def wait(self) -> Any:
+        """The handler's result, or its exception raised; ``JobTimeout`` past the
+        deadline, with ``stopped`` saying what became of the handler: ``not_started``,
+        ``cancelled`` (async) or ``abandoned`` (a thread left running)."""
+        if time.monotonic() >= self.deadline:
+            # Claimed, then held in the prefetch queue past its deadline: never run.
+            self._give_up("not_started")
+        self.thread.start()
+        grace = CANCEL_GRACE if self.is_async else 0.0
+        if not self.done.wait(max(0.0, self.deadline + grace - time.monotonic())):
+            self._give_up("abandoned")
+        if self.finished_at > self.deadline:
+            # Finished, but late: a cancelled async handler, or one that swallowed the
+            # cancellation and returned anyway. The attempt still ran past its limit.
+            self._give_up("cancelled" if self.is_async else "abandoned")
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+    def _give_up(self, stopped: str) -> NoReturn:
+        self.stopped = stopped
+        self.given_up.set()
+        raise self.timeout_error()
 
 
 class JobSetupError(NonRetryableError):
@@ -201,6 +298,10 @@ class Worker:
         self._finished: queue.Queue[_Outcome | None] = queue.Queue()
         self._reporter: threading.Thread | None = None
         self._running: dict[uuid.UUID, JobRow] = {}
+        # The deadline (time.monotonic()) of each held job with a timeout, counted from
+        # the moment its claim was sent: never later than the database's started_at +
+        # timeout_ms, which the reaper goes by.
+        self._deadlines: dict[uuid.UUID, float] = {}
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._fingerprint: dict[str, Any] | None = None
@@ -370,6 +471,7 @@ class Worker:
         if free <= 0 or not self.types:
             return 0
         claim_started = time.perf_counter()
+        claim_sent = time.monotonic()
         try:
             jobs = self.client.claim_jobs(
                 worker_id=self.worker_id, limit=min(free, self.batch_size), types=self.types
@@ -393,6 +495,8 @@ class Worker:
             if job.type in self.handlers:
                 with self._lock:
                     self._running[job.id] = job
+                    if job.timeout_ms is not None:
+                        self._deadlines[job.id] = claim_sent + job.timeout_ms / 1000
                 self._jobs.put(job)
         if unhandled:
             self._hand_back_unhandled(unhandled)
@@ -475,6 +579,7 @@ class Worker:
             finally:
                 with self._lock:
                     self._running.pop(job.id, None)
+                    self._deadlines.pop(job.id, None)
                     self.processed += 1
                     self._idle.notify_all()
                 self._wake.set()
@@ -487,7 +592,12 @@ class Worker:
             "attempt": job.attempts,
             "worker_id": self.worker_id,
         }
-        ctx = JobContext(job=job, worker_id=self.worker_id, heartbeat=lambda: self._beat(job))
+        with self._lock:
+            deadline = self._deadlines.get(job.id)
+        run: _TimedRun | None = None
+        ctx = JobContext(
+            job=job, worker_id=self.worker_id, heartbeat=self._heartbeat_for(job, lambda: run)
+        )
         if ctx.trace_id:
             log["trace_id"] = ctx.trace_id
         started = datetime.now(UTC)
@@ -504,7 +614,15 @@ class Worker:
             ctx.job = decrypt_job(job, keys_of(self.client.flags), required=True)
             if template is not None:
                 _check_schema(template.input_schema, ctx.inputs, "inputs", InvalidJobInputs)
-            result = call_handler(handler, ctx)
+            if deadline is None:
+                result = call_handler(handler, ctx)
+            else:
+                run = _TimedRun(handler, ctx, deadline)
+                try:
+                    result = run.wait()
+                finally:
+                    if run.stopped is not None:
+                        self._timed_out(run, log)
             if template is not None:
                 _check_schema(template.output_schema, result, "result", InvalidJobOutput)
             _check_reportable(result)
@@ -515,13 +633,50 @@ class Worker:
         finished = datetime.now(UTC)
         tracing.end_job_span(span, error, retryable=retryable)
         metrics.observe_handler(job.type, (finished - started).total_seconds())
-        cpu_ms = (time.thread_time() - cpu_started) * 1000
+        cpu_seconds = time.thread_time() - cpu_started
+        if run is not None:
+            cpu_seconds += run.cpu_seconds  # the handler's own thread
+        cpu_ms = cpu_seconds * 1000
         duration_ms = (finished - started).total_seconds() * 1000
         if ctx.template_key is not None and self.client.flags.manifests:
             self._write_manifest(ctx, started, finished, cpu_ms, error, retryable=retryable)
         status = JobStatus.SUCCEEDED if error is None else JobStatus.FAILED
         log["duration_ms"] = round(duration_ms, 3)
         self._finished.put(_Outcome(job, status, result, error, log, retryable))
+
+    def _heartbeat_for(
+        self, job: JobRow, run: Callable[[], _TimedRun | None]
+    ) -> Callable[[], None]:
+        """``ctx.heartbeat`` of one run: past the job's deadline it raises ``JobTimeout``
+        instead, so a sync handler that beats as it goes stops there, and one the worker
+        gave up on can no longer beat for the job (nor for a later attempt of it)."""
+
+        def beat() -> None:
+            timed = run()
+            if timed is not None and (
+                timed.given_up.is_set() or time.monotonic() >= timed.deadline
+            ):
+                raise timed.timeout_error()
+            self._beat(job)
+
+        return beat
+
+    def _timed_out(self, run: _TimedRun, log: dict[str, Any]) -> None:
+        metrics.observe_timeout(run.ctx.job.type, run.stopped or "abandoned")
+        if run.stopped == "abandoned":
+            logger.warning(
+                "handler ran past the job's timeout of %s ms and cannot be stopped: its "
+                "thread is abandoned (it runs on until it returns; its result is discarded)",
+                run.ctx.job.timeout_ms,
+                extra={**log, "handler_thread": run.thread.name},
+            )
+        else:
+            logger.warning(
+                "handler stopped at the job's timeout of %s ms (%s)",
+                run.ctx.job.timeout_ms,
+                run.stopped,
+                extra=log,
+            )
 
     def _report_loop(self) -> None:
         """The reporter thread: completes finished runs in batches until told to stop.
