@@ -467,6 +467,18 @@ _ACTIVE_KEYS = "select count(*) filter (where retired_at is null) from jobforge_
 _ENABLED_TEMPLATES = (
     "select template_key from public.jobforge_job_templates where enabled order by 1"
 )
+# The limits claims keep, as `jobforge limits list` names them (doctor shows them so an
+# operator sees why a type does not start: a cap of 0 pauses it).
+_LIMITS = """
+    select case
+        when cost_tier is not null then 'cost tier ' || cost_tier
+        else concat_ws(', ', 'type ' || type, 'tenant ' || tenant_id)
+      end,
+      concat_ws('; ', 'max_running ' || max_running,
+                'max_starts ' || max_starts || ' per ' || per_seconds || 's')
+    from public.jobforge_limits
+    order by cost_tier nulls first, type nulls first, tenant_id nulls first
+"""
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -506,9 +518,11 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         with psycopg.connect(dsn) as conn:
             keys = conn.execute(_ACTIVE_KEYS).fetchone()
             enabled = [r[0] for r in conn.execute(_ENABLED_TEMPLATES).fetchall()]
+            limits = [f"{key} ({caps})" for key, caps in conn.execute(_LIMITS).fetchall()]
         active_keys = int(keys[0]) if keys else 0
         print(f"policy keys: {active_keys} active")
         print(f"templates enabled: {', '.join(enabled) or 'none'}")
+        print(f"limits: {'; '.join(limits) or 'none'}")
         if flags.enabled(Feature.ACTION_JOBS) and active_keys == 0:
             problems.append(
                 f"{Feature.ACTION_JOBS.env_var} is on but no active policy key is in the database"
@@ -974,6 +988,10 @@ def build_parser() -> argparse.ArgumentParser:
     from jobforge_sdk.tooling.cli_connectors import add_connectors_commands  # it imports cli
 
     add_connectors_commands(commands)
+
+    from jobforge_sdk.tooling.cli_limits import add_limits_commands  # it imports cli
+
+    add_limits_commands(commands)
 
     jobs = commands.add_parser("jobs", help="list, show, cancel or retry jobs")
     jobs_commands = jobs.add_subparsers(dest="jobs_command", required=True, parser_class=_Parser)
