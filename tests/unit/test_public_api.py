@@ -49,6 +49,7 @@ EXPECTED = {
     "ListEventsParams",
     "ManifestRow",
     "ManifestStatus",
+    "MisfirePolicy",
     "MigrationError",
     "Migrator",
     "NonRetryableError",

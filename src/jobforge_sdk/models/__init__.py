@@ -75,6 +75,7 @@ from .triggers import (
     CreateEventTriggerParams,
     CronFireResult,
     ListTriggersParams,
+    MisfirePolicy,
     Trigger,
     TriggerType,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "ListTriggersParams",
     "ManifestRow",
     "ManifestStatus",
+    "MisfirePolicy",
     "PolicyCheckResult",
     "PolicyKeyRow",
     "PolicyToken",
