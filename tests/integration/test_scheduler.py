@@ -3,15 +3,24 @@ slots as each trigger's misfire policy says; and the daily purge it runs when as
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
 
-from jobforge_sdk import CronFireResult, FeatureFlags, JobForgeClient, MisfirePolicy, Scheduler
+from jobforge_sdk import (
+    CronFireResult,
+    FeatureFlags,
+    InvalidInputError,
+    JobForgeClient,
+    MisfirePolicy,
+    Scheduler,
+)
 from jobforge_sdk.runtime.scheduler import due_slots, slots_to_fire
 
 SCAN = "autopilot.ops.scan"
@@ -287,3 +296,258 @@ def test_disabled_and_dry_run_triggers_enqueue_nothing(
 def test_the_scheduler_is_gated_by_the_triggers_flag(fresh_db_url: str) -> None:
     with JobForgeClient.from_postgres(fresh_db_url, flags=FeatureFlags()) as off:
         assert Scheduler(off, clock=lambda: START).tick() == []
+
+
+# -- misfire settings through the client ----------------------------------------------
+
+
+def test_bad_misfire_settings_are_refused_before_any_io_naming_the_field(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    tenant = uuid.uuid4()
+    base: dict[str, object] = {
+        "tenant_id": tenant,
+        "name": "bad",
+        "cron_expression": "* * * * *",
+        "target_template_key": SCAN,
+        "target_inputs": {"target": "x"},
+    }
+    bad: list[tuple[dict[str, object], str]] = [
+        ({"misfire_policy": "later"}, "misfire_policy"),
+        ({"misfire_policy": None}, "misfire_policy"),
+        ({"misfire_policy": 1}, "misfire_policy"),
+        ({"max_catch_up": 0}, "max_catch_up"),
+        ({"max_catch_up": -1}, "max_catch_up"),
+        ({"max_catch_up": 1001}, "max_catch_up"),
+        ({"max_catch_up": 10**12}, "max_catch_up"),
+        ({"max_catch_up": "5"}, "max_catch_up"),
+        ({"max_catch_up": 2.5}, "max_catch_up"),
+        ({"max_catch_up": True}, "max_catch_up"),
+    ]
+    for extra, field in bad:
+        with pytest.raises(InvalidInputError) as info:
+            client.create_cron_trigger(**{**base, **extra})  # type: ignore[arg-type]
+        assert info.value.field == field, (extra, info.value)
+    # An event trigger has no misfire policy: the method does not take one.
+    with pytest.raises(TypeError, match="misfire_policy"):
+        client.create_event_trigger(  # type: ignore[call-arg]
+            tenant_id=tenant,
+            name="event",
+            event_type_filter="a.*",
+            target_template_key=SCAN,
+            misfire_policy="skip",
+        )
+    assert client.list_triggers(tenant_id=tenant) == []
+
+    _, trigger_id = _trigger(client, fresh_db_url, tenant_id=tenant)
+    for extra, field in [*bad[:3], *[(b, f) for b, f in bad[3:] if b["max_catch_up"] is not None]]:
+        args = {"misfire_policy": "catch_up", **extra}
+        with pytest.raises(InvalidInputError) as info:
+            client.set_trigger_misfire_policy(trigger_id=trigger_id, tenant_id=tenant, **args)  # type: ignore[arg-type]
+        assert info.value.field == field, (extra, info.value)
+    [row] = client.list_triggers(tenant_id=tenant)
+    assert (row.misfire_policy, row.max_catch_up) == (MisfirePolicy.SKIP, 10)
+    assert [a.action.value for a in client.list_audit_logs(tenant_id=tenant)] == ["trigger_create"]
+
+
+def test_set_trigger_misfire_policy_through_the_client(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    tenant, trigger_id = _trigger(client, fresh_db_url)
+    changed = client.set_trigger_misfire_policy(
+        trigger_id=trigger_id, tenant_id=tenant, misfire_policy=MisfirePolicy.CATCH_UP
+    )
+    assert changed is not None
+    assert (changed.misfire_policy, changed.max_catch_up) == (MisfirePolicy.CATCH_UP, 10)
+    # The new policy judges the slots already missed at the next tick.
+    clock = FakeClock(START + timedelta(minutes=5))
+    assert _minutes(Scheduler(client, clock=clock).tick(), trigger_id) == [1, 2, 3, 4, 5]
+
+
+# -- the daily purge ------------------------------------------------------------------
+
+
+def _old_rows(url: str, tenant: uuid.UUID) -> None:
+    """A finished job 40 days old, an event 40 days old and an audit row 400 days old."""
+    with JobForgeClient.from_postgres(url, flags=FeatureFlags(events=True)) as c:
+        job = c.enqueue_job(tenant_id=tenant, type="purge.daily")
+        c.submit_event(tenant_id=tenant, event_type="purge.daily", source_app="external")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "update jobforge_jobs set status = 'succeeded', finished_at = now() - interval"
+            " '40 days' where id = %s",
+            (job.id,),
+        )
+        conn.execute(
+            "update jobforge_events set created_at = now() - interval '40 days'"
+            " where tenant_id = %s",
+            (tenant,),
+        )
+        conn.execute(
+            "insert into jobforge_audit_logs (tenant_id, action, outcome, created_at)"
+            " values (%s, 'job_cancel', 'success', now() - interval '400 days')",
+            (tenant,),
+        )
+
+
+def _old_counts(url: str) -> tuple[int, int, int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "select (select count(*) from jobforge_jobs where finished_at < now() - interval"
+            " '30 days'), (select count(*) from jobforge_events where created_at < now() -"
+            " interval '30 days'), (select count(*) from jobforge_audit_logs where created_at"
+            " < now() - interval '365 days')"
+        ).fetchone()
+    assert row is not None
+    return (int(row[0]), int(row[1]), int(row[2]))
+
+
+PURGE = {
+    "purge_jobs": timedelta(days=30),
+    "purge_events": timedelta(days=30),
+    "purge_audit": timedelta(days=365),
+}
+
+
+def test_a_configured_purge_runs_once_a_day_across_schedulers(
+    client: JobForgeClient, fresh_db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    tenant = uuid.uuid4()
+    for _ in range(3):
+        _old_rows(fresh_db_url, tenant)
+    assert _old_counts(fresh_db_url) == (3, 3, 3)
+    clock = FakeClock(START)
+    first = Scheduler(client, clock=clock, purge_batch_size=2, scheduler_id="first", **PURGE)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="jobforge_sdk.scheduler"):
+        first.tick()
+    assert _old_counts(fresh_db_url) == (0, 0, 0)
+    assert not first.purging
+    lines = [r.getMessage() for r in caplog.records if "daily purge" in r.getMessage()]
+    assert lines[1:] == [
+        "daily purge of jobs: deleted 2 (total 2), more to go",
+        "daily purge of jobs: deleted 1 (total 3), done",
+        "daily purge of events: deleted 2 (total 2), more to go",
+        "daily purge of events: deleted 1 (total 3), done",
+        "daily purge of audit: deleted 2 (total 2), more to go",
+        "daily purge of audit: deleted 1 (total 3), done",
+    ]
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        recorded = conn.execute(
+            "select taken_by, settings from jobforge_private.daily_purges"
+        ).fetchall()
+    assert recorded == [
+        (
+            "first",
+            {
+                "jobs_seconds": 30 * 86400,
+                "events_seconds": 30 * 86400,
+                "audit_seconds": 365 * 86400,
+                "batch_size": 2,
+            },
+        )
+    ]
+
+    # New old rows the same day: neither another scheduler nor the first one's next ticks
+    # purge again.
+    _old_rows(fresh_db_url, tenant)
+    second = Scheduler(client, clock=clock, scheduler_id="second", **PURGE)  # type: ignore[arg-type]
+    second.tick()
+    clock.advance(3600)
+    first.tick()
+    second.tick()
+    assert _old_counts(fresh_db_url) == (1, 1, 1)
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        assert conn.execute("select count(*) from jobforge_private.daily_purges").fetchone() == (1,)
+        # The next day (the database's), one of them takes it again.
+        conn.execute("update jobforge_private.daily_purges set day = day - 1")
+    clock.advance(3600)
+    second.tick()
+    assert _old_counts(fresh_db_url) == (0, 0, 0)
+
+
+def test_two_schedulers_ticking_at_once_purge_once(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    _old_rows(fresh_db_url, uuid.uuid4())
+    clock = FakeClock(START)
+    schedulers = [
+        Scheduler(client, clock=clock, scheduler_id=f"s{i}", **PURGE)  # type: ignore[arg-type]
+        for i in range(4)
+    ]
+    barrier = threading.Barrier(len(schedulers))
+
+    def run(s: Scheduler) -> None:
+        barrier.wait()
+        s.tick()
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in schedulers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        purges = conn.execute(
+            "select target_id from jobforge_audit_logs where action = 'retention_purge'"
+        ).fetchall()
+    # One scheduler took the day: one batch per table, not four.
+    assert sorted(p[0] for p in purges) == [
+        "jobforge_audit_logs",
+        "jobforge_events",
+        "jobforge_jobs",
+    ]
+    assert _old_counts(fresh_db_url) == (0, 0, 0)
+
+
+def test_a_long_purge_goes_on_over_several_ticks(client: JobForgeClient, fresh_db_url: str) -> None:
+    tenant = uuid.uuid4()
+    for _ in range(3):
+        _old_rows(fresh_db_url, tenant)
+    clock = FakeClock(START)
+    scheduler = Scheduler(
+        client,
+        clock=clock,
+        purge_events=timedelta(days=30),
+        purge_batch_size=1,
+        purge_batches_per_tick=2,
+    )
+    scheduler.tick()
+    assert scheduler.purging
+    assert _old_counts(fresh_db_url)[1] == 1
+    scheduler.tick()
+    assert not scheduler.purging
+    assert _old_counts(fresh_db_url) == (3, 0, 3)  # only what was configured
+
+
+def test_without_a_purge_configured_the_scheduler_never_purges(
+    client: JobForgeClient, fresh_db_url: str
+) -> None:
+    _old_rows(fresh_db_url, uuid.uuid4())
+    clock = FakeClock(START)
+    scheduler = Scheduler(client, clock=clock)
+    for _ in range(3):
+        scheduler.tick()
+        clock.advance(86400)
+    assert _old_counts(fresh_db_url) == (1, 1, 1)
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        assert conn.execute("select count(*) from jobforge_private.daily_purges").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"purge_events": timedelta(hours=36)}, "purge_events: must be whole days"),
+        ({"purge_audit": timedelta(hours=12)}, "purge_audit: must be whole days"),
+        ({"purge_jobs": timedelta(0)}, "purge_jobs: must be positive"),
+        ({"purge_manifests": timedelta(days=36501)}, "purge_manifests: must be positive"),
+        ({"purge_jobs": 30}, "purge_jobs: must be a timedelta"),
+        ({"purge_batch_size": 0}, "purge_batch_size: must be between 1 and 10000"),
+        ({"purge_batch_size": True}, "purge_batch_size: must be between 1 and 10000"),
+        ({"purge_batches_per_tick": 0}, "purge_batches_per_tick: must be at least 1"),
+        ({"misfire_grace": timedelta(0)}, "misfire_grace: must be a positive timedelta"),
+    ],
+)
+def test_bad_scheduler_options_are_refused_naming_them(
+    client: JobForgeClient, kwargs: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        Scheduler(client, **kwargs)
