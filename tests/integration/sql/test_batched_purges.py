@@ -66,16 +66,17 @@ def test_bad_batch_sizes_and_retentions_are_refused_and_delete_nothing(
             )
 
         before = state(admin)
+        bad: list[tuple[dict[str, Any], str]] = [
+            ({"p_retention_days": 1, "p_batch_size": 0}, "batch_size: must be between"),
+            ({"p_retention_days": 1, "p_batch_size": 10001}, "batch_size: must be between"),
+            ({"p_retention_days": 1, "p_batch_size": None}, "batch_size: must be between"),
+            ({"p_retention_days": 0}, "retention_days: must be at least 1"),
+            ({"p_retention_days": None}, "retention_days: must be at least 1"),
+            ({"p_retention_days": 36501}, "retention_days: must be at most 36500"),
+            ({"p_retention_days": 2147483647}, "retention_days: must be at most 36500"),
+        ]
         for fn in ("jobforge_purge_expired_events", "jobforge_purge_audit_logs"):
-            for args, message in [
-                ({"p_retention_days": 1, "p_batch_size": 0}, "batch_size: must be between"),
-                ({"p_retention_days": 1, "p_batch_size": 10001}, "batch_size: must be between"),
-                ({"p_retention_days": 1, "p_batch_size": None}, "batch_size: must be between"),
-                ({"p_retention_days": 0}, "retention_days: must be at least 1"),
-                ({"p_retention_days": None}, "retention_days: must be at least 1"),
-                ({"p_retention_days": 36501}, "retention_days: must be at most 36500"),
-                ({"p_retention_days": 2147483647}, "retention_days: must be at most 36500"),
-            ]:
+            for args, message in bad:
                 with sql_error("PT400", message):
                     sr.call(fn, **args)
         assert state(admin) == before
