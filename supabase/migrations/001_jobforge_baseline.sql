@@ -495,10 +495,11 @@ begin
     'contains_pii', 'cost_tier', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
     'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
     'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
-    'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'max_running', 'max_starts',
-    'name', 'outputs', 'per_seconds',
+    'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'max_catch_up',
+    'max_running', 'max_starts', 'misfire_policy', 'name', 'outputs', 'per_seconds',
     'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
-    'previous_status', 'redacted_fields', 'retired_at', 'scheduled_for', 'scopes', 'source_app',
+    'previous_max_catch_up', 'previous_misfire_policy', 'previous_status', 'redacted_fields',
+    'retired_at', 'scheduled_for', 'scopes', 'source_app',
     'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
     'trigger_name', 'trigger_type', 'type', 'would_enqueue',
     -- a template's encrypted inputs (names only: 40_templates.sql)
@@ -841,37 +842,68 @@ $$;
 
 -- The only way audit rows are ever removed: the append-only trigger lets a DELETE pass
 -- while jobforge.audit_purge is on, which this function does around its DELETE only.
-create function public.jobforge_purge_audit_logs(p_retention_days integer default 365)
-returns integer
+-- At most p_batch_size rows (1-10,000) per call, the oldest first, so each call is one
+-- short transaction; one more row is read to say whether more remain, and the caller
+-- loops while more is true. Each call writes one retention_purge row naming the count,
+-- the cutoff and the batch: the trail keeps what retention removed from it.
+create function public.jobforge_purge_audit_logs(
+  p_retention_days integer default 365,
+  p_batch_size integer default 10000
+)
+returns json
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
   v_cutoff timestamptz;
+  v_ids uuid[];
   v_deleted integer;
+  v_more boolean;
 begin
   perform jobforge_private.assert_service_role();
   if p_retention_days is null or p_retention_days < 1 then
     perform jobforge_private.invalid('retention_days', 'must be at least 1');
   end if;
-  v_cutoff := now() - pg_catalog.make_interval(days => p_retention_days);
+  -- The SDK's bound too; a larger one would overflow now() - interval into an error that
+  -- names no field.
+  if p_retention_days > 36500 then
+    perform jobforge_private.invalid('retention_days', 'must be at most 36500');
+  end if;
+  v_cutoff := jobforge_private.retention_cutoff(
+    pg_catalog.make_interval(days => p_retention_days), p_batch_size
+  );
+
+  -- The BRIN index on created_at finds the old end of the table; no row lock is taken
+  -- (nothing else writes an audit row once written), so two purges at once only delete
+  -- what the other has not.
+  v_ids := array(
+    select a.id
+    from public.jobforge_audit_logs a
+    where a.created_at < v_cutoff
+    limit p_batch_size + 1
+  );
 
   -- Open the append-only trigger for this DELETE only. set_config rather than a SET
   -- clause on the function: a SET clause naming a custom setting needs a superuser on
   -- PostgreSQL 15+, and a hosted Supabase project's owner is not one.
   perform pg_catalog.set_config('jobforge.audit_purge', 'on', true);
-  delete from public.jobforge_audit_logs a where a.created_at < v_cutoff;
+  delete from public.jobforge_audit_logs a where a.id = any (v_ids[1:p_batch_size]);
   get diagnostics v_deleted = row_count;
   perform pg_catalog.set_config('jobforge.audit_purge', 'off', true);
+  v_more := pg_catalog.cardinality(v_ids) > p_batch_size;
+
   -- Written after the DELETE (and newer than any cutoff), so the purge's own row stays.
-  perform jobforge_private.audit_purge('jobforge_audit_logs', v_deleted, v_cutoff);
-  return v_deleted;
+  perform jobforge_private.audit_purge(
+    'jobforge_audit_logs', v_deleted, v_cutoff,
+    pg_catalog.jsonb_build_object('batch_size', p_batch_size, 'more', v_more)
+  );
+  return pg_catalog.json_build_object('deleted', v_deleted, 'more', v_more);
 end
 $$;
 
 comment on function public.jobforge_purge_audit_logs is
-  'Delete audit rows older than p_retention_days (at least 1); the only way audit rows are removed, and it writes a retention_purge audit row naming the count and cutoff. service_role only.';
+  'Delete up to p_batch_size (1-10000) audit rows older than p_retention_days (1-36500); answers {deleted, more} (call again while more). The only way audit rows are removed; each call writes a retention_purge audit row naming the count and cutoff. service_role only.';
 
 -- ===== supabase/schema/20_jobs.sql
 
@@ -4518,39 +4550,90 @@ $$;
 comment on function public.jobforge_list_events is
   'Events of a tenant, newest first, payloads redacted; filters event_type, source_app, source_module, processed, trace_id, subject_type, subject_id, from, to, limit, offset, raw (service_role only). authenticated (own tenants) and service_role.';
 
-create function public.jobforge_purge_expired_events(p_retention_days integer default 30)
-returns integer
+-- Retention of events by age, at most p_batch_size (1-10,000) events per call, the
+-- caller looping while the answer says more (each call one short transaction, as
+-- jobforge_purge_finished_jobs). SKIP LOCKED: an event whose triggers are being fired
+-- right now is left for the next call. The bookkeeping that ages with the events goes in
+-- batches of the same size in the same call: fire records older than the retention and at
+-- least a day old (the hourly limit looks back one hour; a cron slot stays fired through
+-- jobforge_triggers.last_scheduled_for), and used token ids whose token has expired (an
+-- expired token is refused anyway). more is true while any of the three has rows left.
+create function public.jobforge_purge_expired_events(
+  p_retention_days integer default 30,
+  p_batch_size integer default 10000
+)
+returns json
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
   v_cutoff timestamptz;
+  v_ids uuid[];
+  v_fire_rows integer;
+  v_jtis text[];
   v_deleted integer;
+  v_more boolean;
 begin
   perform jobforge_private.assert_service_role();
   if p_retention_days is null or p_retention_days < 1 then
     perform jobforge_private.invalid('retention_days', 'must be at least 1');
   end if;
-  v_cutoff := now() - pg_catalog.make_interval(days => p_retention_days);
+  -- The SDK's bound too; a larger one would overflow now() - interval into an error that
+  -- names no field.
+  if p_retention_days > 36500 then
+    perform jobforge_private.invalid('retention_days', 'must be at most 36500');
+  end if;
+  v_cutoff := jobforge_private.retention_cutoff(
+    pg_catalog.make_interval(days => p_retention_days), p_batch_size
+  );
 
-  delete from public.jobforge_events e where e.created_at < v_cutoff;
+  v_ids := array(
+    select e.id
+    from public.jobforge_events e
+    where e.created_at < v_cutoff
+    limit p_batch_size + 1
+    for update skip locked
+  );
+  delete from public.jobforge_events e where e.id = any (v_ids[1:p_batch_size]);
   get diagnostics v_deleted = row_count;
 
-  -- Bookkeeping that ages with the events: fire records older than the retention (cron
-  -- slots that old are not retried; the hourly limit looks back one hour), and used
-  -- token ids whose token has expired (an expired token is refused anyway).
-  delete from jobforge_private.trigger_fires f
-  where f.fired_at < least(v_cutoff, now() - interval '1 day');
-  delete from jobforge_private.policy_token_uses u where u.expires_at < now();
+  with batch as (
+    select f.trigger_id, f.fire_key
+    from jobforge_private.trigger_fires f
+    where f.fired_at < least(v_cutoff, now() - interval '1 day')
+    limit p_batch_size + 1
+  ),
+  gone as (
+    delete from jobforge_private.trigger_fires f
+    using (select b.trigger_id, b.fire_key from batch b limit p_batch_size) as b
+    where f.trigger_id = b.trigger_id and f.fire_key = b.fire_key
+    returning 1
+  )
+  select pg_catalog.count(*)::integer into v_fire_rows from batch;
 
-  perform jobforge_private.audit_purge('jobforge_events', v_deleted, v_cutoff);
-  return v_deleted;
+  v_jtis := array(
+    select u.jti
+    from jobforge_private.policy_token_uses u
+    where u.expires_at < now()
+    limit p_batch_size + 1
+  );
+  delete from jobforge_private.policy_token_uses u where u.jti = any (v_jtis[1:p_batch_size]);
+
+  v_more := pg_catalog.cardinality(v_ids) > p_batch_size
+    or v_fire_rows > p_batch_size
+    or pg_catalog.cardinality(v_jtis) > p_batch_size;
+
+  perform jobforge_private.audit_purge(
+    'jobforge_events', v_deleted, v_cutoff,
+    pg_catalog.jsonb_build_object('batch_size', p_batch_size, 'more', v_more)
+  );
+  return pg_catalog.json_build_object('deleted', v_deleted, 'more', v_more);
 end
 $$;
 
 comment on function public.jobforge_purge_expired_events is
-  'Delete events created more than p_retention_days ago (and stale trigger-fire and token-use records); returns the number of events deleted and writes a retention_purge audit row. service_role only.';
+  'Delete up to p_batch_size (1-10000) events created more than p_retention_days (1-36500) ago, and as many stale trigger-fire and token-use records; answers {deleted, more} (call again while more); one retention_purge audit row. service_role only.';
 
 -- ===== supabase/schema/40_templates.sql
 
@@ -6678,6 +6761,26 @@ begin
 end
 $$;
 
+-- A cron trigger's misfire settings: {field, reason} of the first refused, or null. The
+-- policy is one of three words; max_catch_up (how many missed slots catch_up fires at
+-- most) 1 to 1000, so a scheduler back after a long outage enqueues a bounded burst.
+create function jobforge_private.misfire_error(p_policy text, p_max_catch_up integer)
+returns text[]
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_policy is null or p_policy not in ('skip', 'run_once', 'catch_up') then
+    return array['misfire_policy', 'must be skip, run_once or catch_up'];
+  end if;
+  if p_max_catch_up is null or p_max_catch_up < 1 or p_max_catch_up > 1000 then
+    return array['max_catch_up', 'must be between 1 and 1000'];
+  end if;
+  return null;
+end
+$$;
+
 create table public.jobforge_triggers (
   id uuid primary key default gen_random_uuid(),
   tenant_id uuid not null,
@@ -6697,13 +6800,28 @@ create table public.jobforge_triggers (
   last_fired_at timestamptz,
   last_job_id uuid,
   fire_count integer not null default 0,
+  -- Cron only: what the scheduler does with slots that passed while no scheduler fired
+  -- them (skip, run_once, catch_up; docs/operations.md, "Missed cron slots"), and how
+  -- many of them catch_up fires at most.
+  misfire_policy text check (misfire_policy in ('skip', 'run_once', 'catch_up')),
+  max_catch_up integer check (max_catch_up between 1 and 1000),
+  -- Cron only: the newest slot claimed (fired, dry-run or skipped). Missed slots are
+  -- counted from it (or from enabled_at when no slot since is claimed), and
+  -- jobforge_fire_cron_trigger refuses any slot not after it, so a slot stays fired once
+  -- even after the purge of its trigger_fires row.
+  last_scheduled_for timestamptz,
+  -- When the trigger was last switched on (created enabled, or enabled after being off):
+  -- the slots of a time it was off are not missed, they were not wanted.
+  enabled_at timestamptz,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
   constraint jobforge_triggers_tenant_name_key unique (tenant_id, name),
   constraint jobforge_triggers_kind_check check (
     (trigger_type = 'cron' and cron_expression is not null
-      and event_type_filter is null and event_source_filter is null)
-    or (trigger_type = 'event' and event_type_filter is not null and cron_expression is null)
+      and event_type_filter is null and event_source_filter is null
+      and misfire_policy is not null and max_catch_up is not null)
+    or (trigger_type = 'event' and event_type_filter is not null and cron_expression is null
+      and misfire_policy is null and max_catch_up is null and last_scheduled_for is null)
   )
 );
 
@@ -6970,7 +7088,9 @@ create function public.jobforge_create_trigger(
   p_cooldown_seconds integer default 0,
   p_max_fires_per_hour integer default 60,
   p_project_id uuid default null,
-  p_actor_id text default null
+  p_actor_id text default null,
+  p_misfire_policy text default null,
+  p_max_catch_up integer default null
 )
 returns jsonb
 language plpgsql
@@ -7006,6 +7126,12 @@ begin
     if p_event_source_filter is not null then
       perform jobforge_private.invalid('event_source_filter', 'is only for event triggers');
     end if;
+    p_misfire_policy := coalesce(p_misfire_policy, 'skip');
+    p_max_catch_up := coalesce(p_max_catch_up, 10);
+    v_error := jobforge_private.misfire_error(p_misfire_policy, p_max_catch_up);
+    if v_error is not null then
+      perform jobforge_private.invalid(v_error[1], v_error[2]);
+    end if;
   else
     v_reason := jobforge_private.event_filter_error(p_event_type_filter);
     if v_reason is not null then
@@ -7019,6 +7145,13 @@ begin
     end if;
     if p_cron_expression is not null then
       perform jobforge_private.invalid('cron_expression', 'is only for cron triggers');
+    end if;
+    -- A missed slot is a cron notion: an event fires when it arrives or not at all.
+    if p_misfire_policy is not null then
+      perform jobforge_private.invalid('misfire_policy', 'is only for cron triggers');
+    end if;
+    if p_max_catch_up is not null then
+      perform jobforge_private.invalid('max_catch_up', 'is only for cron triggers');
     end if;
   end if;
 
@@ -7073,14 +7206,15 @@ begin
   insert into public.jobforge_triggers as t (
     tenant_id, project_id, name, trigger_type, cron_expression, event_type_filter,
     event_source_filter, target_template_key, target_inputs, enabled, dry_run,
-    cooldown_seconds, max_fires_per_hour
+    cooldown_seconds, max_fires_per_hour, misfire_policy, max_catch_up, enabled_at
   )
   values (
     p_tenant_id, p_project_id, p_name, p_trigger_type,
     case when p_trigger_type = 'cron'
       then pg_catalog.regexp_replace(pg_catalog.btrim(p_cron_expression, E' \t\r\n'), E'\\s+', ' ', 'g') end,
     p_event_type_filter, p_event_source_filter, p_target_template_key, p_target_inputs,
-    coalesce(p_enabled, false), coalesce(p_dry_run, false), p_cooldown_seconds, p_max_fires_per_hour
+    coalesce(p_enabled, false), coalesce(p_dry_run, false), p_cooldown_seconds, p_max_fires_per_hour,
+    p_misfire_policy, p_max_catch_up, case when coalesce(p_enabled, false) then now() end
   )
   on conflict (tenant_id, name) do nothing
   returning t.* into v_trigger;
@@ -7100,7 +7234,9 @@ begin
       'event_type_filter', v_trigger.event_type_filter,
       'event_source_filter', v_trigger.event_source_filter,
       'enabled', v_trigger.enabled,
-      'dry_run', v_trigger.dry_run
+      'dry_run', v_trigger.dry_run,
+      'misfire_policy', v_trigger.misfire_policy,
+      'max_catch_up', v_trigger.max_catch_up
     )
   );
   return pg_catalog.to_jsonb(v_trigger);
@@ -7196,8 +7332,11 @@ begin
       errcode = 'PT404', message = pg_catalog.format('trigger %s not found', p_trigger_id);
   end if;
 
+  -- Switching on starts a new period: slots of the time it was off are never missed ones.
   update public.jobforge_triggers t
-  set enabled = p_enabled, updated_at = now()
+  set enabled = p_enabled,
+    enabled_at = case when p_enabled and not v_previous then now() else t.enabled_at end,
+    updated_at = now()
   where t.id = p_trigger_id
   returning t.* into v_trigger;
 
@@ -7214,6 +7353,82 @@ $$;
 
 comment on function public.jobforge_set_trigger_enabled is
   'Enable or disable a trigger of a tenant. authenticated (own tenants) and service_role.';
+
+-- Change what the scheduler does with a cron trigger's missed slots. p_max_catch_up null
+-- keeps the current value. Slots already missed are judged by the new policy at the next
+-- tick: nothing is fired here.
+create function public.jobforge_set_trigger_misfire_policy(
+  p_trigger_id uuid,
+  p_tenant_id uuid,
+  p_misfire_policy text,
+  p_max_catch_up integer default null,
+  p_actor_id text default null
+)
+returns jsonb
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_trigger public.jobforge_triggers;
+  v_previous public.jobforge_triggers;
+  v_error text[];
+  v_reason text;
+begin
+  perform jobforge_private.assert_tenant(p_tenant_id);
+  if p_trigger_id is null then
+    perform jobforge_private.invalid('trigger_id', 'is required');
+  end if;
+  if p_misfire_policy is null then
+    perform jobforge_private.invalid('misfire_policy', 'is required');
+  end if;
+  v_reason := jobforge_private.label_error(p_actor_id);
+  if v_reason is not null then
+    perform jobforge_private.invalid('actor_id', v_reason);
+  end if;
+
+  select t.* into v_previous
+  from public.jobforge_triggers t
+  where t.id = p_trigger_id and t.tenant_id = p_tenant_id
+  for no key update;
+  if not found then
+    raise exception using
+      errcode = 'PT404', message = pg_catalog.format('trigger %s not found', p_trigger_id);
+  end if;
+  if v_previous.trigger_type <> 'cron' then
+    perform jobforge_private.invalid('misfire_policy', 'is only for cron triggers');
+  end if;
+  v_error := jobforge_private.misfire_error(
+    p_misfire_policy, coalesce(p_max_catch_up, v_previous.max_catch_up)
+  );
+  if v_error is not null then
+    perform jobforge_private.invalid(v_error[1], v_error[2]);
+  end if;
+
+  update public.jobforge_triggers t
+  set misfire_policy = p_misfire_policy,
+    max_catch_up = coalesce(p_max_catch_up, t.max_catch_up),
+    updated_at = now()
+  where t.id = p_trigger_id
+  returning t.* into v_trigger;
+
+  perform jobforge_private.audit(
+    p_tenant_id, v_trigger.project_id, 'trigger_update', jobforge_private.audit_actor(p_actor_id), null,
+    'trigger', p_trigger_id::text, 'success', null,
+    pg_catalog.jsonb_build_object(
+      'name', v_trigger.name,
+      'misfire_policy', v_trigger.misfire_policy,
+      'max_catch_up', v_trigger.max_catch_up,
+      'previous_misfire_policy', v_previous.misfire_policy,
+      'previous_max_catch_up', v_previous.max_catch_up
+    )
+  );
+  return pg_catalog.to_jsonb(v_trigger);
+end
+$$;
+
+comment on function public.jobforge_set_trigger_misfire_policy is
+  'Set the misfire policy (skip, run_once, catch_up) and optionally max_catch_up (1-1000) of a cron trigger of a tenant. authenticated (own tenants) and service_role.';
 
 create function public.jobforge_delete_trigger(
   p_trigger_id uuid,
@@ -7265,7 +7480,11 @@ comment on function public.jobforge_delete_trigger is
 
 -- Fire a cron trigger for one schedule slot, exactly once however often and however
 -- concurrently it is called: the trigger row is locked, then the slot is claimed by
--- inserting its trigger_fires row; a second call finds it taken.
+-- inserting its trigger_fires row; a second call finds it taken. A slot not after the
+-- trigger's last_scheduled_for is refused as well: schedulers fire slots oldest first, so
+-- an older one is either fired already or was passed over by the misfire policy, and the
+-- trigger_fires rows of old slots are purged (jobforge_purge_expired_events) while
+-- last_scheduled_for stays.
 create function public.jobforge_fire_cron_trigger(p_trigger_id uuid, p_scheduled_for timestamptz)
 returns jsonb
 language plpgsql
@@ -7312,15 +7531,27 @@ begin
     );
   end if;
 
+  if v_trigger.last_scheduled_for is not null and p_scheduled_for < v_trigger.last_scheduled_for then
+    return v_base || pg_catalog.jsonb_build_object(
+      'fired', false, 'job', null, 'dry_run', v_trigger.dry_run,
+      'reason', 'a later slot already fired', 'audit_id', null
+    );
+  end if;
+
   insert into jobforge_private.trigger_fires (trigger_id, fire_key, job_id, dry_run)
   values (p_trigger_id, 'cron:' || v_slot, null, false)
   on conflict (trigger_id, fire_key) do nothing;
-  if not found then
+  if not found or p_scheduled_for = v_trigger.last_scheduled_for then
     return v_base || pg_catalog.jsonb_build_object(
       'fired', false, 'job', null, 'dry_run', v_trigger.dry_run,
       'reason', 'already fired for this slot', 'audit_id', null
     );
   end if;
+
+  update public.jobforge_triggers t
+  set last_scheduled_for = p_scheduled_for
+  where t.id = p_trigger_id
+  returning t.* into v_trigger;
 
   v_result := jobforge_private.fire_trigger(
     v_trigger,
@@ -7348,26 +7579,9 @@ set search_path = ''
 as $$
 begin
   perform jobforge_private.assert_service_role();
-  -- last_scheduled_for comes from the slot keys ('cron:' || UTC ISO timestamp) that
-  -- jobforge_fire_cron_trigger records; ISO timestamps sort as text, so the newest key is
-  -- one backward step on the primary key. last_fired_at would not do: it is the wall
-  -- time of the fire, not the slot.
   return coalesce(
     (
-      select pg_catalog.jsonb_agg(
-        pg_catalog.to_jsonb(t) || pg_catalog.jsonb_build_object(
-          'last_scheduled_for',
-          (
-            select pg_catalog.substr(f.fire_key, 6)::timestamptz
-            from jobforge_private.trigger_fires f
-            where f.trigger_id = t.id
-              and f.fire_key like 'cron:%'
-            order by f.fire_key desc
-            limit 1
-          )
-        )
-        order by t.created_at, t.id
-      )
+      select pg_catalog.jsonb_agg(pg_catalog.to_jsonb(t) order by t.created_at, t.id)
       from public.jobforge_triggers t
       where t.trigger_type = 'cron'
         and t.enabled
@@ -7379,6 +7593,83 @@ $$;
 
 comment on function public.jobforge_list_cron_triggers is
   'Every enabled cron trigger of every tenant, for the scheduler. service_role only.';
+
+-- The scheduler's daily purge (runtime/scheduler.py): one row per UTC day on which a
+-- scheduler took it, so however many schedulers run against the database, and however
+-- often they tick, the purge runs at most once a day. The primary key is the guard: two
+-- schedulers inserting the same day at once, one waits for the other's commit and then
+-- finds the day taken. A scheduler that dies during its purge leaves the day taken; the
+-- next day's purge removes what it left, as every purge is by age.
+create table jobforge_private.daily_purges (
+  day date primary key,
+  started_at timestamptz not null default now(),
+  -- Who took it (the scheduler's id) and with which ages: a record for the operator.
+  taken_by text,
+  settings jsonb not null default '{}'
+);
+
+comment on table jobforge_private.daily_purges is
+  'One row per UTC day on which a scheduler ran the configured retention purge: at most once a day across all schedulers.';
+
+alter table jobforge_private.daily_purges enable row level security;
+
+revoke all on table jobforge_private.daily_purges
+  from public, anon, authenticated, service_role;
+
+-- Take today's purge (UTC, the database's clock): answers {"taken": true, "day"} to the
+-- one caller that inserts the day's row, {"taken": false, "day", "taken_by",
+-- "started_at"} to every other. The purge itself is the caller's: batched RPC calls, each
+-- its own short transaction and its own retention_purge audit row. Rows older than a
+-- year are dropped on the way.
+create function public.jobforge_claim_daily_purge(
+  p_taken_by text default null,
+  p_settings jsonb default '{}'
+)
+returns json
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  v_day date := (now() at time zone 'UTC')::date;
+  v_row jobforge_private.daily_purges;
+  v_reason text;
+begin
+  perform jobforge_private.assert_service_role();
+  v_reason := jobforge_private.label_error(p_taken_by);
+  if v_reason is not null then
+    perform jobforge_private.invalid('taken_by', v_reason);
+  end if;
+  p_settings := coalesce(nullif(p_settings, 'null'::jsonb), '{}'::jsonb);
+  if pg_catalog.jsonb_typeof(p_settings) <> 'object' then
+    perform jobforge_private.invalid('settings', 'must be a JSON object');
+  end if;
+  if pg_catalog.octet_length(p_settings::text) > 4096 then
+    perform jobforge_private.invalid('settings', 'must be at most 4 KiB');
+  end if;
+  if jobforge_private.json_depth_error(p_settings) is not null then
+    perform jobforge_private.invalid('settings', jobforge_private.json_depth_error(p_settings));
+  end if;
+
+  insert into jobforge_private.daily_purges as d (day, taken_by, settings)
+  values (v_day, p_taken_by, p_settings)
+  on conflict (day) do nothing
+  returning d.* into v_row;
+  if not found then
+    select d.* into v_row from jobforge_private.daily_purges d where d.day = v_day;
+    return pg_catalog.json_build_object(
+      'taken', false, 'day', v_day, 'taken_by', v_row.taken_by, 'started_at', v_row.started_at
+    );
+  end if;
+  delete from jobforge_private.daily_purges d where d.day < v_day - 366;
+  return pg_catalog.json_build_object(
+    'taken', true, 'day', v_day, 'taken_by', v_row.taken_by, 'started_at', v_row.started_at
+  );
+end
+$$;
+
+comment on function public.jobforge_claim_daily_purge is
+  'Take the scheduler''s retention purge for today (UTC): taken true for the first caller of the day, false for every other. service_role only.';
 
 -- ===== supabase/schema/90_api.sql
 
@@ -7450,6 +7741,7 @@ grant execute on function
   public.jobforge_create_trigger,
   public.jobforge_list_triggers,
   public.jobforge_set_trigger_enabled,
+  public.jobforge_set_trigger_misfire_policy,
   public.jobforge_delete_trigger
   to authenticated, service_role;
 
@@ -7483,7 +7775,8 @@ grant execute on function
   public.jobforge_purge_manifests,
   -- 60_triggers
   public.jobforge_fire_cron_trigger,
-  public.jobforge_list_cron_triggers
+  public.jobforge_list_cron_triggers,
+  public.jobforge_claim_daily_purge
   to service_role;
 
 -- Every RPC has an audience: a function added to an area file but not to the lists above

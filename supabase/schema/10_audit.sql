@@ -32,10 +32,11 @@ begin
     'contains_pii', 'cost_tier', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
     'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
     'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
-    'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'max_running', 'max_starts',
-    'name', 'outputs', 'per_seconds',
+    'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'max_catch_up',
+    'max_running', 'max_starts', 'misfire_policy', 'name', 'outputs', 'per_seconds',
     'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
-    'previous_status', 'redacted_fields', 'retired_at', 'scheduled_for', 'scopes', 'source_app',
+    'previous_max_catch_up', 'previous_misfire_policy', 'previous_status', 'redacted_fields',
+    'retired_at', 'scheduled_for', 'scopes', 'source_app',
     'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
     'trigger_name', 'trigger_type', 'type', 'would_enqueue',
     -- a template's encrypted inputs (names only: 40_templates.sql)
@@ -378,34 +379,65 @@ $$;
 
 -- The only way audit rows are ever removed: the append-only trigger lets a DELETE pass
 -- while jobforge.audit_purge is on, which this function does around its DELETE only.
-create function public.jobforge_purge_audit_logs(p_retention_days integer default 365)
-returns integer
+-- At most p_batch_size rows (1-10,000) per call, the oldest first, so each call is one
+-- short transaction; one more row is read to say whether more remain, and the caller
+-- loops while more is true. Each call writes one retention_purge row naming the count,
+-- the cutoff and the batch: the trail keeps what retention removed from it.
+create function public.jobforge_purge_audit_logs(
+  p_retention_days integer default 365,
+  p_batch_size integer default 10000
+)
+returns json
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
   v_cutoff timestamptz;
+  v_ids uuid[];
   v_deleted integer;
+  v_more boolean;
 begin
   perform jobforge_private.assert_service_role();
   if p_retention_days is null or p_retention_days < 1 then
     perform jobforge_private.invalid('retention_days', 'must be at least 1');
   end if;
-  v_cutoff := now() - pg_catalog.make_interval(days => p_retention_days);
+  -- The SDK's bound too; a larger one would overflow now() - interval into an error that
+  -- names no field.
+  if p_retention_days > 36500 then
+    perform jobforge_private.invalid('retention_days', 'must be at most 36500');
+  end if;
+  v_cutoff := jobforge_private.retention_cutoff(
+    pg_catalog.make_interval(days => p_retention_days), p_batch_size
+  );
+
+  -- The BRIN index on created_at finds the old end of the table; no row lock is taken
+  -- (nothing else writes an audit row once written), so two purges at once only delete
+  -- what the other has not.
+  v_ids := array(
+    select a.id
+    from public.jobforge_audit_logs a
+    where a.created_at < v_cutoff
+    limit p_batch_size + 1
+  );
 
   -- Open the append-only trigger for this DELETE only. set_config rather than a SET
   -- clause on the function: a SET clause naming a custom setting needs a superuser on
   -- PostgreSQL 15+, and a hosted Supabase project's owner is not one.
   perform pg_catalog.set_config('jobforge.audit_purge', 'on', true);
-  delete from public.jobforge_audit_logs a where a.created_at < v_cutoff;
+  delete from public.jobforge_audit_logs a where a.id = any (v_ids[1:p_batch_size]);
   get diagnostics v_deleted = row_count;
   perform pg_catalog.set_config('jobforge.audit_purge', 'off', true);
+  v_more := pg_catalog.cardinality(v_ids) > p_batch_size;
+
   -- Written after the DELETE (and newer than any cutoff), so the purge's own row stays.
-  perform jobforge_private.audit_purge('jobforge_audit_logs', v_deleted, v_cutoff);
-  return v_deleted;
+  perform jobforge_private.audit_purge(
+    'jobforge_audit_logs', v_deleted, v_cutoff,
+    pg_catalog.jsonb_build_object('batch_size', p_batch_size, 'more', v_more)
+  );
+  return pg_catalog.json_build_object('deleted', v_deleted, 'more', v_more);
 end
 $$;
 
 comment on function public.jobforge_purge_audit_logs is
-  'Delete audit rows older than p_retention_days (at least 1); the only way audit rows are removed, and it writes a retention_purge audit row naming the count and cutoff. service_role only.';
+  'Delete up to p_batch_size (1-10000) audit rows older than p_retention_days (1-36500); answers {deleted, more} (call again while more). The only way audit rows are removed; each call writes a retention_purge audit row naming the count and cutoff. service_role only.';

@@ -1021,36 +1021,87 @@ $$;
 comment on function public.jobforge_list_events is
   'Events of a tenant, newest first, payloads redacted; filters event_type, source_app, source_module, processed, trace_id, subject_type, subject_id, from, to, limit, offset, raw (service_role only). authenticated (own tenants) and service_role.';
 
-create function public.jobforge_purge_expired_events(p_retention_days integer default 30)
-returns integer
+-- Retention of events by age, at most p_batch_size (1-10,000) events per call, the
+-- caller looping while the answer says more (each call one short transaction, as
+-- jobforge_purge_finished_jobs). SKIP LOCKED: an event whose triggers are being fired
+-- right now is left for the next call. The bookkeeping that ages with the events goes in
+-- batches of the same size in the same call: fire records older than the retention and at
+-- least a day old (the hourly limit looks back one hour; a cron slot stays fired through
+-- jobforge_triggers.last_scheduled_for), and used token ids whose token has expired (an
+-- expired token is refused anyway). more is true while any of the three has rows left.
+create function public.jobforge_purge_expired_events(
+  p_retention_days integer default 30,
+  p_batch_size integer default 10000
+)
+returns json
 language plpgsql
 security definer
 set search_path = ''
 as $$
 declare
   v_cutoff timestamptz;
+  v_ids uuid[];
+  v_fire_rows integer;
+  v_jtis text[];
   v_deleted integer;
+  v_more boolean;
 begin
   perform jobforge_private.assert_service_role();
   if p_retention_days is null or p_retention_days < 1 then
     perform jobforge_private.invalid('retention_days', 'must be at least 1');
   end if;
-  v_cutoff := now() - pg_catalog.make_interval(days => p_retention_days);
+  -- The SDK's bound too; a larger one would overflow now() - interval into an error that
+  -- names no field.
+  if p_retention_days > 36500 then
+    perform jobforge_private.invalid('retention_days', 'must be at most 36500');
+  end if;
+  v_cutoff := jobforge_private.retention_cutoff(
+    pg_catalog.make_interval(days => p_retention_days), p_batch_size
+  );
 
-  delete from public.jobforge_events e where e.created_at < v_cutoff;
+  v_ids := array(
+    select e.id
+    from public.jobforge_events e
+    where e.created_at < v_cutoff
+    limit p_batch_size + 1
+    for update skip locked
+  );
+  delete from public.jobforge_events e where e.id = any (v_ids[1:p_batch_size]);
   get diagnostics v_deleted = row_count;
 
-  -- Bookkeeping that ages with the events: fire records older than the retention (cron
-  -- slots that old are not retried; the hourly limit looks back one hour), and used
-  -- token ids whose token has expired (an expired token is refused anyway).
-  delete from jobforge_private.trigger_fires f
-  where f.fired_at < least(v_cutoff, now() - interval '1 day');
-  delete from jobforge_private.policy_token_uses u where u.expires_at < now();
+  with batch as (
+    select f.trigger_id, f.fire_key
+    from jobforge_private.trigger_fires f
+    where f.fired_at < least(v_cutoff, now() - interval '1 day')
+    limit p_batch_size + 1
+  ),
+  gone as (
+    delete from jobforge_private.trigger_fires f
+    using (select b.trigger_id, b.fire_key from batch b limit p_batch_size) as b
+    where f.trigger_id = b.trigger_id and f.fire_key = b.fire_key
+    returning 1
+  )
+  select pg_catalog.count(*)::integer into v_fire_rows from batch;
 
-  perform jobforge_private.audit_purge('jobforge_events', v_deleted, v_cutoff);
-  return v_deleted;
+  v_jtis := array(
+    select u.jti
+    from jobforge_private.policy_token_uses u
+    where u.expires_at < now()
+    limit p_batch_size + 1
+  );
+  delete from jobforge_private.policy_token_uses u where u.jti = any (v_jtis[1:p_batch_size]);
+
+  v_more := pg_catalog.cardinality(v_ids) > p_batch_size
+    or v_fire_rows > p_batch_size
+    or pg_catalog.cardinality(v_jtis) > p_batch_size;
+
+  perform jobforge_private.audit_purge(
+    'jobforge_events', v_deleted, v_cutoff,
+    pg_catalog.jsonb_build_object('batch_size', p_batch_size, 'more', v_more)
+  );
+  return pg_catalog.json_build_object('deleted', v_deleted, 'more', v_more);
 end
 $$;
 
 comment on function public.jobforge_purge_expired_events is
-  'Delete events created more than p_retention_days ago (and stale trigger-fire and token-use records); returns the number of events deleted and writes a retention_purge audit row. service_role only.';
+  'Delete up to p_batch_size (1-10000) events created more than p_retention_days (1-36500) ago, and as many stale trigger-fire and token-use records; answers {deleted, more} (call again while more); one retention_purge audit row. service_role only.';

@@ -66,6 +66,7 @@ grant execute on function
   public.jobforge_create_trigger,
   public.jobforge_list_triggers,
   public.jobforge_set_trigger_enabled,
+  public.jobforge_set_trigger_misfire_policy,
   public.jobforge_delete_trigger
   to authenticated, service_role;
 
@@ -99,7 +100,8 @@ grant execute on function
   public.jobforge_purge_manifests,
   -- 60_triggers
   public.jobforge_fire_cron_trigger,
-  public.jobforge_list_cron_triggers
+  public.jobforge_list_cron_triggers,
+  public.jobforge_claim_daily_purge
   to service_role;
 
 -- Every RPC has an audience: a function added to an area file but not to the lists above

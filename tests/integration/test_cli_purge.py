@@ -65,8 +65,8 @@ def test_purge_prints_a_line_per_batch_and_keeps_what_is_unfinished(fresh_db_url
         "jobs: deleted 2 (total 2), more to go",
         "jobs: deleted 2 (total 4), more to go",
         "jobs: deleted 1 (total 5), done",
-        "events: deleted 2, done",
-        "audit: deleted 1, done",
+        "events: deleted 2 (total 2), done",
+        "audit: deleted 1 (total 1), done",
     ]
     with psycopg.connect(fresh_db_url, autocommit=True) as conn:
         left = conn.execute("select id, status from jobforge_jobs").fetchall()
@@ -83,6 +83,48 @@ def test_purge_prints_a_line_per_batch_and_keeps_what_is_unfinished(fresh_db_url
         ("jobforge_jobs", "1"),
         ("jobforge_events", "2"),
         ("jobforge_audit_logs", "1"),
+    ]
+
+
+def test_events_and_audit_rows_go_in_batches_and_younger_ones_stay(fresh_db_url: str) -> None:
+    _seed(fresh_db_url)
+    tenant = uuid.uuid4()
+    with JobForgeClient.from_postgres(fresh_db_url, flags=FeatureFlags(events=True)) as client:
+        young = client.submit_event(tenant_id=tenant, event_type="cli.young", source_app="external")
+    assert young is not None
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute(
+            "insert into jobforge_audit_logs (tenant_id, action, outcome, created_at)"
+            " values (%s, 'job_cancel', 'success', now() - interval '500 days'),"
+            " (%s, 'job_cancel', 'success', now() - interval '364 days')",
+            (tenant, tenant),
+        )
+        young_audit = conn.execute(
+            "select id from jobforge_audit_logs where created_at > now() - interval '365 days'"
+        ).fetchall()
+    db = ("--database-url", fresh_db_url)
+    result = run_cli("purge", "--events", "30d", "--audit", "365d", "--batch-size", "1", *db)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "events: deleted 1 (total 1), more to go",
+        "events: deleted 1 (total 2), done",
+        "audit: deleted 1 (total 1), more to go",
+        "audit: deleted 1 (total 2), done",
+    ]
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        assert conn.execute("select id from jobforge_events").fetchall() == [(young.id,)]
+        left = {r[0] for r in conn.execute("select id from jobforge_audit_logs").fetchall()}
+        # Every younger row stays, and each batch wrote its own retention_purge row.
+        assert {r[0] for r in young_audit} <= left
+        purges = conn.execute(
+            "select target_id, details ->> 'count', details ->> 'batch_size', details ->> 'more'"
+            " from jobforge_audit_logs where action = 'retention_purge' order by created_at"
+        ).fetchall()
+    assert purges == [
+        ("jobforge_events", "1", "1", "true"),
+        ("jobforge_events", "1", "1", "false"),
+        ("jobforge_audit_logs", "1", "1", "true"),
+        ("jobforge_audit_logs", "1", "1", "false"),
     ]
 
 

@@ -109,3 +109,100 @@ def test_purges_are_for_the_service_role_and_check_their_input(
             assert info.value.field == field, (kwargs, info.value)
     assert _left(fresh_db_url, "jobforge_jobs", "id") == {job}
     assert _left(fresh_db_url, "jobforge_artifact_manifests", "run_id") == {job}
+
+
+def test_events_and_audit_rows_are_purged_in_batches_keeping_younger_ones(
+    make_client: Callable[..., Any], transport_kind: str, fresh_db_url: str
+) -> None:
+    client = make_client(
+        transport_kind, url=fresh_db_url, flags=FeatureFlags(events=True, audit_logging=True)
+    )
+    tenant = uuid.uuid4()
+    events = [
+        client.submit_event(tenant_id=tenant, event_type="retention.event", source_app="external")
+        for _ in range(4)
+    ]
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute(
+            "update jobforge_events set created_at = now() - interval '40 days' where id = any(%s)",
+            ([e.id for e in events[:3]],),
+        )
+        conn.execute(
+            "insert into jobforge_audit_logs (tenant_id, action, outcome, created_at)"
+            " select %s, 'job_cancel', 'success', now() - make_interval(days => d)"
+            " from unnest(array[400, 500, 600, 100]) as d",
+            (tenant,),
+        )
+    audit_before = _left(fresh_db_url, "jobforge_audit_logs", "id")
+
+    assert client.purge_expired_events(retention_days=30, batch_size=2) == PurgeResult(
+        deleted=2, more=True
+    )
+    assert client.purge_expired_events(retention_days=30, batch_size=2) == PurgeResult(
+        deleted=1, more=False
+    )
+    assert _left(fresh_db_url, "jobforge_events", "id") == {events[3].id}
+
+    assert client.purge_audit_logs(retention_days=365, batch_size=2) == PurgeResult(
+        deleted=2, more=True
+    )
+    assert client.purge_audit_logs(retention_days=365, batch_size=2) == PurgeResult(
+        deleted=1, more=False
+    )
+    left = _left(fresh_db_url, "jobforge_audit_logs", "id")
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        old = conn.execute(
+            "select count(*) from jobforge_audit_logs"
+            " where created_at < now() - interval '365 days'"
+        ).fetchone()
+        purge_rows = conn.execute(
+            "select details ->> 'count', details ->> 'more' from jobforge_audit_logs"
+            " where action = 'retention_purge' and target_id = 'jobforge_audit_logs'"
+            " order by created_at"
+        ).fetchall()
+    assert old == (0,)
+    assert len(audit_before - left) == 3  # the three older than a year, nothing younger
+    assert purge_rows == [("2", "true"), ("1", "false")]
+    # The default batch is the largest.
+    assert client.purge_audit_logs(retention_days=1) == PurgeResult(deleted=1, more=False)
+
+
+def test_event_and_audit_purges_are_for_the_service_role_and_check_their_input(
+    make_client: Callable[..., Any], transport_kind: str, fresh_db_url: str
+) -> None:
+    flags = FeatureFlags(events=True, audit_logging=True)
+    client = make_client(transport_kind, url=fresh_db_url, flags=flags)
+    tenant = uuid.uuid4()
+    event = client.submit_event(tenant_id=tenant, event_type="retention.e", source_app="external")
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute("update jobforge_events set created_at = now() - interval '400 days'")
+        conn.execute(
+            "insert into jobforge_audit_logs (tenant_id, action, outcome, created_at)"
+            " values (%s, 'job_cancel', 'success', now() - interval '400 days')",
+            (tenant,),
+        )
+    audit = _left(fresh_db_url, "jobforge_audit_logs", "id")
+    user = make_client(transport_kind, url=fresh_db_url, claims=tenant_claims(tenant), flags=flags)
+    with pytest.raises(PermissionDeniedError):
+        user.purge_expired_events(retention_days=1)
+    with pytest.raises(PermissionDeniedError):
+        user.purge_audit_logs(retention_days=1)
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"retention_days": 0}, "retention_days"),
+        ({"retention_days": -3}, "retention_days"),
+        ({"retention_days": 36501}, "retention_days"),
+        ({"retention_days": "30"}, "retention_days"),
+        ({"retention_days": True}, "retention_days"),
+        ({"retention_days": timedelta(days=30)}, "retention_days"),
+        ({"retention_days": 30, "batch_size": 0}, "batch_size"),
+        ({"retention_days": 30, "batch_size": 10001}, "batch_size"),
+        ({"retention_days": 30, "batch_size": True}, "batch_size"),
+        ({"retention_days": 30, "batch_size": "5"}, "batch_size"),
+    ]
+    for kwargs, field in bad:
+        for method in (client.purge_expired_events, client.purge_audit_logs):
+            with pytest.raises(InvalidInputError) as info:
+                method(**kwargs)
+            assert info.value.field == field, (kwargs, info.value)
+    assert _left(fresh_db_url, "jobforge_events", "id") == {event.id}
+    assert _left(fresh_db_url, "jobforge_audit_logs", "id") == audit

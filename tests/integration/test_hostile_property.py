@@ -217,6 +217,7 @@ def valid_value(name: str) -> Any:
         "enabled": False,
         "run_at": now + timedelta(hours=1),
         "scheduled_for": now,
+        "misfire_policy": "run_once",
         # The longest retention a purge takes: valid, and nothing is that old, so a purge
         # whose other argument passes deletes nothing from the shared database.
         "older_than": timedelta(days=36500),

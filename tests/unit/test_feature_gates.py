@@ -84,6 +84,10 @@ GATED_CALLS: dict[str, tuple[Feature, dict[str, Any]]] = {
         Feature.TRIGGERS,
         {"trigger_id": str(uuid.uuid4()), "tenant_id": T, "enabled": True},
     ),
+    "set_trigger_misfire_policy": (
+        Feature.TRIGGERS,
+        {"trigger_id": str(uuid.uuid4()), "tenant_id": T, "misfire_policy": "run_once"},
+    ),
     "delete_trigger": (Feature.TRIGGERS, {"trigger_id": str(uuid.uuid4()), "tenant_id": T}),
     "fire_cron_trigger": (
         Feature.TRIGGERS,
@@ -185,6 +189,8 @@ def test_the_core_queue_is_never_gated() -> None:
     } <= core_queue
     ungated = {name for name, op in REGISTRY.items() if op.feature is None}
     # Beside the core queue, one worker's call: a template job's definition is read
-    # whatever the worker's own flags (the job exists, so its requester had them on).
-    assert ungated == core_queue | {"template_of_job"}
+    # whatever the worker's own flags (the job exists, so its requester had them on); and
+    # the scheduler's daily guard, which a configured purge takes whatever the flags.
+    assert ungated == core_queue | {"template_of_job", "claim_daily_purge"}
+    assert REGISTRY["claim_daily_purge"].internal
     assert REGISTRY["template_of_job"].internal

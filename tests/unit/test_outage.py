@@ -64,7 +64,10 @@ def test_a_cron_tick_raises_when_the_database_is_unreachable(
         tenant_id=uuid.uuid4(),
         cron_expression="* * * * *",
         created_at=now - timedelta(minutes=5),
+        enabled_at=None,
         last_scheduled_for=None,
+        misfire_policy=None,
+        max_catch_up=None,
     )
 
     def fire(**_: Any) -> None:

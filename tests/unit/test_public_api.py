@@ -53,6 +53,7 @@ EXPECTED = {
     "ListEventsParams",
     "ManifestRow",
     "ManifestStatus",
+    "MisfirePolicy",
     "MigrationError",
     "Migrator",
     "NonRetryableError",

@@ -159,6 +159,7 @@ class AsyncJobForgeClient(ClientBase):
     create_event_trigger = AsyncMethod(plane.create_event_trigger)
     list_triggers = AsyncMethod(plane.list_triggers)
     set_trigger_enabled = AsyncMethod(plane.set_trigger_enabled)
+    set_trigger_misfire_policy = AsyncMethod(plane.set_trigger_misfire_policy)
     delete_trigger = AsyncMethod(plane.delete_trigger)
     fire_cron_trigger = AsyncMethod(plane.fire_cron_trigger)
     list_audit_logs = AsyncMethod(plane.list_audit_logs)
@@ -175,3 +176,4 @@ class AsyncJobForgeClient(ClientBase):
     _template_of_job = AsyncMethod(plane.template_of_job)
     _finish_jobs = AsyncMethod(queue.finish_jobs)
     _list_cron_triggers = AsyncMethod(plane.list_cron_triggers)
+    _claim_daily_purge = AsyncMethod(plane.claim_daily_purge)

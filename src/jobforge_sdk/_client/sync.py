@@ -189,6 +189,7 @@ class JobForgeClient(ClientBase):
     create_event_trigger = SyncMethod(plane.create_event_trigger)
     list_triggers = SyncMethod(plane.list_triggers)
     set_trigger_enabled = SyncMethod(plane.set_trigger_enabled)
+    set_trigger_misfire_policy = SyncMethod(plane.set_trigger_misfire_policy)
     delete_trigger = SyncMethod(plane.delete_trigger)
     fire_cron_trigger = SyncMethod(plane.fire_cron_trigger)
     list_audit_logs = SyncMethod(plane.list_audit_logs)
@@ -205,3 +206,4 @@ class JobForgeClient(ClientBase):
     _template_of_job = SyncMethod(plane.template_of_job)
     _finish_jobs = SyncMethod(queue.finish_jobs)
     _list_cron_triggers = SyncMethod(plane.list_cron_triggers)
+    _claim_daily_purge = SyncMethod(plane.claim_daily_purge)

@@ -40,7 +40,6 @@ from jobforge_sdk.encryption import (
 )
 from jobforge_sdk.errors import InvalidInputError, PolicyDeniedError
 from jobforge_sdk.flags import Feature, FeatureFlags
-from jobforge_sdk.models import PurgeParams
 from jobforge_sdk.models.audit import AuditAction, AuditLogEntry, AuditOutcome, ListAuditLogsParams
 from jobforge_sdk.models.events import (
     EventEnvelope,
@@ -64,7 +63,14 @@ from jobforge_sdk.models.policy import (
     RetirePolicyKeyParams,
     VerifyPolicyTokenParams,
 )
-from jobforge_sdk.models.retention import MAX_PURGE_BATCH, PurgeResult, RetentionParams
+from jobforge_sdk.models.retention import (
+    MAX_PURGE_BATCH,
+    BatchedDaysParams,
+    ClaimDailyPurgeParams,
+    DailyPurgeClaim,
+    PurgeResult,
+    RetentionParams,
+)
 from jobforge_sdk.models.templates import (
     ACTION_TEMPLATE_KEYS,
     GetTemplateParams,
@@ -81,7 +87,9 @@ from jobforge_sdk.models.triggers import (
     CronFireResult,
     FireCronTriggerParams,
     ListTriggersParams,
+    MisfirePolicy,
     SetTriggerEnabledParams,
+    SetTriggerMisfirePolicyParams,
     Trigger,
     TriggerRef,
     TriggerType,
@@ -90,6 +98,7 @@ from jobforge_sdk.policy import generate_policy_token
 
 __all__ = [
     "add_policy_key",
+    "claim_daily_purge",
     "create_cron_trigger",
     "create_event_trigger",
     "create_manifest",
@@ -109,6 +118,7 @@ __all__ = [
     "retire_policy_key",
     "set_template_enabled",
     "set_trigger_enabled",
+    "set_trigger_misfire_policy",
     "submit_event",
     "submit_event_ids",
     "submit_events",
@@ -121,10 +131,6 @@ Id = UUID | str
 # How long a client answers a template read from memory. A template's schema changes only
 # with a migration; enabling it is checked by the database at request time anyway.
 TEMPLATE_CACHE_SECONDS = 60.0
-
-
-def _count(data: Any) -> int:
-    return int(data)
 
 
 # -- events ---------------------------------------------------------------------------
@@ -295,10 +301,14 @@ def list_events(
 
 
 @operation(Feature.EVENTS)
-def purge_expired_events(*, retention_days: int = 30) -> RpcCall[int | None]:
-    """Delete events older than ``retention_days``; returns how many (service role)."""
-    params = validate(PurgeParams, locals())
-    return RpcCall("jobforge_purge_expired_events", params.rpc_args(), _count)
+def purge_expired_events(
+    *, retention_days: int = 30, batch_size: int = MAX_PURGE_BATCH
+) -> RpcCall[PurgeResult | None]:
+    """Delete up to ``batch_size`` (at most 10,000) events created more than
+    ``retention_days`` ago, with as many stale trigger-fire and token-use records
+    (service role). Call again while the answer's ``more`` is true."""
+    params = validate(BatchedDaysParams, locals())
+    return RpcCall("jobforge_purge_expired_events", params.rpc_args(), parse_one(PurgeResult))
 
 
 # -- templates and job requests -------------------------------------------------------
@@ -520,8 +530,13 @@ def create_cron_trigger(
     max_fires_per_hour: int = 60,
     project_id: Id | None = None,
     actor_id: str | None = None,
+    misfire_policy: MisfirePolicy | str = MisfirePolicy.SKIP,
+    max_catch_up: int = 10,
 ) -> RpcCall[Trigger | None]:
-    """A trigger that requests ``target_template_key`` on a 5-field cron schedule (UTC)."""
+    """A trigger that requests ``target_template_key`` on a 5-field cron schedule (UTC).
+    ``misfire_policy`` says what the scheduler does with slots that passed while none
+    ran: ``skip`` them, fire the latest ``run_once``, or ``catch_up`` on each (at most
+    ``max_catch_up``, 1-1000, oldest first)."""
     params = validate(CreateCronTriggerParams, locals())
     return RpcCall("jobforge_create_trigger", params.rpc_args(), parse_one(Trigger))
 
@@ -579,6 +594,21 @@ def set_trigger_enabled(
 
 
 @operation(Feature.TRIGGERS)
+def set_trigger_misfire_policy(
+    *,
+    trigger_id: Id,
+    tenant_id: Id,
+    misfire_policy: MisfirePolicy | str,
+    max_catch_up: int | None = None,
+    actor_id: str | None = None,
+) -> RpcCall[Trigger | None]:
+    """Change what the scheduler does with a cron trigger's missed slots (audited);
+    ``max_catch_up`` left out keeps the current value."""
+    params = validate(SetTriggerMisfirePolicyParams, locals())
+    return RpcCall("jobforge_set_trigger_misfire_policy", params.rpc_args(), parse_one(Trigger))
+
+
+@operation(Feature.TRIGGERS)
 def delete_trigger(
     *, trigger_id: Id, tenant_id: Id, actor_id: str | None = None
 ) -> RpcCall[Trigger | None]:
@@ -593,6 +623,16 @@ def fire_cron_trigger(*, trigger_id: Id, scheduled_for: datetime) -> RpcCall[Cro
     often or concurrently this is called (service role; the scheduler's call)."""
     params = validate(FireCronTriggerParams, locals())
     return RpcCall("jobforge_fire_cron_trigger", params.rpc_args(), parse_one(CronFireResult))
+
+
+@operation(internal=True)
+def claim_daily_purge(
+    *, taken_by: str | None = None, settings: Mapping[str, JsonValue] | None = None
+) -> RpcCall[DailyPurgeClaim]:
+    """Take today's (UTC) scheduled purge: ``taken`` for exactly one caller a day across
+    every scheduler of the database (internal: the scheduler's call; service role)."""
+    params = validate(ClaimDailyPurgeParams, locals())
+    return RpcCall("jobforge_claim_daily_purge", params.rpc_args(), parse_one(DailyPurgeClaim))
 
 
 # -- audit ----------------------------------------------------------------------------
@@ -620,7 +660,11 @@ def list_audit_logs(
 
 
 @operation(Feature.AUDIT_LOGGING)
-def purge_audit_logs(*, retention_days: int = 365) -> RpcCall[int | None]:
-    """The only way audit rows are ever removed: those older than ``retention_days``."""
-    params = validate(PurgeParams, locals())
-    return RpcCall("jobforge_purge_audit_logs", params.rpc_args(), _count)
+def purge_audit_logs(
+    *, retention_days: int = 365, batch_size: int = MAX_PURGE_BATCH
+) -> RpcCall[PurgeResult | None]:
+    """The only way audit rows are ever removed: up to ``batch_size`` (at most 10,000) of
+    those older than ``retention_days`` per call, each call audited (service role). Call
+    again while the answer's ``more`` is true."""
+    params = validate(BatchedDaysParams, locals())
+    return RpcCall("jobforge_purge_audit_logs", params.rpc_args(), parse_one(PurgeResult))

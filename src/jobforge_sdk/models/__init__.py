@@ -77,6 +77,7 @@ from .triggers import (
     CreateEventTriggerParams,
     CronFireResult,
     ListTriggersParams,
+    MisfirePolicy,
     Trigger,
     TriggerType,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "ListTriggersParams",
     "ManifestRow",
     "ManifestStatus",
+    "MisfirePolicy",
     "PolicyCheckResult",
     "PolicyKeyRow",
     "PolicyToken",

@@ -1,22 +1,30 @@
-"""Retention purges that work in batches: ``purge_finished_jobs`` and
-``purge_manifests`` (``supabase/schema/20_jobs.sql``, ``50_manifests.sql``).
+"""Retention purges, all in batches: ``purge_finished_jobs``, ``purge_manifests``,
+``purge_expired_events`` and ``purge_audit_logs`` (``supabase/schema/20_jobs.sql``,
+``50_manifests.sql``, ``30_events.sql``, ``10_audit.sql``).
 
-They take a duration rather than a number of days (the older ``purge_expired_events``
-and ``purge_audit_logs`` keep ``retention_days``), and delete at most ``batch_size``
-rows per call so no call holds its row locks for long; the answer says whether more
-remain, and the caller loops.
+Each deletes at most ``batch_size`` rows per call so no call holds its row locks for
+long; the answer says whether more remain, and the caller loops. Jobs and manifests take
+a duration; events and audit rows keep their whole ``retention_days``.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, Strict, field_validator
 
-from ._base import Params, Row
+from ._base import JsonObject, NonEmptyStr, Params, PurgeParams, Row
 
-__all__ = ["MAX_PURGE_BATCH", "MAX_RETENTION", "PurgeResult", "RetentionParams"]
+__all__ = [
+    "MAX_PURGE_BATCH",
+    "MAX_RETENTION",
+    "BatchedDaysParams",
+    "ClaimDailyPurgeParams",
+    "DailyPurgeClaim",
+    "PurgeResult",
+    "RetentionParams",
+]
 
 MAX_PURGE_BATCH = 10_000
 # The database's bound (jobforge_private.retention_cutoff): 100 years of days, as the
@@ -24,11 +32,14 @@ MAX_PURGE_BATCH = 10_000
 MAX_RETENTION = timedelta(days=36_500)
 
 
+BatchSize = Annotated[int, Strict(), Field(ge=1, le=MAX_PURGE_BATCH)]
+
+
 class RetentionParams(Params):
     # Strict: a number is not a duration (``30`` would be 30 what?), and ``True`` is not
     # a batch of one.
     older_than: Annotated[timedelta, Strict()]
-    batch_size: Annotated[int, Strict(), Field(ge=1, le=MAX_PURGE_BATCH)] = MAX_PURGE_BATCH
+    batch_size: BatchSize = MAX_PURGE_BATCH
 
     @field_validator("older_than")
     @classmethod
@@ -53,3 +64,24 @@ class PurgeResult(Row):
 
     deleted: int
     more: bool
+
+
+class BatchedDaysParams(PurgeParams):
+    """``purge_expired_events`` and ``purge_audit_logs``: whole days, in batches."""
+
+    batch_size: BatchSize = MAX_PURGE_BATCH
+
+
+class ClaimDailyPurgeParams(Params):
+    taken_by: NonEmptyStr | None = None
+    settings: JsonObject | None = None
+
+
+class DailyPurgeClaim(Row):
+    """The answer of the scheduler's daily guard: ``taken`` for the one caller of the
+    day (UTC) that runs the purge; the others learn who took it and when."""
+
+    taken: bool
+    day: date
+    taken_by: str | None = None
+    started_at: datetime | None = None

@@ -19,7 +19,9 @@ __all__ = [
     "CronFireResult",
     "FireCronTriggerParams",
     "ListTriggersParams",
+    "MisfirePolicy",
     "SetTriggerEnabledParams",
+    "SetTriggerMisfirePolicyParams",
     "Trigger",
     "TriggerRef",
     "TriggerType",
@@ -31,6 +33,21 @@ EVENT_FILTER_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*(\.\*|(\.[a-z][a-z0
 class TriggerType(StrEnum):
     CRON = "cron"
     EVENT = "event"
+
+
+class MisfirePolicy(StrEnum):
+    """What the scheduler does with the slots of a cron trigger that passed while no
+    scheduler fired them (docs/operations.md, "Missed cron slots")."""
+
+    SKIP = "skip"  # fire none of them: the next slot is the next fire
+    RUN_ONCE = "run_once"  # fire the latest of them, once
+    CATCH_UP = "catch_up"  # fire each of them, oldest first, at most max_catch_up
+
+
+# How many missed slots ``catch_up`` fires at most: the database's bounds and default.
+MAX_CATCH_UP = 1000
+DEFAULT_MAX_CATCH_UP = 10
+CatchUp = Annotated[int, Strict(), Field(ge=1, le=MAX_CATCH_UP)]
 
 
 class Trigger(Row):
@@ -51,10 +68,15 @@ class Trigger(Row):
     last_fired_at: datetime | None = None
     last_job_id: UUID | None = None
     fire_count: int
+    # Cron triggers only (None for event triggers).
+    misfire_policy: MisfirePolicy | None = None
+    max_catch_up: int | None = None
+    # The newest cron slot claimed (fired, dry-run or skipped): missed slots count from it.
+    last_scheduled_for: datetime | None = None
+    # When the trigger was last switched on: the slots of a time it was off are not missed.
+    enabled_at: datetime | None = None
     created_at: datetime
     updated_at: datetime
-    # Only in the scheduler's listing: the newest cron slot already fired.
-    last_scheduled_for: datetime | None = None
 
 
 class _CreateTrigger(Params):
@@ -72,6 +94,8 @@ class _CreateTrigger(Params):
 
 class CreateCronTriggerParams(_CreateTrigger):
     cron_expression: NonEmptyStr
+    misfire_policy: MisfirePolicy = MisfirePolicy.SKIP
+    max_catch_up: CatchUp = DEFAULT_MAX_CATCH_UP
 
     @field_validator("cron_expression")
     @classmethod
@@ -114,6 +138,12 @@ class TriggerRef(Params):
 
 class SetTriggerEnabledParams(TriggerRef):
     enabled: Bool
+
+
+class SetTriggerMisfirePolicyParams(TriggerRef):
+    misfire_policy: MisfirePolicy
+    # None keeps the trigger's current value.
+    max_catch_up: CatchUp | None = None
 
 
 class FireCronTriggerParams(Params):

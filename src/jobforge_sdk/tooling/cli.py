@@ -27,11 +27,19 @@ from jobforge_sdk._client.sync import JobForgeClient
 from jobforge_sdk.errors import ConfigurationError, JobForgeError, NotFoundError
 from jobforge_sdk.flags import Feature, FeatureFlags, unknown_setting_message, unknown_settings
 from jobforge_sdk.models.jobs import JobRow
+from jobforge_sdk.models.retention import MAX_PURGE_BATCH
 from jobforge_sdk.policy import generate_policy_token, validate_policy_token
 from jobforge_sdk.runtime.registry import Handler
+from jobforge_sdk.runtime.scheduler import Scheduler
 from jobforge_sdk.runtime.worker import Worker
 from jobforge_sdk.tooling.migrate import Migrator, export_migrations
-from jobforge_sdk.tooling.purge import add_purge_arguments, purge_usage_problem, run_purge
+from jobforge_sdk.tooling.purge import (
+    add_purge_arguments,
+    batch_size,
+    duration,
+    purge_usage_problem,
+    run_purge,
+)
 from jobforge_sdk.tooling.smoke import Check, SmokeTest
 
 __all__ = ["main"]
@@ -368,15 +376,30 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     # while the server is down); the worker says once that the database is gone, and when
     # it is back.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+    purges = {
+        name: getattr(args, f"purge_{name}") for name in ("jobs", "manifests", "events", "audit")
+    }
+    if any(age is not None for age in purges.values()) and not args.scheduler:
+        raise UsageError("--purge-*: the daily purge is the scheduler's: add --scheduler")
     client = _client(args, pool_size=max(4, args.concurrency + 2), wait=args.wait_for_database)
     with client:
         try:
+            scheduler: bool | Scheduler = args.scheduler
+            if args.scheduler:
+                scheduler = Scheduler(
+                    client,
+                    purge_jobs=purges["jobs"],
+                    purge_manifests=purges["manifests"],
+                    purge_events=purges["events"],
+                    purge_audit=purges["audit"],
+                    purge_batch_size=args.purge_batch_size,
+                )
             worker = Worker(
                 client,
                 handlers,
                 types=types,
                 concurrency=args.concurrency,
-                scheduler=args.scheduler,
+                scheduler=scheduler,
                 poll_interval=args.poll_interval,
                 shutdown_grace=args.shutdown_grace,
                 heartbeat_interval=args.heartbeat_interval,
@@ -906,6 +929,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--concurrency", type=int, default=4)
     worker.add_argument("--scheduler", action="store_true", help="also fire cron triggers")
+    # The scheduler's daily purge: at most once a day (UTC) across every scheduler of the
+    # database, in batches, one log line per batch (docs/operations.md, "Retention").
+    worker.add_argument(
+        "--purge-jobs", type=duration, metavar="AGE", help="daily: finished jobs older than AGE"
+    )
+    worker.add_argument(
+        "--purge-manifests",
+        type=duration,
+        metavar="AGE",
+        help="daily: manifests of runs finished before AGE",
+    )
+    worker.add_argument(
+        "--purge-events", type=duration, metavar="AGE", help="daily: events older than AGE (days)"
+    )
+    worker.add_argument(
+        "--purge-audit",
+        type=duration,
+        metavar="AGE",
+        help="daily: audit rows older than AGE (days)",
+    )
+    worker.add_argument(
+        "--purge-batch-size",
+        type=batch_size,
+        default=MAX_PURGE_BATCH,
+        metavar="N",
+        help=f"rows per purge call (1-{MAX_PURGE_BATCH}, default {MAX_PURGE_BATCH})",
+    )
     worker.add_argument("--poll-interval", type=float, default=1.0)
     worker.add_argument("--shutdown-grace", type=float, default=30.0)
     worker.add_argument("--heartbeat-interval", type=float, default=10.0)

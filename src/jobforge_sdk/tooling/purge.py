@@ -1,12 +1,13 @@
 """``jobforge purge``: retention for every table, from the command line or a daily cron.
 
 ``--jobs``, ``--manifests``, ``--events`` and ``--audit`` each take a duration (``30d``,
-``12h``, ``2w``). Jobs and manifests are purged in batches (at most ``--batch-size`` rows
-per call, each call its own short transaction) until the database says none remain, with
-one progress line per batch; events and audit rows by whole days, in one call each (their
-RPCs take days). Manifests go first, so a shorter manifest retention is applied before
-the jobs it rides with; the audit log goes last, so the rows the other purges just wrote
-are never what it removes (they are newer than any cutoff anyway).
+``12h``, ``2w``; events and audit rows by whole days, as their RPCs take days). Every
+table is purged in batches (at most ``--batch-size`` rows per call, each call its own
+short transaction) until the database says none remain, with one progress line per
+batch. Manifests go first, so a shorter manifest retention is applied before the jobs it
+rides with; the audit log goes last, so the rows the other purges just wrote are never
+what it removes (they are newer than any cutoff anyway). The scheduler's daily purge
+(``runtime/scheduler.py``) runs the same steps.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from typing import Any, TextIO
 from jobforge_sdk._client.sync import JobForgeClient
 from jobforge_sdk.models.retention import MAX_PURGE_BATCH, MAX_RETENTION, PurgeResult
 
-__all__ = ["add_purge_arguments", "duration", "purge_usage_problem", "run_purge"]
+__all__ = [
+    "add_purge_arguments",
+    "batch_size",
+    "duration",
+    "purge_steps",
+    "purge_usage_problem",
+    "run_purge",
+]
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _DURATION = re.compile(r"(\d{1,9})([smhdw])")
@@ -42,7 +50,7 @@ def duration(value: str) -> timedelta:
     return amount
 
 
-def _batch_size(value: str) -> int:
+def batch_size(value: str) -> int:
     try:
         size = int(value)
     except ValueError:
@@ -65,10 +73,10 @@ def add_purge_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_batch_size,
+        type=batch_size,
         default=MAX_PURGE_BATCH,
         metavar="N",
-        help=f"jobs or manifests per call (1-{MAX_PURGE_BATCH}, default {MAX_PURGE_BATCH})",
+        help=f"rows per call (1-{MAX_PURGE_BATCH}, default {MAX_PURGE_BATCH})",
     )
     parser.add_argument(
         "--json", action="store_true", help="progress on stderr, the totals as JSON on stdout"
@@ -102,26 +110,59 @@ def _batches(name: str, call: Callable[[], PurgeResult | None], out: TextIO) -> 
             return total
 
 
+def purge_steps(
+    client: JobForgeClient,
+    *,
+    jobs: timedelta | None = None,
+    manifests: timedelta | None = None,
+    events: timedelta | None = None,
+    audit: timedelta | None = None,
+    batch_size: int = MAX_PURGE_BATCH,
+) -> list[tuple[str, Callable[[], PurgeResult | None]]]:
+    """The purges asked for, in the order they run: (table, one batch's call). Events and
+    audit rows are by whole days (the caller has checked)."""
+    steps: list[tuple[str, Callable[[], PurgeResult | None]]] = []
+    if manifests is not None:
+        age_m = manifests
+        steps.append(
+            (
+                "manifests",
+                lambda: client.purge_manifests(older_than=age_m, batch_size=batch_size),
+            )
+        )
+    if jobs is not None:
+        age_j = jobs
+        steps.append(
+            ("jobs", lambda: client.purge_finished_jobs(older_than=age_j, batch_size=batch_size))
+        )
+    if events is not None:
+        days_e = events.days
+        steps.append(
+            (
+                "events",
+                lambda: client.purge_expired_events(retention_days=days_e, batch_size=batch_size),
+            )
+        )
+    if audit is not None:
+        days_a = audit.days
+        steps.append(
+            (
+                "audit",
+                lambda: client.purge_audit_logs(retention_days=days_a, batch_size=batch_size),
+            )
+        )
+    return steps
+
+
 def run_purge(client: JobForgeClient, args: argparse.Namespace, out: TextIO) -> dict[str, Any]:
     """Run the purges asked for (``purge_usage_problem`` passed), in order; returns the
     totals by table."""
-    totals: dict[str, Any] = {}
-    if args.manifests is not None:
-        totals["manifests"] = _batches(
-            "manifests",
-            lambda: client.purge_manifests(older_than=args.manifests, batch_size=args.batch_size),
-            out,
-        )
-    if args.jobs is not None:
-        totals["jobs"] = _batches(
-            "jobs",
-            lambda: client.purge_finished_jobs(older_than=args.jobs, batch_size=args.batch_size),
-            out,
-        )
-    if args.events is not None:
-        totals["events"] = client.purge_expired_events(retention_days=args.events.days)
-        print(f"events: deleted {totals['events']}, done", file=out, flush=True)
-    if args.audit is not None:
-        totals["audit"] = client.purge_audit_logs(retention_days=args.audit.days)
-        print(f"audit: deleted {totals['audit']}, done", file=out, flush=True)
-    return totals
+    steps = purge_steps(
+        client,
+        jobs=args.jobs,
+        manifests=args.manifests,
+        events=args.events,
+        audit=args.audit,
+        batch_size=args.batch_size,
+    )
+    return {name: _batches(name, call, out) for name, call in steps}

@@ -101,6 +101,7 @@ SERVICE_ROLE_ONLY_RPCS = frozenset(
         # 60_triggers
         "jobforge_fire_cron_trigger",
         "jobforge_list_cron_triggers",
+        "jobforge_claim_daily_purge",
     }
 )
 # Tenant RPCs (authenticated may call them) that take no p_tenant_id: they read the
@@ -135,6 +136,7 @@ VALUE_BY_NAME: dict[str, Callable[[], Any]] = {
     "p_event_type_filter": lambda: "matrix.*",
     "p_retention_days": lambda: 365,
     "p_max_running": lambda: 5,
+    "p_misfire_policy": lambda: "run_once",
 }
 VALUE_BY_TYPE: dict[str, Callable[[], Any]] = {
     "uuid": uuid.uuid4,

@@ -216,7 +216,7 @@ def test_purges(act_as: ActAs, admin_conn: Any) -> None:
         " (%s, 'job_cancel', 'success', now() - interval '10 days')",
         (tenant, tenant),
     )
-    assert sr.call("jobforge_purge_audit_logs", p_retention_days=365) >= 1
+    assert sr.call("jobforge_purge_audit_logs", p_retention_days=365)["deleted"] >= 1
     rows = admin_conn.execute(
         "select created_at > now() - interval '11 days'"
         " from jobforge_audit_logs where tenant_id = %s",
@@ -227,7 +227,7 @@ def test_purges(act_as: ActAs, admin_conn: Any) -> None:
         sr.call("jobforge_purge_audit_logs", p_retention_days=0)
     # The purge's permission ends with it: a later DELETE in the same transaction fails.
     with admin_conn.transaction():
-        admin_conn.execute("select jobforge_purge_audit_logs(100000)")
+        admin_conn.execute("select jobforge_purge_audit_logs(36500)")
         with sql_error("PT409", "append-only"):
             admin_conn.execute("delete from jobforge_audit_logs where tenant_id = %s", (tenant,))
 
@@ -237,7 +237,7 @@ def test_purges(act_as: ActAs, admin_conn: Any) -> None:
         "update jobforge_events set created_at = now() - interval '40 days' where id = %s",
         (old["id"],),
     )
-    assert sr.call("jobforge_purge_expired_events", p_retention_days=30) >= 1
+    assert sr.call("jobforge_purge_expired_events", p_retention_days=30)["deleted"] >= 1
     remaining = admin_conn.execute(
         "select id from jobforge_events where tenant_id = %s", (tenant,)
     ).fetchall()

@@ -247,17 +247,17 @@ def test_the_audit_and_event_purges_write_an_audit_row_naming_what_they_removed(
         " (%s, 'job_cancel', 'success', now() - interval '10 days')",
         (tenant, tenant, tenant),
     )
-    assert sr.call("jobforge_purge_audit_logs", p_retention_days=365) == 2
+    assert sr.call("jobforge_purge_audit_logs", p_retention_days=365)["deleted"] == 2
     [audit] = purge_audits(db, "jobforge_audit_logs")
     assert audit["details"]["count"] == 2
     cutoff = datetime.fromisoformat(audit["details"]["cutoff"])
     assert abs(cutoff - (datetime.now(UTC) - timedelta(days=365))) < timedelta(minutes=1)
     # The purge's own row survives the next purge (it is newer than any cutoff), which
     # takes the 10-day-old row.
-    assert sr.call("jobforge_purge_audit_logs", p_retention_days=1) == 1
+    assert sr.call("jobforge_purge_audit_logs", p_retention_days=1)["deleted"] == 1
     assert [a["details"]["count"] for a in purge_audits(db, "jobforge_audit_logs")] == [2, 1]
 
-    assert sr.call("jobforge_purge_expired_events", p_retention_days=30) == 0
+    assert sr.call("jobforge_purge_expired_events", p_retention_days=30)["deleted"] == 0
     [events_audit] = purge_audits(db, "jobforge_events")
     assert events_audit["details"]["count"] == 0
     # A refused purge writes nothing.
