@@ -6294,11 +6294,36 @@ $$;
 comment on function public.jobforge_delete_connector_config is
   'Delete the config of one connector of a tenant (secrets with it); answers the deleted row without secrets. Audited (connector_config_delete). authenticated (own tenants) and service_role.';
 
+-- The first connector of p_required (in its order) that the tenant has no enabled config
+-- for, or null when every one has one.
+create function jobforge_private.missing_connector(p_tenant_id uuid, p_required text[])
+returns text
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if coalesce(pg_catalog.cardinality(p_required), 0) = 0 then
+    return null;
+  end if;
+  return (
+    select r.name
+    from pg_catalog.unnest(p_required) with ordinality as r (name, n)
+    left join public.jobforge_connector_configs c
+      on c.tenant_id = p_tenant_id and c.connector_type = r.name
+    where c.enabled is not true
+    order by r.n
+    limit 1
+  );
+end
+$$;
+
 -- request_job's check (40_templates.sql): every connector the template requires has an
 -- enabled config for the tenant, else PT409 naming the first one missing, in the
 -- template's order. A dry run is refused the same way: it answers what a real request
 -- would do, and that would be refused. Checked when the job is requested: disabling or
--- deleting a config later leaves the jobs already queued alone.
+-- deleting a config later leaves the jobs already queued alone. (A trigger's fire skips
+-- instead, with the connector as its reason: 60_triggers.sql.)
 create function jobforge_private.assert_connectors(
   p_tenant_id uuid,
   p_template_key text,
@@ -6310,26 +6335,21 @@ stable
 set search_path = ''
 as $$
 declare
-  v_name text;
-  v_enabled boolean;
+  v_name text := jobforge_private.missing_connector(p_tenant_id, p_required);
 begin
-  if coalesce(pg_catalog.cardinality(p_required), 0) = 0 then
-    return;
-  end if;
-  select r.name, c.enabled into v_name, v_enabled
-  from pg_catalog.unnest(p_required) with ordinality as r (name, n)
-  left join public.jobforge_connector_configs c
-    on c.tenant_id = p_tenant_id and c.connector_type = r.name
-  where c.enabled is not true
-  order by r.n
-  limit 1;
   if v_name is not null then
     raise exception using
       errcode = 'PT409',
       message = pg_catalog.format(
         'template %s requires connector %s, which %s', p_template_key, v_name,
-        case when v_enabled is null then 'has no config for this tenant'
-          else 'is disabled for this tenant' end
+        case
+          when exists (
+            select 1
+            from public.jobforge_connector_configs c
+            where c.tenant_id = p_tenant_id and c.connector_type = v_name
+          ) then 'is disabled for this tenant'
+          else 'has no config for this tenant'
+        end
       );
   end if;
 end
@@ -6911,6 +6931,14 @@ begin
 
   if not coalesce(v_template.enabled, false) then
     v_reason := 'template disabled';
+  elsif jobforge_private.missing_connector(p_trigger.tenant_id, v_template.required_connectors)
+    is not null then
+    -- A fire is skipped (and audited as such), not raised: a scheduler would otherwise
+    -- fail the same slot on every tick.
+    v_reason := pg_catalog.format(
+      'connector %s not configured',
+      jobforge_private.missing_connector(p_trigger.tenant_id, v_template.required_connectors)
+    );
   elsif p_trigger.last_fired_at is not null
     and now() - p_trigger.last_fired_at < pg_catalog.make_interval(secs => p_trigger.cooldown_seconds) then
     v_reason := 'cooldown';
@@ -6993,7 +7021,9 @@ begin
     v_payload,
     p_idempotency_key,
     null,
-    v_template.default_max_attempts
+    v_template.default_max_attempts,
+    v_template.default_priority,
+    v_template.default_timeout_ms
   ));
   v_job_id := (v_job ->> 'id')::uuid;
 
@@ -7185,7 +7215,11 @@ begin
     );
   end if;
   -- The jobs this trigger makes must be valid requests of the template.
-  v_error := jobforge_private.inputs_error(v_template.input_schema, p_target_inputs);
+  -- An input the template stores encrypted must be a ciphertext here too: the trigger
+  -- keeps its inputs for every job it will request.
+  v_error := jobforge_private.inputs_error(
+    v_template.input_schema, p_target_inputs, v_template.encrypt_fields
+  );
   if v_error is not null then
     perform jobforge_private.invalid('target_inputs.' || v_error[1], v_error[2]);
   end if;

@@ -220,11 +220,36 @@ $$;
 comment on function public.jobforge_delete_connector_config is
   'Delete the config of one connector of a tenant (secrets with it); answers the deleted row without secrets. Audited (connector_config_delete). authenticated (own tenants) and service_role.';
 
+-- The first connector of p_required (in its order) that the tenant has no enabled config
+-- for, or null when every one has one.
+create function jobforge_private.missing_connector(p_tenant_id uuid, p_required text[])
+returns text
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  if coalesce(pg_catalog.cardinality(p_required), 0) = 0 then
+    return null;
+  end if;
+  return (
+    select r.name
+    from pg_catalog.unnest(p_required) with ordinality as r (name, n)
+    left join public.jobforge_connector_configs c
+      on c.tenant_id = p_tenant_id and c.connector_type = r.name
+    where c.enabled is not true
+    order by r.n
+    limit 1
+  );
+end
+$$;
+
 -- request_job's check (40_templates.sql): every connector the template requires has an
 -- enabled config for the tenant, else PT409 naming the first one missing, in the
 -- template's order. A dry run is refused the same way: it answers what a real request
 -- would do, and that would be refused. Checked when the job is requested: disabling or
--- deleting a config later leaves the jobs already queued alone.
+-- deleting a config later leaves the jobs already queued alone. (A trigger's fire skips
+-- instead, with the connector as its reason: 60_triggers.sql.)
 create function jobforge_private.assert_connectors(
   p_tenant_id uuid,
   p_template_key text,
@@ -236,26 +261,21 @@ stable
 set search_path = ''
 as $$
 declare
-  v_name text;
-  v_enabled boolean;
+  v_name text := jobforge_private.missing_connector(p_tenant_id, p_required);
 begin
-  if coalesce(pg_catalog.cardinality(p_required), 0) = 0 then
-    return;
-  end if;
-  select r.name, c.enabled into v_name, v_enabled
-  from pg_catalog.unnest(p_required) with ordinality as r (name, n)
-  left join public.jobforge_connector_configs c
-    on c.tenant_id = p_tenant_id and c.connector_type = r.name
-  where c.enabled is not true
-  order by r.n
-  limit 1;
   if v_name is not null then
     raise exception using
       errcode = 'PT409',
       message = pg_catalog.format(
         'template %s requires connector %s, which %s', p_template_key, v_name,
-        case when v_enabled is null then 'has no config for this tenant'
-          else 'is disabled for this tenant' end
+        case
+          when exists (
+            select 1
+            from public.jobforge_connector_configs c
+            where c.tenant_id = p_tenant_id and c.connector_type = v_name
+          ) then 'is disabled for this tenant'
+          else 'has no config for this tenant'
+        end
       );
   end if;
 end

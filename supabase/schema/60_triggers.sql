@@ -226,6 +226,14 @@ begin
 
   if not coalesce(v_template.enabled, false) then
     v_reason := 'template disabled';
+  elsif jobforge_private.missing_connector(p_trigger.tenant_id, v_template.required_connectors)
+    is not null then
+    -- A fire is skipped (and audited as such), not raised: a scheduler would otherwise
+    -- fail the same slot on every tick.
+    v_reason := pg_catalog.format(
+      'connector %s not configured',
+      jobforge_private.missing_connector(p_trigger.tenant_id, v_template.required_connectors)
+    );
   elsif p_trigger.last_fired_at is not null
     and now() - p_trigger.last_fired_at < pg_catalog.make_interval(secs => p_trigger.cooldown_seconds) then
     v_reason := 'cooldown';
@@ -308,7 +316,9 @@ begin
     v_payload,
     p_idempotency_key,
     null,
-    v_template.default_max_attempts
+    v_template.default_max_attempts,
+    v_template.default_priority,
+    v_template.default_timeout_ms
   ));
   v_job_id := (v_job ->> 'id')::uuid;
 
@@ -500,7 +510,11 @@ begin
     );
   end if;
   -- The jobs this trigger makes must be valid requests of the template.
-  v_error := jobforge_private.inputs_error(v_template.input_schema, p_target_inputs);
+  -- An input the template stores encrypted must be a ciphertext here too: the trigger
+  -- keeps its inputs for every job it will request.
+  v_error := jobforge_private.inputs_error(
+    v_template.input_schema, p_target_inputs, v_template.encrypt_fields
+  );
   if v_error is not null then
     perform jobforge_private.invalid('target_inputs.' || v_error[1], v_error[2]);
   end if;

@@ -11,10 +11,12 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from jobforge_sdk import (
     ConfigurationError,
@@ -417,3 +419,44 @@ def test_setting_encrypt_fields_is_checked_audited_and_service_role_only(
     assert details[0][0]["encrypt_fields"] == ["target", "environment"]
     assert details[0][0]["previous_encrypt_fields"] == []
     assert "encrypt_fields" not in details[1][0]
+
+
+def test_a_triggers_encrypted_inputs_reach_its_jobs_encrypted_and_decrypt(
+    fresh_db_url: str,
+) -> None:
+    """A trigger keeps its target inputs for every job it requests: the SDK encrypts the
+    template's fields when the trigger is made, the database refuses plaintext there,
+    and the jobs it fires decrypt for a worker with the key."""
+    _enable_scan(fresh_db_url, ["target"])
+    tenant = uuid.uuid4()
+    flags = _flags(OLD).model_copy(update={"triggers": True})
+    with JobForgeClient.from_postgres(fresh_db_url, flags=flags) as client:
+        trigger = client.create_cron_trigger(
+            tenant_id=tenant,
+            name="nightly-scan",
+            cron_expression="0 3 * * *",
+            target_template_key=SCAN,
+            target_inputs={"target": "vault-7"},
+            enabled=True,
+        )
+        assert trigger is not None
+        assert is_ciphertext(trigger.target_inputs["target"])
+        fired = client.fire_cron_trigger(
+            trigger_id=trigger.id, scheduled_for=datetime(2026, 1, 1, 3, tzinfo=UTC)
+        )
+        assert fired is not None
+        assert fired.fired
+        seen: list[dict[str, Any]] = []
+        _run_worker(client, seen)
+        assert seen == [{"target": "vault-7"}]
+    assert "vault-7" not in _all_text(fresh_db_url)
+
+    with psycopg.connect(fresh_db_url, autocommit=True) as conn:
+        conn.execute("select set_config('role', 'service_role', false)")
+        with sql_error("PT400", "target_inputs.target: must be encrypted"):
+            conn.execute(
+                "select public.jobforge_create_trigger(p_tenant_id => %s, p_name => 'plain',"
+                " p_trigger_type => 'cron', p_cron_expression => '0 4 * * *',"
+                " p_target_template_key => %s, p_target_inputs => %s)",
+                (tenant, SCAN, Jsonb({"target": "vault-7"})),
+            )

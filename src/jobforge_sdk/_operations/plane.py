@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from pydantic import JsonValue
@@ -532,13 +532,13 @@ def create_cron_trigger(
     actor_id: str | None = None,
     misfire_policy: MisfirePolicy | str = MisfirePolicy.SKIP,
     max_catch_up: int = 10,
-) -> RpcCall[Trigger | None]:
+) -> Steps[Trigger | None]:
     """A trigger that requests ``target_template_key`` on a 5-field cron schedule (UTC).
     ``misfire_policy`` says what the scheduler does with slots that passed while none
     ran: ``skip`` them, fire the latest ``run_once``, or ``catch_up`` on each (at most
     ``max_catch_up``, 1-1000, oldest first)."""
     params = validate(CreateCronTriggerParams, locals())
-    return RpcCall("jobforge_create_trigger", params.rpc_args(), parse_one(Trigger))
+    return _create_trigger(params)
 
 
 @operation(Feature.TRIGGERS)
@@ -556,11 +556,38 @@ def create_event_trigger(
     max_fires_per_hour: int = 60,
     project_id: Id | None = None,
     actor_id: str | None = None,
-) -> RpcCall[Trigger | None]:
+) -> Steps[Trigger | None]:
     """A trigger that requests ``target_template_key`` for each matching event
     (``event_type_filter``: an exact type, or a prefix ending in ``.*``)."""
     params = validate(CreateEventTriggerParams, locals())
-    return RpcCall("jobforge_create_trigger", params.rpc_args(), parse_one(Trigger))
+    return _create_trigger(params)
+
+
+TriggerParams = TypeVar("TriggerParams", CreateCronTriggerParams, CreateEventTriggerParams)
+
+
+def _create_trigger(params: TriggerParams) -> Steps[Trigger | None]:
+    """Create the trigger, with the inputs its template stores encrypted encrypted first:
+    the trigger keeps them for every job it requests, and the database refuses plaintext
+    there (the ciphertext is bound to the tenant, the template and the field, as a
+    request_job's is, so the jobs it makes decrypt alike)."""
+    template = yield from steps_of(template_of_job(template_key=params.target_template_key))
+    if template.encrypt_fields:
+        flags: FeatureFlags = yield FLAGS
+        inputs = encrypt_fields(
+            params.target_inputs or {},
+            template.encrypt_fields,
+            keys=keys_of(flags),
+            tenant_id=params.tenant_id,
+            scope=job_scope(params.target_template_key),
+            where="target_inputs",
+            required=False,
+        )
+        params = params.model_copy(update={"target_inputs": inputs})
+    trigger: Trigger = yield RpcCall(
+        "jobforge_create_trigger", params.rpc_args(), parse_one(Trigger)
+    )
+    return trigger
 
 
 @operation(Feature.TRIGGERS, empty=list, internal=True)

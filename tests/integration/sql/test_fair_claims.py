@@ -415,10 +415,11 @@ def test_only_the_service_role_manages_limits(act_as: ActAs) -> None:
         "authenticated",
         {"role": "authenticated", "app_metadata": {"tenant_id": str(tenant)}},
     )
-    for fn, args in [
+    calls: list[tuple[str, dict[str, Any]]] = [
         ("jobforge_set_limit", {"p_tenant_id": tenant, "p_max_running": 1}),
         ("jobforge_list_limits", {"p_tenant_id": tenant}),
         ("jobforge_delete_limit", {"p_tenant_id": tenant}),
-    ]:
+    ]
+    for fn, args in calls:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             user.call(fn, **args)
