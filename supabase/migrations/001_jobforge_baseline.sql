@@ -492,13 +492,14 @@ begin
   return array[
     'batch_size', 'cutoff', 'more',
     'config_keys', 'connector_type', 'secret_keys', 'secrets_replaced',
-    'contains_pii', 'cost_tier', 'count', 'cron_expression', 'deduplicated', 'dry_run', 'enabled',
+    'contains_pii', 'cost_tier', 'count', 'cron_expression', 'deduplicated', 'default_priority',
+    'dry_run', 'enabled',
     'event_id', 'event_ids', 'event_source_filter', 'event_type', 'event_type_filter',
     'event_types', 'fire_count', 'idempotency_key', 'input_keys', 'inputs_sha256', 'inserted',
     'job_id', 'job_ids', 'job_type', 'jti', 'kid', 'manifest_id', 'max_attempts', 'max_catch_up',
     'max_running', 'max_starts', 'misfire_policy', 'name', 'outputs', 'per_seconds',
     'payload_bytes', 'payload_keys', 'payload_sha256', 'policy', 'previous_enabled',
-    'previous_max_catch_up', 'previous_misfire_policy', 'previous_status', 'redacted_fields',
+    'previous_default_priority', 'previous_max_catch_up', 'previous_misfire_policy', 'previous_status', 'redacted_fields',
     'retired_at', 'scheduled_for', 'scopes', 'source_app',
     'source_module', 'status', 'sub', 'subject_type', 'target_template_key', 'template_key',
     'trigger_name', 'trigger_type', 'type', 'would_enqueue',
@@ -5308,7 +5309,8 @@ create function public.jobforge_set_template_enabled(
   p_template_key text,
   p_enabled boolean,
   p_actor_id text default null,
-  p_encrypt_fields text[] default null
+  p_encrypt_fields text[] default null,
+  p_default_priority integer default null
 )
 returns jsonb
 language plpgsql
@@ -5319,6 +5321,7 @@ declare
   v_template public.jobforge_job_templates;
   v_previous boolean;
   v_previous_fields text[];
+  v_previous_priority smallint;
   v_name text;
 begin
   perform jobforge_private.assert_service_role();
@@ -5332,6 +5335,11 @@ begin
     perform jobforge_private.invalid('actor_id', jobforge_private.label_error(p_actor_id));
   end if;
 
+  if jobforge_private.priority_error(p_default_priority) is not null then
+    perform jobforge_private.invalid(
+      'default_priority', jobforge_private.priority_error(p_default_priority)
+    );
+  end if;
   if pg_catalog.cardinality(p_encrypt_fields) > 32 then
     perform jobforge_private.invalid('encrypt_fields', 'at most 32 fields');
   end if;
@@ -5343,7 +5351,8 @@ begin
     perform jobforge_private.invalid('encrypt_fields', 'a field is named twice');
   end if;
 
-  select t.enabled, t.encrypt_fields into v_previous, v_previous_fields
+  select t.enabled, t.encrypt_fields, t.default_priority
+  into v_previous, v_previous_fields, v_previous_priority
   from public.jobforge_job_templates t
   where t.template_key = p_template_key
   for update;
@@ -5373,6 +5382,7 @@ begin
   update public.jobforge_job_templates t
   set enabled = p_enabled,
     encrypt_fields = coalesce(p_encrypt_fields, t.encrypt_fields),
+    default_priority = coalesce(p_default_priority, t.default_priority),
     updated_at = now()
   where t.template_key = p_template_key
   returning t.* into v_template;
@@ -5385,13 +5395,18 @@ begin
           'encrypt_fields', pg_catalog.to_jsonb(p_encrypt_fields),
           'previous_encrypt_fields', pg_catalog.to_jsonb(v_previous_fields)
         ) end
+      || case when p_default_priority is null then '{}'::jsonb
+        else pg_catalog.jsonb_build_object(
+          'default_priority', p_default_priority,
+          'previous_default_priority', v_previous_priority
+        ) end
   );
   return pg_catalog.to_jsonb(v_template);
 end
 $$;
 
 comment on function public.jobforge_set_template_enabled is
-  'Enable or disable a job template (global), and optionally set the inputs it stores encrypted (p_encrypt_fields). service_role only.';
+  'Enable or disable a job template (global), and optionally set the inputs it stores encrypted (p_encrypt_fields) and the priority of its jobs (p_default_priority). service_role only.';
 
 create function public.jobforge_request_job(
   p_tenant_id uuid,

@@ -669,7 +669,8 @@ create function public.jobforge_set_template_enabled(
   p_template_key text,
   p_enabled boolean,
   p_actor_id text default null,
-  p_encrypt_fields text[] default null
+  p_encrypt_fields text[] default null,
+  p_default_priority integer default null
 )
 returns jsonb
 language plpgsql
@@ -680,6 +681,7 @@ declare
   v_template public.jobforge_job_templates;
   v_previous boolean;
   v_previous_fields text[];
+  v_previous_priority smallint;
   v_name text;
 begin
   perform jobforge_private.assert_service_role();
@@ -693,6 +695,11 @@ begin
     perform jobforge_private.invalid('actor_id', jobforge_private.label_error(p_actor_id));
   end if;
 
+  if jobforge_private.priority_error(p_default_priority) is not null then
+    perform jobforge_private.invalid(
+      'default_priority', jobforge_private.priority_error(p_default_priority)
+    );
+  end if;
   if pg_catalog.cardinality(p_encrypt_fields) > 32 then
     perform jobforge_private.invalid('encrypt_fields', 'at most 32 fields');
   end if;
@@ -704,7 +711,8 @@ begin
     perform jobforge_private.invalid('encrypt_fields', 'a field is named twice');
   end if;
 
-  select t.enabled, t.encrypt_fields into v_previous, v_previous_fields
+  select t.enabled, t.encrypt_fields, t.default_priority
+  into v_previous, v_previous_fields, v_previous_priority
   from public.jobforge_job_templates t
   where t.template_key = p_template_key
   for update;
@@ -734,6 +742,7 @@ begin
   update public.jobforge_job_templates t
   set enabled = p_enabled,
     encrypt_fields = coalesce(p_encrypt_fields, t.encrypt_fields),
+    default_priority = coalesce(p_default_priority, t.default_priority),
     updated_at = now()
   where t.template_key = p_template_key
   returning t.* into v_template;
@@ -746,13 +755,18 @@ begin
           'encrypt_fields', pg_catalog.to_jsonb(p_encrypt_fields),
           'previous_encrypt_fields', pg_catalog.to_jsonb(v_previous_fields)
         ) end
+      || case when p_default_priority is null then '{}'::jsonb
+        else pg_catalog.jsonb_build_object(
+          'default_priority', p_default_priority,
+          'previous_default_priority', v_previous_priority
+        ) end
   );
   return pg_catalog.to_jsonb(v_template);
 end
 $$;
 
 comment on function public.jobforge_set_template_enabled is
-  'Enable or disable a job template (global), and optionally set the inputs it stores encrypted (p_encrypt_fields). service_role only.';
+  'Enable or disable a job template (global), and optionally set the inputs it stores encrypted (p_encrypt_fields) and the priority of its jobs (p_default_priority). service_role only.';
 
 create function public.jobforge_request_job(
   p_tenant_id uuid,

@@ -290,3 +290,21 @@ def test_the_cli_serves_the_dashboard(dash_db: str, seeded: Seeded) -> None:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def test_the_limits_page_lists_every_limit_with_its_running_jobs(
+    http: TestClient, service_client: JobForgeClient
+) -> None:
+    job_type = f"dash.{uuid.uuid4().hex[:8]}"
+    limit = service_client.set_limit(type=job_type, max_running=0)
+    try:
+        page = http.get("/limits")
+        assert page.status_code == 200
+        assert 'aria-current="page"' in page.text.split("Limits</a>")[0].rsplit("<a", 1)[1]
+        row = page.text.split(f'data-limit="{limit.id}"')[1].split("</tr>")[0]
+        assert job_type in row
+        assert "paused" in row
+        assert "each high-tier template" in page.text
+    finally:
+        service_client.delete_limit(type=job_type)
+    assert f'data-limit="{limit.id}"' not in http.get("/limits").text

@@ -351,10 +351,12 @@ def set_template_enabled(
     enabled: bool,
     actor_id: str | None = None,
     encrypt_fields: Sequence[str] | None = None,
+    default_priority: int | None = None,
 ) -> RpcCall[TemplateRow | None]:
     """Enable or disable a template for everyone (service role; audited). With
     ``encrypt_fields``, also set which top-level inputs of its jobs are stored encrypted
-    (``[]``: none)."""
+    (``[]``: none); with ``default_priority``, the priority of the jobs requested from it
+    or fired by its triggers from now on."""
     params = validate(SetTemplateEnabledParams, locals())
     return RpcCall("jobforge_set_template_enabled", params.rpc_args(), parse_one(TemplateRow))
 

@@ -312,6 +312,13 @@ def create_app(client: JobForgeClient, settings: DashboardSettings | None = None
     def build_templates(request: Request, reader: Reader) -> dict[str, Any]:
         return {"templates": reader.client.list_templates()}
 
+    def build_limits(request: Request, reader: Reader) -> dict[str, Any]:
+        # Limits are operator settings the service role alone may read (27_limits.sql);
+        # a user's view says so instead of failing.
+        if not settings.service_role:
+            return {"limits": None}
+        return {"limits": reader.client.list_limits()}
+
     def build_triggers(request: Request, reader: Reader) -> dict[str, Any]:
         tenant = _uuid_param(request, "tenant")
         triggers = reader._merged(
@@ -465,6 +472,7 @@ def create_app(client: JobForgeClient, settings: DashboardSettings | None = None
         Route("/events", guarded("events.html", "events", build_events)),
         Route("/templates", guarded("templates.html", "templates", build_templates)),
         Route("/templates/{key}/enabled", write(do_template), methods=["POST"]),
+        Route("/limits", guarded("limits.html", "limits", build_limits)),
         Route("/triggers", guarded("triggers.html", "triggers", build_triggers)),
         Route("/triggers/{trigger_id}/enabled", write(do_trigger), methods=["POST"]),
         Route("/audit", guarded("audit.html", "audit", build_audit)),

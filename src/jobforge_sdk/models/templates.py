@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, Strict
 
 from ._base import Bool, JsonObject, NonEmptyStr, Params, Row, TenantId
 from .jobs import JobRow
@@ -106,6 +106,7 @@ class SetTemplateEnabledParams(Params):
     enabled: Bool
     actor_id: NonEmptyStr | None = None
     encrypt_fields: Annotated[list[EncryptFieldName], Field(max_length=32)] | None = None
+    default_priority: Annotated[int, Strict(), Field(ge=-32768, le=32767)] | None = None
 
 
 class RequestJobParams(Params):
