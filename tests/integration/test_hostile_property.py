@@ -231,8 +231,10 @@ def valid_value(name: str) -> Any:
 
 # Optional arguments whose default would not be a valid call: the scan template's
 # schema requires a target; submit_event takes every field as optional (an envelope may
-# carry them instead).
+# carry them instead); set_limit needs a cap (one so high that the limit it may leave on
+# the shared database never binds).
 VALID_OPTIONAL: dict[str, Any] = {
+    "max_running": 1_000_000,
     "inputs": {"target": "db-1"},
     "target_inputs": {"target": "db-1"},
     "tenant_id": TENANT,
