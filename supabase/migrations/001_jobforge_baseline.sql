@@ -2277,7 +2277,7 @@ declare
   v_share integer;
   v_left integer;
   v_round integer := 0;
-  v_start uuid := gen_random_uuid();
+  v_start uuid := pg_catalog.gen_random_uuid();
 begin
   perform jobforge_private.assert_service_role();
 
@@ -2419,7 +2419,9 @@ begin
   -- (less when a limit has less available than that, counting what earlier rounds took),
   -- and keeps the first share of each tenant in priority order. A tenant that kept a full
   -- share stays open. The jobs taken earlier are excluded by id: SKIP LOCKED skips the
-  -- locks of other transactions only.
+  -- locks of other transactions only. Each round closes at least one tenant or fills the
+  -- claim, so few are needed; eight bound the work when concurrent claims keep taking
+  -- the rows a round counted on.
   select pg_catalog.array_agg(distinct t) into v_open from pg_catalog.unnest(v_queue_tenants) as t;
   v_left := p_limit;
   while v_left > 0 and pg_catalog.cardinality(v_open) > 0 and v_round < 8 loop
