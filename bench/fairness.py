@@ -34,10 +34,19 @@ that claim. Beside it the same scenario on a FIFO queue, measured: the bare tabl
 orders by (run_at, id), and B's and C's jobs were enqueued after A's backlog, so it
 starts them after the backlog; and the FIFO expectation at JobForge's own drain rate
 (backlog / the rate of the same loop measured on the backlog), computed, not measured.
+
+**Many tenants.** With more tenants than a claim's size, the contract says a claim serves
+one job of each of N tenants from a random starting tenant, so every tenant is served
+within a few claims. 300 tenants queue 30 jobs each (one type); the same loop claims 100
+and completes them until every tenant has had a job started, and counts the claims. Twice:
+with random (version 4) tenant ids, and with ids that share a prefix as time-ordered ids
+(version 7, made within a second) do, since the starting tenant is drawn from the whole
+uuid range.
 """
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 import uuid
@@ -69,7 +78,7 @@ from .harness import (
 )
 
 NAME = "fairness"
-MEASUREMENTS = ("limits", "fair_claim")
+MEASUREMENTS = ("limits", "fair_claim", "many_tenants")
 
 TENANTS = tuple(uuid.UUID(f"00000000-0000-4000-8000-00000fa1{i:04x}") for i in range(4))
 TYPES = ("bench.fair.mail", "bench.fair.pdf", "bench.fair.sync")
@@ -406,6 +415,105 @@ def measure_fair_claim(
     return runs
 
 
+# -- many tenants -----------------------------------------------------------------------
+
+MANY_TENANTS = 300
+MANY_JOBS = 30
+MANY_MAX_CLAIMS = 200  # every job: 300 x 30 / 100 = 90 claims; more means a broken loop
+TENANT_ID_KINDS = ("random", "time-ordered")
+
+
+def tenant_ids(kind: str, count: int, seed: int) -> list[uuid.UUID]:
+    """``count`` tenant ids: random (version 4), or as version 7 ids made 1 ms apart (48
+    bits of milliseconds since the epoch first, then random bits)."""
+    rng = random.Random(seed)
+    if kind == "random":
+        return [uuid.UUID(int=rng.getrandbits(128), version=4) for _ in range(count)]
+    start_ms = 1_765_000_000_000  # December 2025
+    ids = []
+    for n in range(count):
+        value = ((start_ms + n) << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64)
+        value |= (0b10 << 62) | rng.getrandbits(62)
+        ids.append(uuid.UUID(int=value))
+    return ids
+
+
+@dataclass(frozen=True)
+class ManyTenantsRun:
+    kind: str
+    claims_until_all: int
+    tenants_first_claims: list[int]
+
+
+def run_many_tenants(db: BenchDatabase, kind: str, seed: int) -> ManyTenantsRun:
+    """Fill, then claim and complete until every tenant had a job started."""
+    db.reset()
+    set_limits(db, "defaults")
+    tenants = tenant_ids(kind, MANY_TENANTS, seed)
+    with psycopg.connect(db.url, autocommit=True) as conn:
+        for tenant in tenants:
+            specs = [
+                {"type": FAIR_TYPE, "payload": core_queue.payload(n)} for n in range(MANY_JOBS)
+            ]
+            _enqueue(conn, tenant, specs)
+    db.analyze()
+    served: set[uuid.UUID] = set()
+    firsts: list[int] = []
+    with closing(CONSUMERS["sdk"](db.url, "bench-many")) as consumer:
+        consumer.warm_up()
+        claims = 0
+        while len(served) < MANY_TENANTS:
+            batch = consumer.claim(BATCH)
+            claims += 1
+            if not batch or claims > MANY_MAX_CLAIMS:
+                raise BenchError(f"many_tenants {kind}: {len(served)} tenants served, then stuck")
+            consumer.complete_many(batch)
+            before = len(served)
+            served.update(tenant_of(job) for job in batch)
+            if claims <= 3:
+                firsts.append(len(served) - before)
+    return ManyTenantsRun(kind, claims, firsts)
+
+
+def measure_many_tenants(db: BenchDatabase, repeats: int) -> dict[str, list[ManyTenantsRun]]:
+    runs: dict[str, list[ManyTenantsRun]] = {kind: [] for kind in TENANT_ID_KINDS}
+    for repeat in range(repeats):
+        for kind in rotate(TENANT_ID_KINDS, repeat):
+            got = run_many_tenants(db, kind, seed=repeat)
+            runs[kind].append(got)
+            log(
+                f"  many_tenants {kind}: every tenant started after {got.claims_until_all}"
+                f" claims; new tenants in the first claims {got.tenants_first_claims}"
+            )
+    return runs
+
+
+def many_tenants_table(runs: dict[str, list[ManyTenantsRun]]) -> Table:
+    table = Table(
+        title=f"Many tenants: {MANY_TENANTS} tenants queue {MANY_JOBS} jobs each (one type);"
+        f" one loop claims {BATCH} and completes them until every tenant had a job started",
+        columns=[
+            "tenant ids",
+            "claims until every tenant had a job started (each run)",
+            "tenants served for the first time by claims 1, 2, 3 (first run)",
+        ],
+    )
+    for kind, got in runs.items():
+        if got:
+            table.rows.append(
+                [
+                    "random (v4)" if kind == "random" else "time-ordered (v7, made 1 ms apart)",
+                    ", ".join(str(r.claims_until_all) for r in got),
+                    ", ".join(str(n) for n in got[0].tenants_first_claims),
+                ]
+            )
+    table.notes = [
+        f"Draining every job takes {MANY_TENANTS * MANY_JOBS // BATCH} claims; a claim that"
+        f" serves {BATCH} different tenants each time would reach all {MANY_TENANTS} in 3.",
+    ]
+    return table
+
+
 # -- the report -------------------------------------------------------------------------
 
 
@@ -587,5 +695,23 @@ def run(config: BenchConfig) -> ModuleResult:
             except (BenchError, psycopg.Error, OSError) as exc:
                 log(f"{NAME}.fair_claim failed: {exc}")
                 result.errors.append(f"fair_claim: {type(exc).__name__}: {exc}")
+        if config.wants("many_tenants"):
+            log(f"{NAME}.many_tenants")
+            try:
+                many = measure_many_tenants(db, config.repeats)
+                result.tables.append(many_tenants_table(many))
+                result.data["many_tenants"] = {
+                    kind: [
+                        {
+                            "claims_until_all": r.claims_until_all,
+                            "new_tenants_first_claims": r.tenants_first_claims,
+                        }
+                        for r in got
+                    ]
+                    for kind, got in many.items()
+                }
+            except (BenchError, psycopg.Error, OSError) as exc:
+                log(f"{NAME}.many_tenants failed: {exc}")
+                result.errors.append(f"many_tenants: {type(exc).__name__}: {exc}")
     result.seconds = time.perf_counter() - began
     return result

@@ -52,3 +52,14 @@ def test_run_all_selects_the_module_and_its_measurements() -> None:
     assert run_all.select(["fairness.fair_claim"]) == {"fairness": frozenset({"fair_claim"})}
     with pytest.raises(BenchError, match="no 'nothing'"):
         run_all.select(["fairness.nothing"])
+
+
+def test_tenant_ids_random_and_time_ordered() -> None:
+    random_ids = fairness.tenant_ids("random", 50, seed=1)
+    ordered = fairness.tenant_ids("time-ordered", 50, seed=1)
+    assert {t.version for t in random_ids} == {4}
+    assert {t.version for t in ordered} == {7}
+    assert ordered == sorted(ordered)
+    assert len(set(random_ids)) == len(set(ordered)) == 50
+    # Time-ordered ids made within a second share their first 8 hex digits.
+    assert len({t.hex[:8] for t in ordered}) == 1
