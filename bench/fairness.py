@@ -46,6 +46,7 @@ uuid range.
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
@@ -223,7 +224,7 @@ class LimitsResult:
 
     def ratio(self, a: str, b: str) -> float:
         x, y = self.series[a], self.series[b]
-        return x.median / y.median if x.runs and y.runs and y.median else float("nan")
+        return x.median / y.median if x.runs and y.runs and y.median else math.nan
 
     def paired(self, a: str, b: str) -> list[float]:
         return [x / y for x, y in zip(self.series[a].rates, self.series[b].rates, strict=False)]
@@ -353,7 +354,7 @@ class ScenarioRun:
 
     @property
     def rate(self) -> float:
-        return self.jobs / self.seconds if self.seconds > 0 else float("nan")
+        return self.jobs / self.seconds if self.seconds > 0 else math.nan
 
 
 def run_scenario(db: BenchDatabase, sizes: Sizes, state: str) -> ScenarioRun:
@@ -524,7 +525,7 @@ def _rate(series: Series) -> str:
 
 
 def _ratio(value: float) -> str:
-    return "—" if value != value else f"{value:.2f}"
+    return "—" if math.isnan(value) else f"{value:.2f}"
 
 
 def limits_table(results: list[LimitsResult]) -> Table:
@@ -545,12 +546,12 @@ def limits_table(results: list[LimitsResult]) -> Table:
     )
     for r in results:
         mark = r.ratio("limits", "defaults")
-        met = "?" if mark != mark else ("✓" if mark >= LIMIT_TARGET else "✗")
+        met = "?" if math.isnan(mark) else ("✓" if mark >= LIMIT_TARGET else "✗")
         table.rows.append(
             [
                 str(r.workers),
                 *(_rate(r.series[s]) for s in LIMIT_STATES),
-                f"{_ratio(mark)} {met}",
+                f"{mark:.3f} {met}",  # 3 digits: 0.796 is not 0.80
                 _ratio(r.ratio("limits", "empty")),
                 _ratio(r.ratio("defaults", "bare")),
                 _ratio(r.ratio("limits", "bare")),
@@ -572,7 +573,7 @@ def limits_table(results: list[LimitsResult]) -> Table:
 
 def fair_table(runs: dict[str, list[ScenarioRun]], backlog: int) -> Table:
     def med(values: list[float]) -> float:
-        return float(statistics.median(values)) if values else float("nan")
+        return float(statistics.median(values)) if values else math.nan
 
     table = Table(
         title=f"Fairness: tenant A has {backlog:,} jobs queued, then B and C enqueue"
