@@ -4,6 +4,7 @@
     python -m bench.run_all --quick            # small sizes, under 2 minutes: does it all work?
     python -m bench.run_all --only core_queue.enqueue_single
     python -m bench.run_all --only worker_latency --only peers --quick
+    python -m bench.run_all --only fairness    # fair claims, limits vs none
     python -m bench.run_all --history          # the contract's rows, empty vs 1M jobs + events
     python -m bench.run_all --database-url postgresql://postgres@127.0.0.1:5432/postgres
 
@@ -38,7 +39,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import bare, core_queue, execution_plane, history, peers, worker_latency
+from . import bare, core_queue, execution_plane, fairness, history, peers, worker_latency
 from .harness import (
     DEFAULT_SERVER_URL,
     HISTORY_MAX_SLOWDOWN,
@@ -81,6 +82,7 @@ MODULES: dict[str, Module] = {
         worker_latency.NAME, worker_latency.MEASUREMENTS, worker_latency.run
     ),
     peers.NAME: Module(peers.NAME, peers.MEASUREMENTS, peers.run),
+    fairness.NAME: Module(fairness.NAME, fairness.MEASUREMENTS, fairness.run),
 }
 
 
@@ -99,7 +101,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME",
-        help="a module (core_queue, execution_plane, worker_latency, peers) or one"
+        help="a module (core_queue, execution_plane, worker_latency, peers, fairness) or one"
         " measurement (core_queue.claim_complete); repeatable",
     )
     parser.add_argument(
