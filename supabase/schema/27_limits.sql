@@ -138,13 +138,15 @@ begin
 end
 $$;
 
--- Lock and measure the limits a claim of these (type, tenant) queues must keep: one row
--- per limit, with how many more of its jobs may start now (never below 0). The rows stay
--- locked until the claim's transaction ends, so a concurrent claim under the same limit
--- waits here and then counts what this one started. Explicit limits of a pair's type,
--- tenant or both apply; a cost tier applies to each template type of its tier that has
--- no type limit of its own, and then counts that type's jobs only.
-create function jobforge_private.claim_limits(p_types text[], p_tenants uuid[])
+-- Measure the limits a claim of these (type, tenant) queues must keep: one row per limit,
+-- with how many more of its jobs may start now (never below 0). With p_lock the rows are
+-- locked first and stay locked until the claim's transaction ends, so a concurrent claim
+-- under the same limit waits here and then counts what this one started; without it the
+-- answer is an estimate, which the claim uses to choose jobs before it locks (see
+-- jobforge_claim_jobs). Explicit limits of a pair's type, tenant or both apply; a cost
+-- tier applies to each template type of its tier that has no type limit of its own, and
+-- then counts that type's jobs only.
+create function jobforge_private.claim_limits(p_types text[], p_tenants uuid[], p_lock boolean)
 returns table (limit_id uuid, type text, tenant_id uuid, available integer)
 language plpgsql
 set search_path = ''
@@ -171,11 +173,13 @@ begin
   end if;
 
   -- In id order, so two claims that need the same rows cannot deadlock.
-  perform 1
-  from public.jobforge_limits l
-  where l.id = any (v_ids)
-  order by l.id
-  for update;
+  if p_lock then
+    perform 1
+    from public.jobforge_limits l
+    where l.id = any (v_ids)
+    order by l.id
+    for update;
+  end if;
 
   return query
   with keyed (limit_id, type, tenant_id, max_running, max_starts, per_seconds, window_start, window_starts) as (
