@@ -2319,6 +2319,8 @@ declare
   v_round integer := 0;
   v_first uuid;
   v_last uuid;
+  v_first_type text;
+  v_last_type text;
 begin
   perform jobforge_private.assert_service_role();
 
@@ -2350,7 +2352,8 @@ begin
   -- tenants in between.
   --
   -- One type whose queued jobs are all one tenant's (a worker of one queue, the common
-  -- case) is one queue: its first and last tenant in the index are the same, two probes
+  -- case), or a claim of every type while the queued jobs are all one type of one
+  -- tenant's, is one queue: the first and last entries of the index agree, two probes
   -- instead of the walk below.
   if pg_catalog.cardinality(p_types) = 1 then
     select q.tenant_id into v_first
@@ -2368,6 +2371,25 @@ begin
     limit 1;
     if v_first = v_last then
       v_queue_types := array[p_types[pg_catalog.array_lower(p_types, 1)]];
+      v_queue_tenants := array[v_first];
+    end if;
+  elsif p_types is null then
+    -- Every type: the same two probes over the whole index.
+    select q.type, q.tenant_id into v_first_type, v_first
+    from public.jobforge_jobs q
+    where q.status = 'queued'
+    order by q.type, q.tenant_id, q.priority desc, q.run_at, q.id
+    limit 1;
+    if v_first is null then
+      return '[]'::json;
+    end if;
+    select q.type, q.tenant_id into v_last_type, v_last
+    from public.jobforge_jobs q
+    where q.status = 'queued'
+    order by q.type desc, q.tenant_id desc, q.priority, q.run_at desc, q.id desc
+    limit 1;
+    if v_first_type = v_last_type and v_first = v_last then
+      v_queue_types := array[v_first_type];
       v_queue_tenants := array[v_first];
     end if;
   end if;
