@@ -573,7 +573,15 @@ def _create_trigger(params: TriggerParams) -> Steps[Trigger | None]:
     the trigger keeps them for every job it requests, and the database refuses plaintext
     there (the ciphertext is bound to the tenant, the template and the field, as a
     request_job's is, so the jobs it makes decrypt alike)."""
-    template = yield from steps_of(template_of_job(template_key=params.target_template_key))
+    try:
+        plan = template_of_job(template_key=params.target_template_key)
+    except InvalidInputError as exc:
+        # The key is the trigger's target_template_key: name it so.
+        reason = exc.message.partition(": ")[2]
+        raise InvalidInputError(
+            f"target_template_key: {reason}", field="target_template_key", code=None
+        ) from None
+    template = yield from steps_of(plan)
     if template.encrypt_fields:
         flags: FeatureFlags = yield FLAGS
         inputs = encrypt_fields(
