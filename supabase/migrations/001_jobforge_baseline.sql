@@ -2523,11 +2523,7 @@ begin
         select 1 from pg_catalog.unnest(v_queue_types) as q (type) where q.type like 'autopilot.%'
       )
   ) then
-    select
-      pg_catalog.array_agg(l.limit_id),
-      pg_catalog.array_agg(l.type),
-      pg_catalog.array_agg(l.tenant_id),
-      pg_catalog.array_agg(l.available)
+    select l.limit_ids, l.types, l.tenants, l.available
     into v_limit_ids, v_limit_types, v_limit_tenants, v_limit_available
     from jobforge_private.claim_limits(v_queue_types, v_queue_tenants, false) as l;
   end if;
@@ -2652,11 +2648,7 @@ begin
   -- rounds took; the first ones, in the order taken, are kept. A job no limit counts is
   -- kept.
   if v_limit_ids is not null and pg_catalog.cardinality(v_ids) > 0 then
-    select
-      pg_catalog.array_agg(l.limit_id),
-      pg_catalog.array_agg(l.type),
-      pg_catalog.array_agg(l.tenant_id),
-      pg_catalog.array_agg(l.available)
+    select l.limit_ids, l.types, l.tenants, l.available
     into v_limit_ids, v_limit_types, v_limit_tenants, v_limit_available
     from jobforge_private.claim_limits(v_queue_types, v_queue_tenants, true) as l;
   end if;
@@ -3338,6 +3330,31 @@ revoke all on table public.jobforge_limits from public, anon, authenticated, ser
 insert into public.jobforge_limits (cost_tier, max_running)
 values ('medium', 16), ('high', 4);
 
+-- Why a limit's key is refused, as {field, reason}, or null when it is fine: a type, a
+-- tenant, both, or a cost tier alone.
+create function jobforge_private.limit_key_error(p_type text, p_tenant_id uuid, p_cost_tier text)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_cost_tier is not null then
+    if p_cost_tier not in ('low', 'medium', 'high') then
+      return '{"field": "cost_tier", "reason": "must be low, medium or high"}'::jsonb;
+    elsif p_type is not null or p_tenant_id is not null then
+      return '{"field": "cost_tier", "reason": "cannot be combined with type or tenant_id"}'::jsonb;
+    end if;
+  elsif p_type is null and p_tenant_id is null then
+    return '{"field": "type", "reason": "type, tenant_id or cost_tier is required"}'::jsonb;
+  end if;
+  if p_type is not null and jobforge_private.type_error(p_type) is not null then
+    return pg_catalog.jsonb_build_object('field', 'type', 'reason', jobforge_private.type_error(p_type));
+  end if;
+  return null;
+end
+$$;
+
 -- Why a limit's key or caps are refused, as {field, reason}, or null when they are fine.
 create function jobforge_private.limit_error(
   p_type text,
@@ -3352,20 +3369,14 @@ language plpgsql
 immutable
 set search_path = ''
 as $$
+declare
+  v_key_error jsonb := jobforge_private.limit_key_error(p_type, p_tenant_id, p_cost_tier);
 begin
-  if p_cost_tier is not null then
-    if p_cost_tier not in ('low', 'medium', 'high') then
-      return '{"field": "cost_tier", "reason": "must be low, medium or high"}'::jsonb;
-    elsif p_type is not null or p_tenant_id is not null then
-      return '{"field": "cost_tier", "reason": "cannot be combined with type or tenant_id"}'::jsonb;
-    elsif p_max_starts is not null or p_per_seconds is not null then
-      return '{"field": "max_starts", "reason": "a cost tier limits running jobs only"}'::jsonb;
-    end if;
-  elsif p_type is null and p_tenant_id is null then
-    return '{"field": "type", "reason": "type, tenant_id or cost_tier is required"}'::jsonb;
+  if v_key_error is not null then
+    return v_key_error;
   end if;
-  if p_type is not null and jobforge_private.type_error(p_type) is not null then
-    return pg_catalog.jsonb_build_object('field', 'type', 'reason', jobforge_private.type_error(p_type));
+  if p_cost_tier is not null and (p_max_starts is not null or p_per_seconds is not null) then
+    return '{"field": "max_starts", "reason": "a cost tier limits running jobs only"}'::jsonb;
   end if;
   if p_max_running not between 0 and 1000000 then
     return '{"field": "max_running", "reason": "must be between 0 and 1000000"}'::jsonb;
@@ -3426,16 +3437,24 @@ begin
 end
 $$;
 
--- Measure the limits a claim of these (type, tenant) queues must keep: one row per limit,
--- with how many more of its jobs may start now (never below 0). With p_lock the rows are
+-- Measure the limits a claim of these (type, tenant) queues must keep: per limit, its id,
+-- key, and how many more of its jobs may start now (never below 0), as parallel arrays
+-- (null when none applies), which is how the claim carries them between statements. With p_lock the rows are
 -- locked first and stay locked until the claim's transaction ends, so a concurrent claim
 -- under the same limit waits here and then counts what this one started; without it the
 -- answer is an estimate, which the claim uses to choose jobs before it locks (see
 -- jobforge_claim_jobs). Explicit limits of a pair's type, tenant or both apply; a cost
 -- tier applies to each template type of its tier that has no type limit of its own, and
 -- then counts that type's jobs only.
-create function jobforge_private.claim_limits(p_types text[], p_tenants uuid[], p_lock boolean)
-returns table (limit_id uuid, type text, tenant_id uuid, available integer)
+create function jobforge_private.claim_limits(
+  p_types text[],
+  p_tenants uuid[],
+  p_lock boolean,
+  out limit_ids uuid[],
+  out types text[],
+  out tenants uuid[],
+  out available integer[]
+)
 language plpgsql
 set search_path = ''
 as $$
@@ -3469,7 +3488,6 @@ begin
     for update;
   end if;
 
-  return query
   with keyed (limit_id, type, tenant_id, max_running, max_starts, per_seconds, window_start, window_starts) as (
     select l.id, l.type, l.tenant_id, l.max_running, l.max_starts, l.per_seconds, l.window_start, l.window_starts
     from public.jobforge_limits l
@@ -3487,10 +3505,10 @@ begin
       )
   )
   select
-    k.limit_id,
-    k.type,
-    k.tenant_id,
-    greatest(
+    pg_catalog.array_agg(k.limit_id),
+    pg_catalog.array_agg(k.type),
+    pg_catalog.array_agg(k.tenant_id),
+    pg_catalog.array_agg(greatest(
       0,
       least(
         k.max_running - (
@@ -3505,7 +3523,8 @@ begin
           else 0
         end
       )
-    )
+    ))
+  into limit_ids, types, tenants, available
   from keyed k;
 end
 $$;
@@ -3632,17 +3651,13 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_error jsonb;
   v_limit public.jobforge_limits;
 begin
   perform jobforge_private.assert_service_role();
-  if p_cost_tier is not null and p_cost_tier not in ('low', 'medium', 'high') then
-    perform jobforge_private.invalid('cost_tier', 'must be low, medium or high');
-  end if;
-  if p_cost_tier is null and p_type is null and p_tenant_id is null then
-    perform jobforge_private.invalid('type', 'type, tenant_id or cost_tier is required');
-  end if;
-  if p_type is not null and jobforge_private.type_error(p_type) is not null then
-    perform jobforge_private.invalid('type', jobforge_private.type_error(p_type));
+  v_error := jobforge_private.limit_key_error(p_type, p_tenant_id, p_cost_tier);
+  if v_error is not null then
+    perform jobforge_private.invalid(v_error ->> 'field', v_error ->> 'reason');
   end if;
   if jobforge_private.label_error(p_actor_id) is not null then
     perform jobforge_private.invalid('actor_id', jobforge_private.label_error(p_actor_id));
@@ -7092,21 +7107,21 @@ declare
   v_job_id uuid;
   v_audit_id uuid;
   v_details jsonb;
+  v_missing text;
 begin
   select t.* into v_template
   from public.jobforge_job_templates t
   where t.template_key = p_trigger.target_template_key;
+  v_missing := jobforge_private.missing_connector(
+    p_trigger.tenant_id, v_template.required_connectors
+  );
 
   if not coalesce(v_template.enabled, false) then
     v_reason := 'template disabled';
-  elsif jobforge_private.missing_connector(p_trigger.tenant_id, v_template.required_connectors)
-    is not null then
+  elsif v_missing is not null then
     -- A fire is skipped (and audited as such), not raised: a scheduler would otherwise
     -- fail the same slot on every tick.
-    v_reason := pg_catalog.format(
-      'connector %s not configured',
-      jobforge_private.missing_connector(p_trigger.tenant_id, v_template.required_connectors)
-    );
+    v_reason := pg_catalog.format('connector %s not configured', v_missing);
   elsif p_trigger.last_fired_at is not null
     and now() - p_trigger.last_fired_at < pg_catalog.make_interval(secs => p_trigger.cooldown_seconds) then
     v_reason := 'cooldown';

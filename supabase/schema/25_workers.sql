@@ -300,11 +300,7 @@ begin
         select 1 from pg_catalog.unnest(v_queue_types) as q (type) where q.type like 'autopilot.%'
       )
   ) then
-    select
-      pg_catalog.array_agg(l.limit_id),
-      pg_catalog.array_agg(l.type),
-      pg_catalog.array_agg(l.tenant_id),
-      pg_catalog.array_agg(l.available)
+    select l.limit_ids, l.types, l.tenants, l.available
     into v_limit_ids, v_limit_types, v_limit_tenants, v_limit_available
     from jobforge_private.claim_limits(v_queue_types, v_queue_tenants, false) as l;
   end if;
@@ -429,11 +425,7 @@ begin
   -- rounds took; the first ones, in the order taken, are kept. A job no limit counts is
   -- kept.
   if v_limit_ids is not null and pg_catalog.cardinality(v_ids) > 0 then
-    select
-      pg_catalog.array_agg(l.limit_id),
-      pg_catalog.array_agg(l.type),
-      pg_catalog.array_agg(l.tenant_id),
-      pg_catalog.array_agg(l.available)
+    select l.limit_ids, l.types, l.tenants, l.available
     into v_limit_ids, v_limit_types, v_limit_tenants, v_limit_available
     from jobforge_private.claim_limits(v_queue_types, v_queue_tenants, true) as l;
   end if;

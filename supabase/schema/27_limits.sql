@@ -50,6 +50,31 @@ revoke all on table public.jobforge_limits from public, anon, authenticated, ser
 insert into public.jobforge_limits (cost_tier, max_running)
 values ('medium', 16), ('high', 4);
 
+-- Why a limit's key is refused, as {field, reason}, or null when it is fine: a type, a
+-- tenant, both, or a cost tier alone.
+create function jobforge_private.limit_key_error(p_type text, p_tenant_id uuid, p_cost_tier text)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+begin
+  if p_cost_tier is not null then
+    if p_cost_tier not in ('low', 'medium', 'high') then
+      return '{"field": "cost_tier", "reason": "must be low, medium or high"}'::jsonb;
+    elsif p_type is not null or p_tenant_id is not null then
+      return '{"field": "cost_tier", "reason": "cannot be combined with type or tenant_id"}'::jsonb;
+    end if;
+  elsif p_type is null and p_tenant_id is null then
+    return '{"field": "type", "reason": "type, tenant_id or cost_tier is required"}'::jsonb;
+  end if;
+  if p_type is not null and jobforge_private.type_error(p_type) is not null then
+    return pg_catalog.jsonb_build_object('field', 'type', 'reason', jobforge_private.type_error(p_type));
+  end if;
+  return null;
+end
+$$;
+
 -- Why a limit's key or caps are refused, as {field, reason}, or null when they are fine.
 create function jobforge_private.limit_error(
   p_type text,
@@ -64,20 +89,14 @@ language plpgsql
 immutable
 set search_path = ''
 as $$
+declare
+  v_key_error jsonb := jobforge_private.limit_key_error(p_type, p_tenant_id, p_cost_tier);
 begin
-  if p_cost_tier is not null then
-    if p_cost_tier not in ('low', 'medium', 'high') then
-      return '{"field": "cost_tier", "reason": "must be low, medium or high"}'::jsonb;
-    elsif p_type is not null or p_tenant_id is not null then
-      return '{"field": "cost_tier", "reason": "cannot be combined with type or tenant_id"}'::jsonb;
-    elsif p_max_starts is not null or p_per_seconds is not null then
-      return '{"field": "max_starts", "reason": "a cost tier limits running jobs only"}'::jsonb;
-    end if;
-  elsif p_type is null and p_tenant_id is null then
-    return '{"field": "type", "reason": "type, tenant_id or cost_tier is required"}'::jsonb;
+  if v_key_error is not null then
+    return v_key_error;
   end if;
-  if p_type is not null and jobforge_private.type_error(p_type) is not null then
-    return pg_catalog.jsonb_build_object('field', 'type', 'reason', jobforge_private.type_error(p_type));
+  if p_cost_tier is not null and (p_max_starts is not null or p_per_seconds is not null) then
+    return '{"field": "max_starts", "reason": "a cost tier limits running jobs only"}'::jsonb;
   end if;
   if p_max_running not between 0 and 1000000 then
     return '{"field": "max_running", "reason": "must be between 0 and 1000000"}'::jsonb;
@@ -138,16 +157,24 @@ begin
 end
 $$;
 
--- Measure the limits a claim of these (type, tenant) queues must keep: one row per limit,
--- with how many more of its jobs may start now (never below 0). With p_lock the rows are
+-- Measure the limits a claim of these (type, tenant) queues must keep: per limit, its id,
+-- key, and how many more of its jobs may start now (never below 0), as parallel arrays
+-- (null when none applies), which is how the claim carries them between statements. With p_lock the rows are
 -- locked first and stay locked until the claim's transaction ends, so a concurrent claim
 -- under the same limit waits here and then counts what this one started; without it the
 -- answer is an estimate, which the claim uses to choose jobs before it locks (see
 -- jobforge_claim_jobs). Explicit limits of a pair's type, tenant or both apply; a cost
 -- tier applies to each template type of its tier that has no type limit of its own, and
 -- then counts that type's jobs only.
-create function jobforge_private.claim_limits(p_types text[], p_tenants uuid[], p_lock boolean)
-returns table (limit_id uuid, type text, tenant_id uuid, available integer)
+create function jobforge_private.claim_limits(
+  p_types text[],
+  p_tenants uuid[],
+  p_lock boolean,
+  out limit_ids uuid[],
+  out types text[],
+  out tenants uuid[],
+  out available integer[]
+)
 language plpgsql
 set search_path = ''
 as $$
@@ -181,7 +208,6 @@ begin
     for update;
   end if;
 
-  return query
   with keyed (limit_id, type, tenant_id, max_running, max_starts, per_seconds, window_start, window_starts) as (
     select l.id, l.type, l.tenant_id, l.max_running, l.max_starts, l.per_seconds, l.window_start, l.window_starts
     from public.jobforge_limits l
@@ -199,10 +225,10 @@ begin
       )
   )
   select
-    k.limit_id,
-    k.type,
-    k.tenant_id,
-    greatest(
+    pg_catalog.array_agg(k.limit_id),
+    pg_catalog.array_agg(k.type),
+    pg_catalog.array_agg(k.tenant_id),
+    pg_catalog.array_agg(greatest(
       0,
       least(
         k.max_running - (
@@ -217,7 +243,8 @@ begin
           else 0
         end
       )
-    )
+    ))
+  into limit_ids, types, tenants, available
   from keyed k;
 end
 $$;
@@ -344,17 +371,13 @@ security definer
 set search_path = ''
 as $$
 declare
+  v_error jsonb;
   v_limit public.jobforge_limits;
 begin
   perform jobforge_private.assert_service_role();
-  if p_cost_tier is not null and p_cost_tier not in ('low', 'medium', 'high') then
-    perform jobforge_private.invalid('cost_tier', 'must be low, medium or high');
-  end if;
-  if p_cost_tier is null and p_type is null and p_tenant_id is null then
-    perform jobforge_private.invalid('type', 'type, tenant_id or cost_tier is required');
-  end if;
-  if p_type is not null and jobforge_private.type_error(p_type) is not null then
-    perform jobforge_private.invalid('type', jobforge_private.type_error(p_type));
+  v_error := jobforge_private.limit_key_error(p_type, p_tenant_id, p_cost_tier);
+  if v_error is not null then
+    perform jobforge_private.invalid(v_error ->> 'field', v_error ->> 'reason');
   end if;
   if jobforge_private.label_error(p_actor_id) is not null then
     perform jobforge_private.invalid('actor_id', jobforge_private.label_error(p_actor_id));

@@ -219,21 +219,21 @@ declare
   v_job_id uuid;
   v_audit_id uuid;
   v_details jsonb;
+  v_missing text;
 begin
   select t.* into v_template
   from public.jobforge_job_templates t
   where t.template_key = p_trigger.target_template_key;
+  v_missing := jobforge_private.missing_connector(
+    p_trigger.tenant_id, v_template.required_connectors
+  );
 
   if not coalesce(v_template.enabled, false) then
     v_reason := 'template disabled';
-  elsif jobforge_private.missing_connector(p_trigger.tenant_id, v_template.required_connectors)
-    is not null then
+  elsif v_missing is not null then
     -- A fire is skipped (and audited as such), not raised: a scheduler would otherwise
     -- fail the same slot on every tick.
-    v_reason := pg_catalog.format(
-      'connector %s not configured',
-      jobforge_private.missing_connector(p_trigger.tenant_id, v_template.required_connectors)
-    );
+    v_reason := pg_catalog.format('connector %s not configured', v_missing);
   elsif p_trigger.last_fired_at is not null
     and now() - p_trigger.last_fired_at < pg_catalog.make_interval(secs => p_trigger.cooldown_seconds) then
     v_reason := 'cooldown';

@@ -12,6 +12,7 @@ from typing import Any
 from jobforge_sdk.models.limits import JobLimit
 from jobforge_sdk.tooling.cli import (
     EXIT_OK,
+    _cell,
     _client,
     _db,
     _flags,
@@ -35,10 +36,6 @@ def _key(row: JobLimit) -> str:
         f"tenant {row.tenant_id}" if row.tenant_id else "",
     ]
     return ", ".join(part for part in parts if part)
-
-
-def _cell(value: int | None, suffix: str = "") -> str:
-    return "-" if value is None else f"{value}{suffix}"
 
 
 def _key_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,7 +81,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
                 _cell(r.max_running),
                 r.running,
                 _cell(r.max_starts),
-                _cell(r.per_seconds, "s"),
+                _cell(None if r.per_seconds is None else f"{r.per_seconds}s"),
                 r.updated_at,
             ]
             for r in rows
